@@ -1,0 +1,151 @@
+"""The one typed settings object, and the only place that reads the environment.
+
+Every field has a default, an environment variable and (in ``stream.cli``) a
+flag. Precedence: flag > environment > default. ``Settings`` is frozen: derive a
+changed copy with :meth:`Settings.replace`, which validates again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from online.engine import EngineConfig
+from stream.topics import TopicSpec
+
+
+def _env(name: str, help: str) -> Any:
+    """Field metadata: the environment variable that sets it and what it means."""
+    return {"env": name, "help": help}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = field(default="127.0.0.1:9092", metadata=_env(
+        "KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, host:port[,host:port]"))
+    app_id: str = field(default="streamrec", metadata=_env(
+        "STREAMREC_APP_ID", "Faust app id = consumer group of the workers"))
+    topic_events: str = field(default="events", metadata=_env("STREAMREC_TOPIC_EVENTS", "events topic"))
+    topic_requests: str = field(default="rec-requests", metadata=_env(
+        "STREAMREC_TOPIC_REQUESTS", "recommendation requests topic"))
+    topic_recommendations: str = field(default="recommendations", metadata=_env(
+        "STREAMREC_TOPIC_RECOMMENDATIONS", "recommendation lists topic"))
+    topic_dlq: str = field(default="events-dlq", metadata=_env("STREAMREC_TOPIC_DLQ", "dead-letter topic"))
+    topic_model_updates: str = field(default="model-updates", metadata=_env(
+        "STREAMREC_TOPIC_MODEL_UPDATES", "encoder version announcements"))
+    topic_tuning: str = field(default="tuning", metadata=_env("STREAMREC_TOPIC_TUNING", "tuner snapshots"))
+    partitions: int = field(default=8, metadata=_env(
+        "STREAMREC_PARTITIONS", "partitions of events, rec-requests and recommendations"))
+    # Serving
+    k: int = field(default=10, metadata=_env("STREAMREC_K", "default list length"))
+    max_k: int = field(default=200, metadata=_env("STREAMREC_MAX_K", "largest k a request may ask for"))
+    push: bool = field(default=True, metadata=_env(
+        "STREAMREC_PUSH", "publish a fresh list for every user in each processed batch"))
+    batch_max: int = field(default=2_000, metadata=_env(
+        "STREAMREC_BATCH_MAX", "most messages the events agent takes per micro-batch"))
+    batch_within_s: float = field(default=0.005, metadata=_env(
+        "STREAMREC_BATCH_WITHIN_S", "longest wait to fill a micro-batch, seconds"))
+    fetch_max_wait_ms: int = field(default=10, metadata=_env(
+        "STREAMREC_FETCH_MAX_WAIT_MS", "consumer long-poll wait (Faust hard-codes 1500 ms; we override)"))
+    session_timeout_s: float = field(default=6.0, metadata=_env(
+        "STREAMREC_SESSION_TIMEOUT_S", "consumer group session timeout, seconds"))
+    rebalance_timeout_s: float = field(default=3.0, metadata=_env(
+        "STREAMREC_REBALANCE_TIMEOUT_S", "consumer group rebalance timeout, seconds"))
+    max_message_bytes: int = field(default=1_000_000, metadata=_env(
+        "STREAMREC_MAX_MESSAGE_BYTES", "larger events messages go to the DLQ"))
+    max_event_bytes: int = field(default=16_384, metadata=_env(
+        "STREAMREC_MAX_EVENT_BYTES", "an event object larger than this goes to the DLQ"))
+    max_events_per_message: int = field(default=10_000, metadata=_env(
+        "STREAMREC_MAX_EVENTS_PER_MESSAGE", "a longer JSON array goes to the DLQ"))
+    # Online model
+    half_life: float = field(default=5_000.0, metadata=_env(
+        "STREAMREC_HALF_LIFE", "popularity half-life, in events"))
+    popularity_weight: float = field(default=0.3, metadata=_env(
+        "STREAMREC_POPULARITY_WEIGHT", "blend weight of decayed popularity"))
+    next_item_weight: float = field(default=1.0, metadata=_env(
+        "STREAMREC_NEXT_ITEM_WEIGHT", "blend weight of next-item co-occurrence"))
+    history_len: int = field(default=50, metadata=_env("STREAMREC_HISTORY_LEN", "recent items kept per user"))
+    max_users: int = field(default=1_000_000, metadata=_env(
+        "STREAMREC_MAX_USERS", "users kept in memory; least recently active evicted"))
+    max_items: int = field(default=1_000_000, metadata=_env("STREAMREC_MAX_ITEMS", "items kept in memory"))
+    # Processes
+    metrics_host: str = field(default="127.0.0.1", metadata=_env(
+        "STREAMREC_METRICS_HOST", "address of the worker's /metrics and health endpoints"))
+    metrics_port: int = field(default=6066, metadata=_env(
+        "STREAMREC_METRICS_PORT", "port of the worker's /metrics and health endpoints"))
+    data_dir: str = field(default="/tmp/streamrec", metadata=_env(
+        "STREAMREC_DATA_DIR", "worker's local data directory"))
+    log_level: str = field(default="info", metadata=_env("STREAMREC_LOG_LEVEL", "log level"))
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("partitions", "k", "max_k", "batch_max", "max_message_bytes", "max_event_bytes",
+                     "history_len", "max_users", "max_items", "max_events_per_message"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.k > self.max_k:
+            problems.append(f"k={self.k} exceeds max_k={self.max_k}")
+        if self.half_life <= 0:
+            problems.append("half_life must be positive")
+        if not 0 <= self.metrics_port <= 65535:
+            problems.append(f"metrics_port {self.metrics_port} is not a port")
+        if self.session_timeout_s <= 0 or self.rebalance_timeout_s <= 0:
+            problems.append("group timeouts must be positive")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then environment variables, then ``overrides`` (flags that were given)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def env_table(cls) -> list[tuple[str, str, Any, str]]:
+        """(field, environment variable, default, help) for docs and ``--help``."""
+        return [(f.name, f.metadata["env"], f.default, f.metadata["help"]) for f in fields(cls)]
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic streamrec uses, with its partition count."""
+        keyed = self.partitions
+        return [
+            TopicSpec(self.topic_events, keyed),
+            TopicSpec(self.topic_requests, keyed),
+            TopicSpec(self.topic_recommendations, keyed),
+            TopicSpec(self.topic_dlq, 1),
+            TopicSpec(self.topic_model_updates, 1),
+            TopicSpec(self.topic_tuning, 1),
+        ]
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            k=self.k, half_life=self.half_life, popularity_weight=self.popularity_weight,
+            next_item_weight=self.next_item_weight, history_len=self.history_len,
+            max_users=self.max_users, max_items=self.max_items,
+        )
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{f.metadata['env']}={raw!r} is not a boolean")
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from exc
