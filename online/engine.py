@@ -9,6 +9,7 @@ near the bare pipe's throughput.
 from __future__ import annotations
 
 import heapq
+from operator import itemgetter
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -19,6 +20,9 @@ from online.prequential import PrequentialStats
 from online.sequential import NextItem
 
 
+_by_score = itemgetter(1)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Hyper-parameters of :class:`StreamingRecommender` (plain data; settings fill it)."""
@@ -27,13 +31,14 @@ class EngineConfig:
     half_life: float = 5_000.0
     popularity_weight: float = 0.3
     next_item_weight: float = 1.0
-    popularity_candidates: int = 50
+    popularity_candidates: int = 20
     history_len: int = 50
     max_seen: int = 2_000
     max_users: int = 1_000_000
     max_items: int = 1_000_000
     followers_cap: int = 32
     lookback: int = 3
+    vote_top: int = 24
 
 
 class UserState:
@@ -65,7 +70,8 @@ class StreamingRecommender:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config = config or EngineConfig()
         self.popularity = DecayedPopularity(config.half_life, config.max_items)
-        self.next_item = NextItem(config.followers_cap, config.lookback, max_items=config.max_items)
+        self.next_item = NextItem(config.followers_cap, config.lookback, max_items=config.max_items,
+                                 vote_top=config.vote_top)
         self.prequential = PrequentialStats(k=config.k)
         self._users: OrderedDict[str, UserState] = OrderedDict()
         self.events_learned = 0
@@ -126,18 +132,32 @@ class StreamingRecommender:
         history = state.history if state is not None else ()
         seen = state.seen if state is not None else frozenset()
         votes = self.next_item.votes(history)
-        pool = set(votes)
-        pool.update(self.popularity.top(cfg.popularity_candidates + min(len(seen), 200)))
-        pool.difference_update(seen)
-        if exclude:
-            pool.difference_update(exclude)
-        items = list(pool)
-        pop_scores = self.popularity.score(user_id, history, items)
+        popular = self.popularity.top_scores(max(256, cfg.popularity_candidates))
+        excluded = set(exclude) if exclude else ()
         w_seq, w_pop = cfg.next_item_weight, cfg.popularity_weight
-        scored = [(w_seq * votes.get(item, 0.0) + w_pop * pop, item)
-                  for item, pop in zip(items, pop_scores)]
-        best = heapq.nlargest(k, scored)
-        ranked = [(item, score) for score, item in best]
+        pop_of = popular.get
+        scores: dict[str, float] = {}
+        for item, vote in votes.items():
+            if item not in seen and item not in excluded:
+                pop = pop_of(item)
+                if pop is None:
+                    pop = self.popularity.score_of(item)
+                scores[item] = w_seq * vote + w_pop * pop
+        wanted = max(cfg.popularity_candidates, k)
+        for item, pop in popular.items():
+            if item not in scores and item not in seen and item not in excluded:
+                scores[item] = w_pop * pop
+                wanted -= 1
+                if wanted <= 0:
+                    break
+        if wanted > 0 and len(popular) < self.n_items:  # a user who has seen most of the head
+            for item in self.popularity.top(self.n_items):
+                if item not in scores and item not in seen and item not in excluded:
+                    scores[item] = w_pop * self.popularity.score_of(item)
+                    wanted -= 1
+                    if wanted <= 0:
+                        break
+        ranked = heapq.nlargest(k, scores.items(), key=_by_score)
         if record and state is not None:
             state.last_list = tuple(item for item, _ in ranked)
         return ranked

@@ -49,6 +49,7 @@ class DecayedPopularity:
         self._exponent = 0.0  # log2 of the current increment
         self._top_cache: list[str] | None = None
         self._best: float | None = None
+        self._top_scores: dict[str, float] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -83,6 +84,7 @@ class DecayedPopularity:
             self._exponent = 0.0
         self._top_cache = None
         self._best = None
+        self._top_scores = None
 
     def score_of(self, item_id: str) -> float:
         """Popularity relative to the most popular item, in [0, 1]."""
@@ -113,12 +115,29 @@ class DecayedPopularity:
         self._top_cache = [self._items[i] for i in order]
         return self._top_cache[:n]
 
+    def top_scores(self, n: int = 256) -> dict[str, float]:
+        """The top ``n`` items with their relative popularity, best first (cached per batch)."""
+        cached = self._top_scores
+        if cached is None or (len(cached) < n and len(cached) < len(self._items)):
+            best = self._max_score()
+            top = self.top(n)
+            if best <= 0:
+                cached = dict.fromkeys(top, 0.0)
+            else:
+                values = (self._scores[[self._index[i] for i in top]] / best).tolist()
+                cached = dict(zip(top, values))
+            self._top_scores = cached
+        return cached
+
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
         return self.top(n)
 
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         best = self._max_score()
-        if best <= 0:
+        if best <= 0 or not items:
             return [0.0] * len(items)
-        index, scores = self._index, self._scores
-        return [float(scores[index[i]] / best) if i in index else 0.0 for i in items]
+        get = self._index.get
+        slots = np.fromiter((get(i, -1) for i in items), dtype=np.int64, count=len(items))
+        values = self._scores[slots] / best
+        values[slots < 0] = 0.0
+        return values.tolist()

@@ -24,6 +24,9 @@ class NextItem:
         most recent votes with weight ``decay ** i``.
     decay
         Weight ratio between successive lookback positions.
+    vote_top
+        Only the strongest ``vote_top`` followers of each recent item vote; this
+        bounds the candidate pool and so the cost of a request.
 
     Examples
     --------
@@ -37,12 +40,16 @@ class NextItem:
     name = "next_item"
 
     def __init__(self, followers_cap: int = 32, lookback: int = 3, decay: float = 0.5,
-                 max_items: int = 1_000_000) -> None:
+                 max_items: int = 1_000_000, vote_top: int = 12) -> None:
         self.followers_cap = int(followers_cap)
         self.lookback = int(lookback)
         self.decay = float(decay)
         self.max_items = int(max_items)
+        self.vote_top = int(vote_top)
         self._followers: dict[str, dict[str, float]] = {}
+        # item -> its strongest followers with weights normalised to the strongest (1.0);
+        # dropped whenever the item's table changes, rebuilt on the next request.
+        self._top: dict[str, list[tuple[str, float]]] = {}
 
     def __len__(self) -> int:
         return len(self._followers)
@@ -50,6 +57,7 @@ class NextItem:
     def learn_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Learn (previous item, next item) transitions."""
         followers = self._followers
+        stale = self._top
         cap2 = 2 * self.followers_cap
         for prev, item in pairs:
             if prev == item:
@@ -57,9 +65,12 @@ class NextItem:
             table = followers.get(prev)
             if table is None:
                 if len(followers) >= self.max_items:
-                    followers.pop(next(iter(followers)))  # oldest inserted item
+                    evicted = next(iter(followers))  # oldest inserted item
+                    followers.pop(evicted)
+                    stale.pop(evicted, None)
                 table = followers[prev] = {}
             table[item] = table.get(item, 0.0) + 1.0
+            stale.pop(prev, None)
             if len(table) > cap2:
                 kept = sorted(table.items(), key=lambda kv: kv[1], reverse=True)[: self.followers_cap]
                 followers[prev] = dict(kept)
@@ -68,16 +79,26 @@ class NextItem:
         """Interactions alone carry no order per user; the engine calls :meth:`learn_pairs`."""
         raise NotImplementedError("NextItem learns transitions; use learn_pairs()")
 
+    def strongest(self, item_id: str) -> list[tuple[str, float]]:
+        """The ``vote_top`` strongest followers of an item, weights relative to the first."""
+        top = self._top.get(item_id)
+        if top is None:
+            table = self._followers.get(item_id)
+            if not table:
+                return []
+            ranked = sorted(table.items(), key=lambda kv: kv[1], reverse=True)[: self.vote_top]
+            best = ranked[0][1]
+            top = self._top[item_id] = [(item, count / best) for item, count in ranked]
+        return top
+
     def votes(self, history: Sequence[str]) -> dict[str, float]:
-        """Follower scores of the user's last items, each table normalised to its maximum."""
+        """Candidate items voted by the user's last items; the i-th most recent votes ``decay**i``."""
         out: dict[str, float] = {}
         weight = 1.0
+        get = out.get
         for prev in reversed(history[-self.lookback:]):
-            table = self._followers.get(prev)
-            if table:
-                top = max(table.values())
-                for item, count in table.items():
-                    out[item] = out.get(item, 0.0) + weight * count / top
+            for item, share in self.strongest(prev):
+                out[item] = get(item, 0.0) + weight * share
             weight *= self.decay
         return out
 
