@@ -1,0 +1,109 @@
+"""The composition root: builds the Faust app, its agents, metrics and web pages.
+
+Only this module wires ``online`` (the learning) to Kafka. Agents are a few lines
+each: take a micro-batch of raw messages, hand it to :class:`EventProcessor`,
+publish what it returns with :class:`BatchSender`, and only then let Faust ack
+(and later commit) the input offsets.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
+
+from online.engine import StreamingRecommender
+from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor, RawMessage
+from stream.sender import BatchSender
+from stream.settings import Settings
+from stream.transport import StreamrecFaustApp
+
+log = logging.getLogger(__name__)
+
+
+def faust_broker_urls(bootstrap_servers: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
+
+
+def _raw(event: Any) -> RawMessage:
+    message = event.message
+    return RawMessage(message.value, message.key, message.topic, message.partition, message.offset,
+                      message.timestamp)
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
+               engine: StreamingRecommender | None = None) -> StreamrecFaustApp:
+    """A fresh Faust app for ``settings`` (no network work until it is started)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    app = StreamrecFaustApp(
+        settings.app_id,
+        broker=faust_broker_urls(settings.bootstrap_servers),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),
+        broker_request_timeout=max(30.0, settings.session_timeout_s + 5),
+        producer_max_batch_size=1_048_576,
+        producer_linger=0.0,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        web_enabled=True,
+        web_port=settings.metrics_port,
+        web_bind=settings.metrics_host,
+        web_host=settings.metrics_host,
+        table_standby_replicas=0,
+    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    metrics = WorkerMetrics.create(registry)
+    setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
+    processor = EventProcessor(settings, engine, metrics)
+    sender = BatchSender(lambda: app.producer._ensure_producer())
+    app.streamrec_processor = processor
+    app.streamrec_registry = registry
+
+    events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
+    requests_topic = app.topic(settings.topic_requests, partitions=settings.partitions)
+
+    async def publish(result: Any) -> None:
+        await sender.send(result.recommendations + result.dead_letters)
+        now = time.time()
+        observe = metrics.event_to_recommendation.observe
+        for out in result.recommendations:
+            if out.source_ts is not None:
+                observe(max(0.0, now - out.source_ts))
+
+    @app.agent(events_topic, name="streamrec.learn_and_push")
+    async def learn_and_push(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            started = time.perf_counter()
+            result = processor.process_events([_raw(event) for event in batch])
+            metrics.batch_processing.observe(time.perf_counter() - started)
+            await publish(result)
+
+    @app.agent(requests_topic, name="streamrec.answer_requests")
+    async def answer_requests(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            await publish(processor.process_requests([_raw(event) for event in batch]))
+
+    @app.page("/health/live")
+    class Live(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "live"})
+
+    @app.page("/health/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            assigned = len(app.consumer.assignment()) if app._consumer is not None else 0
+            body = {"status": "ready" if assigned else "starting", "assigned_partitions": assigned,
+                    "events_learned": processor.engine.events_learned}
+            return self.json(body, status=200 if assigned else 503)
+
+    return app

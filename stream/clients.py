@@ -1,0 +1,246 @@
+"""kafka-python clients: the small Python API applications use, and what the CLI runs.
+
+* :class:`EventPublisher` sends events to ``events``. By default it batches: one
+  message carries a JSON array of events, all for users that Kafka's default
+  partitioner puts on the same partition, so per-user order and per-user state
+  stay on one partition. ``batch_events=1`` sends one event object per message.
+* :class:`RecommendationConsumer` reads lists from ``recommendations`` with manual
+  partition assignment (no group join, which Tansu makes slow) and yields dicts.
+* :class:`RequestPublisher` asks for a list explicitly on ``rec-requests``.
+
+Neither opens a connection in ``__init__``; the first send/poll does.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from online.base import Interaction
+from stream import schema
+from stream.sender import partition_for
+
+
+def event_payload(event: Interaction | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``events`` contract object for an interaction (mappings pass through)."""
+    if isinstance(event, Interaction):
+        out = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": event.ts,
+               "value": event.value}
+        if event.event_id is not None:
+            out["event_id"] = event.event_id
+        return out
+    return dict(event)
+
+
+class EventPublisher:
+    """Publish events with kafka-python, batched per partition.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``host:port[,host:port]``.
+    batch_events
+        Events per message; 1 sends single-event objects, more sends JSON arrays.
+    extra_config
+        Passed through to ``kafka.KafkaProducer`` (security settings, acks, ...).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str = "events", batch_events: int = 200,
+                 extra_config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.batch_events = max(1, int(batch_events))
+        self.extra_config = dict(extra_config or {})
+        self._producer: Any = None
+        self._partitions = 0
+        self._buffers: dict[int, list[dict[str, Any]]] = {}
+        self._partition_of: dict[str, int] = {}
+        self.events_sent = 0
+        self.messages_sent = 0
+
+    @property
+    def producer(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            config = {"bootstrap_servers": self.bootstrap_servers.split(","), "acks": 1, "linger_ms": 2,
+                      "max_request_size": 4_194_304, "client_id": "streamrec-publisher"}
+            config.update(self.extra_config)
+            self._producer = KafkaProducer(**config)
+            partitions = self._producer.partitions_for(self.topic)
+            self._partitions = len(partitions) if partitions else 1
+        return self._producer
+
+    def partition(self, user_id: str) -> int:
+        found = self._partition_of.get(user_id)
+        if found is None:
+            producer = self.producer  # noqa: F841 - ensures the partition count is known
+            found = self._partition_of[user_id] = partition_for(user_id.encode(), self._partitions)
+        return found
+
+    def publish(self, event: Interaction | Mapping[str, Any]) -> None:
+        """Queue one event; it is sent when its partition's batch is full or on :meth:`flush`."""
+        payload = event_payload(event)
+        user_id = str(payload["user_id"])
+        if self.batch_events == 1:
+            self._send(self.partition(user_id), user_id.encode(), schema.encode(payload), 1)
+            return
+        partition = self.partition(user_id)
+        buffer = self._buffers.setdefault(partition, [])
+        buffer.append(payload)
+        if len(buffer) >= self.batch_events:
+            self._flush_partition(partition)
+
+    def _send(self, partition: int, key: bytes | None, value: bytes, events: int) -> None:
+        self.producer.send(self.topic, value=value, key=key, partition=partition)
+        self.events_sent += events
+        self.messages_sent += 1
+
+    def _flush_partition(self, partition: int) -> None:
+        buffer = self._buffers.pop(partition, None)
+        if buffer:
+            # The key is the first user's id: every user in the array maps to this partition.
+            self._send(partition, str(buffer[0]["user_id"]).encode(), schema.encode(buffer), len(buffer))
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Send every buffered event and wait until the broker has them."""
+        for partition in list(self._buffers):
+            self._flush_partition(partition)
+        if self._producer is not None:
+            self._producer.flush(timeout)
+
+    def replay(self, events: Iterable[Interaction | Mapping[str, Any]], rate: float | None = None,
+               limit: int | None = None, on_progress: Callable[[int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> int:
+        """Publish events in order, optionally paced at ``rate`` events/s; returns how many."""
+        started = time.perf_counter()
+        count = 0
+        for event in itertools.islice(events, limit):
+            if rate:
+                due = started + count / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    self.flush_buffers()
+                    time.sleep(wait)
+            self.publish(event)
+            count += 1
+            if on_progress is not None and count % 500 == 0:
+                on_progress(500)
+            if should_stop is not None and count % 500 == 0 and should_stop():
+                break
+        self.flush()
+        if on_progress is not None:
+            on_progress(count % 500)
+        return count
+
+    def flush_buffers(self) -> None:
+        """Hand buffered events to the producer without waiting for acknowledgements."""
+        for partition in list(self._buffers):
+            self._flush_partition(partition)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self.flush()
+            self._producer.close()
+            self._producer = None
+
+    def __enter__(self) -> "EventPublisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RequestPublisher:
+    """Ask the workers for a list: publishes to ``rec-requests`` and returns the request id."""
+
+    def __init__(self, bootstrap_servers: str, topic: str = "rec-requests",
+                 extra_config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.extra_config = dict(extra_config or {})
+        self._producer: Any = None
+
+    def request(self, user_id: str, k: int = 10, exclude: Iterable[str] = (),
+                request_id: str | None = None) -> str:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers.split(","), linger_ms=0,
+                                           client_id="streamrec-requests", **self.extra_config)
+        request_id = request_id or uuid.uuid4().hex
+        value = schema.encode({"request_id": request_id, "user_id": user_id, "k": k, "exclude": list(exclude)})
+        self._producer.send(self.topic, key=user_id.encode(), value=value)
+        self._producer.flush()
+        return request_id
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+
+class RecommendationConsumer:
+    """Read recommendation lists (dicts) from every partition of ``recommendations``."""
+
+    def __init__(self, bootstrap_servers: str, topic: str = "recommendations", from_beginning: bool = False,
+                 fetch_max_wait_ms: int = 10, extra_config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.from_beginning = from_beginning
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.extra_config = dict(extra_config or {})
+        self._consumer: Any = None
+        self.bad_messages = 0
+
+    @property
+    def consumer(self) -> Any:
+        if self._consumer is None:
+            from kafka import KafkaConsumer, TopicPartition
+
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers.split(","), group_id=None,
+                                     enable_auto_commit=False, fetch_max_wait_ms=self.fetch_max_wait_ms,
+                                     client_id="streamrec-consumer", **self.extra_config)
+            partitions = None
+            deadline = time.monotonic() + 10
+            while not partitions and time.monotonic() < deadline:
+                partitions = consumer.partitions_for_topic(self.topic)
+                if not partitions:
+                    time.sleep(0.1)
+            if not partitions:
+                consumer.close()
+                raise RuntimeError(f"topic {self.topic!r} does not exist on {self.bootstrap_servers}")
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            if self.from_beginning:
+                consumer.seek_to_beginning(*assigned)
+            else:
+                consumer.seek_to_end(*assigned)
+                for tp in assigned:
+                    consumer.position(tp)  # resolve "end" now, not at the first poll
+            self._consumer = consumer
+        return self._consumer
+
+    def poll(self, timeout: float = 0.1) -> list[tuple[dict[str, Any], float]]:
+        """Lists that arrived within ``timeout`` seconds, each with its arrival time."""
+        records = self.consumer.poll(timeout_ms=int(timeout * 1000))
+        now = time.time()
+        out = []
+        for batch in records.values():
+            for record in batch:
+                try:
+                    out.append((schema._decode(record.value), now))
+                except Exception:
+                    self.bad_messages += 1
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            for value, _ in self.poll(1.0):
+                yield value
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

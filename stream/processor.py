@@ -1,0 +1,188 @@
+"""What a worker does with a micro-batch, free of Faust so it is testable without a broker.
+
+The Faust agents (``stream.app``) hand raw messages here and send back what this
+returns. Per batch: decode every message (one event object or a JSON array of
+them), route bad input to dead letters with the reason and source offset, learn
+the good events in order, and build one fresh list per user seen (push mode).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from online.base import Interaction
+from online.engine import StreamingRecommender
+from stream import schema
+from stream.metrics import WorkerMetrics
+from stream.schema import Invalid
+from stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A Kafka message as the processor sees it (``timestamp`` in epoch seconds)."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A message to publish; ``source_ts`` is the triggering message's broker timestamp."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    source_ts: float | None = None
+
+
+@dataclass
+class BatchResult:
+    recommendations: list[Output] = field(default_factory=list)
+    dead_letters: list[Output] = field(default_factory=list)
+    events: int = 0
+
+
+class EventProcessor:
+    """Turns raw ``events`` and ``rec-requests`` messages into lists and dead letters."""
+
+    def __init__(self, settings: Settings, engine: StreamingRecommender | None = None,
+                 metrics: WorkerMetrics | None = None, clock: Callable[[], float] = time.time,
+                 model_version: str = "online-v1") -> None:
+        self.settings = settings
+        self.engine = engine or StreamingRecommender(settings.engine_config())
+        self.metrics = metrics
+        self.clock = clock
+        self.model_version = model_version
+        self._rec_ids = itertools.count()
+        self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
+
+    # -- events ---------------------------------------------------------------------------
+    def process_events(self, messages: Sequence[RawMessage]) -> BatchResult:
+        settings = self.settings
+        result = BatchResult()
+        learn: list[Interaction] = []
+        latest: dict[str, tuple[Interaction, float | None]] = {}
+        types: dict[str, int] = {}
+        for message in messages:
+            for event in self._decode_events(message, result):
+                types[event.type] = types.get(event.type, 0) + 1
+                if event.type in schema.NON_POSITIVE_TYPES:
+                    continue
+                learn.append(event)
+                latest[event.user_id] = (event, message.timestamp)
+        self.engine.learn_many(learn)
+        result.events = sum(types.values())
+        if settings.push:
+            now = self.clock()
+            for user_id, (event, source_ts) in latest.items():
+                result.recommendations.append(self._list_for(user_id, settings.k, (), None, event, source_ts, now))
+        if self.metrics is not None:
+            self._count(messages, types, result)
+        return result
+
+    def _decode_events(self, message: RawMessage, result: BatchResult) -> list[Interaction]:
+        raw = message.value
+        settings = self.settings
+        try:
+            if raw is None or len(raw) == 0:
+                raise Invalid("not_json", "empty message")
+            if len(raw) > settings.max_message_bytes:
+                raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_message_bytes}")
+            payload = schema.decode_json(raw)
+            if isinstance(payload, list):
+                if not payload:
+                    raise Invalid("empty_batch", "an empty JSON array carries no events")
+                if len(payload) > settings.max_events_per_message:
+                    raise Invalid("too_many_events",
+                                  f"{len(payload)} events > {settings.max_events_per_message}")
+            elif len(raw) > settings.max_event_bytes:
+                raise Invalid("oversized_event", f"{len(raw)} bytes > {settings.max_event_bytes}")
+        except Invalid as bad:
+            result.dead_letters.append(self._dead_letter(message, raw or b"", bad, None))
+            return []
+        if not isinstance(payload, list):
+            try:
+                return [schema.validate_event(payload)]
+            except Invalid as bad:
+                result.dead_letters.append(self._dead_letter(message, raw, bad, None))
+                return []
+        events: list[Interaction] = []
+        check_sizes = len(raw) > settings.max_event_bytes  # only then can one element be too big
+        for index, obj in enumerate(payload):
+            try:
+                if check_sizes and len(schema.encode(obj)) > settings.max_event_bytes:
+                    raise Invalid("oversized_event", f"element {index} exceeds {settings.max_event_bytes} bytes")
+                events.append(schema.validate_event(obj))
+            except Invalid as bad:
+                result.dead_letters.append(self._dead_letter(message, schema.encode(obj), bad, index))
+        return events
+
+    # -- requests -------------------------------------------------------------------------
+    def process_requests(self, messages: Sequence[RawMessage]) -> BatchResult:
+        settings = self.settings
+        result = BatchResult()
+        now = self.clock()
+        for message in messages:
+            raw = message.value or b""
+            try:
+                if len(raw) > settings.max_event_bytes:
+                    raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_event_bytes}")
+                request = schema.validate_request(schema.decode_json(raw), settings.k, settings.max_k)
+            except Invalid as bad:
+                result.dead_letters.append(self._dead_letter(message, raw, bad, None))
+                continue
+            result.recommendations.append(self._list_for(
+                request.user_id, request.k, request.exclude, request.request_id, None, message.timestamp, now))
+        if self.metrics is not None:
+            m = self.metrics
+            m.recommendations_published.labels("request").inc(len(result.recommendations))
+            for letter in result.dead_letters:
+                m.events_dlq.labels(_reason_of(letter)).inc()
+        return result
+
+    # -- helpers --------------------------------------------------------------------------
+    def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
+                  event: Interaction | None, source_ts: float | None, now: float) -> Output:
+        items = self.engine.recommend(user_id, k, exclude)
+        value = schema.recommendation(
+            rec_id=f"{self._rec_prefix}{next(self._rec_ids)}", user_id=user_id, items=items, k=k,
+            request_id=request_id, event=event, source_ts=source_ts, now=now,
+            model_version=self.model_version)
+        return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
+
+    def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:
+        value = schema.dead_letter(raw=raw, reason=bad.reason, detail=bad.detail, topic=message.topic,
+                                   partition=message.partition, offset=message.offset, index=index,
+                                   key=message.key, now=self.clock())
+        return Output(self.settings.topic_dlq, message.key, value, message.timestamp)
+
+    def _count(self, messages: Sequence[RawMessage], types: dict[str, int], result: BatchResult) -> None:
+        m = self.metrics
+        assert m is not None
+        m.messages_processed.inc(len(messages))
+        for kind, n in types.items():
+            m.events_processed.labels(kind).inc(n)
+        for letter in result.dead_letters:
+            m.events_dlq.labels(_reason_of(letter)).inc()
+        m.recommendations_published.labels("push").inc(len(result.recommendations))
+        m.batch_size.observe(result.events)
+        engine = self.engine
+        m.state_users.set(engine.n_users)
+        m.state_items.set(engine.n_items)
+        snap = engine.prequential.snapshot()
+        k = str(engine.config.k)
+        m.prequential_hit_rate.labels(k, "all").set(snap["hr"])
+        m.prequential_hit_rate.labels(k, "recent").set(snap["hr_recent"])
+        m.prequential_evaluated.set(snap["evaluated"])
+
+
+def _reason_of(letter: Output) -> str:
+    return schema._decode(letter.value)["reason"]

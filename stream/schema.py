@@ -1,0 +1,179 @@
+"""The wire contracts of design.md: decoding and validating events and requests,
+encoding recommendation lists and dead letters.
+
+Validation returns a reason instead of raising, because a bad event is data to be
+routed (to ``events-dlq``), not an error to crash on. Reasons are a small fixed
+set so that ``streamrec_events_dlq_total{reason}`` keeps a bounded label set.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from online.base import Interaction
+from stream.datasets import parse_timestamp
+
+EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "rating", "impression", "skip"})
+#: Event types that say the user did *not* choose the item; counted, never learned as positives.
+NON_POSITIVE_TYPES = frozenset({"impression", "skip"})
+
+DLQ_REASONS = (
+    "oversized_message", "not_utf8", "not_json", "not_an_object", "empty_batch", "too_many_events",
+    "oversized_event", "missing_field", "wrong_type", "unknown_type", "invalid_ts", "invalid_value",
+    "invalid_k",
+)
+MAX_ID_LENGTH = 256
+
+_decode = msgspec.json.decode
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+
+
+class Invalid(Exception):
+    """A message or event broke the contract; ``reason`` is one of :data:`DLQ_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse JSON; NaN/Infinity literals (which msgspec rejects) are parsed so that the
+    event is rejected for its invalid *value*, which is the more useful reason."""
+    try:
+        return _decode(raw)
+    except msgspec.DecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid("not_utf8", str(exc)) from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Invalid("not_json", str(exc)[:200]) from None
+
+
+def _identifier(obj: dict, name: str) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise Invalid("missing_field", f"{name} is required")
+    if isinstance(value, str):
+        if not value or len(value) > MAX_ID_LENGTH:
+            raise Invalid("wrong_type", f"{name} must be 1..{MAX_ID_LENGTH} characters")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise Invalid("wrong_type", f"{name} must be a string or an integer, not {type(value).__name__}")
+
+
+def validate_event(obj: Any) -> Interaction:
+    """One decoded event object -> :class:`Interaction`, or :class:`Invalid`."""
+    if not isinstance(obj, dict):
+        raise Invalid("not_an_object", f"an event must be a JSON object, not {type(obj).__name__}")
+    user_id = _identifier(obj, "user_id")
+    item_id = _identifier(obj, "item_id")
+    kind = obj.get("type")
+    if kind is None:
+        raise Invalid("missing_field", "type is required")
+    if not isinstance(kind, str):
+        raise Invalid("wrong_type", "type must be a string")
+    if kind not in EVENT_TYPES:
+        raise Invalid("unknown_type", f"type {kind[:40]!r} is not one of {sorted(EVENT_TYPES)}")
+    if "ts" not in obj:
+        raise Invalid("missing_field", "ts is required")
+    try:
+        ts = parse_timestamp(obj["ts"])
+    except (ValueError, OverflowError) as exc:
+        raise Invalid("invalid_ts", str(exc)[:200]) from None
+    value = obj.get("value", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Invalid("invalid_value", "value must be a finite number")
+    event_id = obj.get("event_id")
+    if event_id is not None and not isinstance(event_id, str):
+        if isinstance(event_id, int) and not isinstance(event_id, bool):
+            event_id = str(event_id)
+        else:
+            raise Invalid("wrong_type", "event_id must be a string")
+    for optional, kind_ in (("rec_id", str), ("context", dict)):
+        if obj.get(optional) is not None and not isinstance(obj[optional], kind_):
+            raise Invalid("wrong_type", f"{optional} must be a {kind_.__name__}")
+    return Interaction(user_id, item_id, ts, kind, float(value), event_id)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated ``rec-requests`` message."""
+
+    request_id: str | None
+    user_id: str
+    k: int
+    exclude: tuple[str, ...]
+
+
+def validate_request(obj: Any, default_k: int, max_k: int) -> Request:
+    if not isinstance(obj, dict):
+        raise Invalid("not_an_object", "a request must be a JSON object")
+    user_id = _identifier(obj, "user_id")
+    request_id = obj.get("request_id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise Invalid("wrong_type", "request_id must be a string")
+    k = obj.get("k", default_k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise Invalid("invalid_k", f"k must be an integer in 1..{max_k}")
+    exclude = obj.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(x, (str, int)) for x in exclude):
+        raise Invalid("wrong_type", "exclude must be a list of item ids")
+    return Request(request_id, user_id, k, tuple(str(x) for x in exclude))
+
+
+def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]], k: int,
+                   request_id: str | None, event: Interaction | None, source_ts: float | None,
+                   now: float, model_version: str, strategy: str = "blend", arm: str = "default") -> bytes:
+    """Encode one list as the ``recommendations`` contract.
+
+    Beyond design.md's fields: ``event_id`` (the user's latest event the list reflects,
+    so a consumer can score "was the next item in the last list") and ``source_ts`` (the
+    broker timestamp of the message that triggered it, for end-to-end latency).
+    """
+    return encode({
+        "rec_id": rec_id,
+        "request_id": request_id,
+        "user_id": user_id,
+        "items": [{"item_id": item, "score": round(score, 6)} for item, score in items],
+        "k": k,
+        "strategy": strategy,
+        "arm": arm,
+        "model_version": model_version,
+        "event_ts": event.ts if event is not None else None,
+        "event_id": event.event_id if event is not None else None,
+        "source_ts": source_ts,
+        "ts": now,
+    })
+
+
+def dead_letter(*, raw: bytes, reason: str, detail: str, topic: str, partition: int, offset: int,
+                index: int | None = None, key: bytes | None = None, now: float) -> bytes:
+    """Encode a dead letter: the original bytes, why, and where they came from."""
+    try:
+        original, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return encode({
+        "reason": reason,
+        "error": detail,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "index": index,
+        "key": key.decode("utf-8", "replace") if key is not None else None,
+        "original": original,
+        "original_encoding": encoding,
+        "ts": now,
+    })
