@@ -20,7 +20,7 @@ from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.sender import BatchSender
 from stream.settings import Settings
-from stream.transport import StreamrecFaustApp
+from stream.transport import PromptTableManager, StreamrecFaustApp
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         web_bind=settings.metrics_host,
         web_host=settings.metrics_host,
         table_standby_replicas=0,
+        TableManager=PromptTableManager,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     metrics = WorkerMetrics.create(registry)

@@ -42,15 +42,18 @@ class EventPublisher:
         ``host:port[,host:port]``.
     batch_events
         Events per message; 1 sends single-event objects, more sends JSON arrays.
+    linger_s
+        In paced replay, the longest a partial batch waits before it is sent.
     extra_config
         Passed through to ``kafka.KafkaProducer`` (security settings, acks, ...).
     """
 
     def __init__(self, bootstrap_servers: str, topic: str = "events", batch_events: int = 200,
-                 extra_config: Mapping[str, Any] | None = None) -> None:
+                 linger_s: float = 0.005, extra_config: Mapping[str, Any] | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.batch_events = max(1, int(batch_events))
+        self.linger_s = float(linger_s)
         self.extra_config = dict(extra_config or {})
         self._producer: Any = None
         self._partitions = 0
@@ -114,15 +117,18 @@ class EventPublisher:
                limit: int | None = None, on_progress: Callable[[int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> int:
         """Publish events in order, optionally paced at ``rate`` events/s; returns how many."""
-        started = time.perf_counter()
+        started = last_flush = time.perf_counter()
         count = 0
         for event in itertools.islice(events, limit):
             if rate:
-                due = started + count / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
+                # Paced: a partial batch waits at most linger_s before it is handed over.
+                now = time.perf_counter()
+                if now - last_flush >= self.linger_s:
                     self.flush_buffers()
-                    time.sleep(wait)
+                    last_flush = now
+                wait = started + count / rate - now
+                if wait > 0:
+                    time.sleep(min(wait, self.linger_s))
             self.publish(event)
             count += 1
             if on_progress is not None and count % 500 == 0:

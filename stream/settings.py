@@ -51,8 +51,9 @@ class Settings:
         "STREAMREC_FETCH_MAX_WAIT_MS", "consumer long-poll wait (Faust hard-codes 1500 ms; we override)"))
     session_timeout_s: float = field(default=6.0, metadata=_env(
         "STREAMREC_SESSION_TIMEOUT_S", "consumer group session timeout, seconds"))
-    rebalance_timeout_s: float = field(default=3.0, metadata=_env(
-        "STREAMREC_REBALANCE_TIMEOUT_S", "consumer group rebalance timeout, seconds"))
+    rebalance_timeout_s: float = field(default=1.0, metadata=_env(
+        "STREAMREC_REBALANCE_TIMEOUT_S",
+        "consumer group rebalance timeout, seconds (Tansu holds every join this long)"))
     max_message_bytes: int = field(default=1_000_000, metadata=_env(
         "STREAMREC_MAX_MESSAGE_BYTES", "larger events messages go to the DLQ"))
     max_event_bytes: int = field(default=16_384, metadata=_env(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -34,3 +35,16 @@ class StreamrecFaustApp(faust.App):
 
     def _new_transport(self) -> FastFetchTransport:
         return FastFetchTransport(self.conf.broker_consumer, self)
+
+
+class PromptTableManager(TableManager):
+    """Faust's table manager sleeps 1 s at start-up so that late tables can register.
+
+    streamrec keeps its state outside Faust tables (design.md, "State"), so the sleep
+    only delays the first recommendation; this manager starts without it.
+    """
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()

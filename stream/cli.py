@@ -1,0 +1,241 @@
+"""The ``streamrec`` command: thin subcommands over the library.
+
+Every subcommand that talks to Kafka accepts every setting as a flag (see
+``streamrec worker --help``); flags beat environment variables, which beat defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from stream.errors import StreamError
+from stream.settings import Settings
+
+_EPILOG = "Settings: every --flag below also reads the environment variable shown in its help."
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    group = parser.add_argument_group("settings (flag > environment > default)")
+    for name, env, default, help_text in Settings.env_table():
+        if only is not None and name not in only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f"set_{name}", action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_text} [env {env}; default {default}]")
+        else:
+            group.add_argument(flag, dest=f"set_{name}", type=type(default), default=None, metavar=env,
+                               help=f"{help_text} [default {default}]")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("set_")}
+    return Settings.from_env(**overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from stream.broker import EmbeddedBroker
+
+    settings = settings_from_args(args)
+    broker = EmbeddedBroker(host=args.host, port=args.port, topics=settings.topic_specs(),
+                            startup_timeout=args.timeout)
+    broker.start()
+    print(f"Tansu broker ready: bootstrap {broker.bootstrap} (memory storage); topics "
+          f"{', '.join(f'{s.name}[{s.partitions}]' for s in settings.topic_specs())}. Ctrl-C stops it.", flush=True)
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop["now"] and broker._process is not None and broker._process.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from stream.worker import run_worker
+
+    return run_worker(settings_from_args(args))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from stream.clients import EventPublisher
+    from stream.datasets import load
+
+    settings = settings_from_args(args)
+    events = load(args.data, args.format, limit=args.limit)
+    publisher = EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=args.batch_events)
+    started = time.perf_counter()
+    with Progress(transient=False) as progress, publisher:
+        task = progress.add_task(f"publishing to {settings.topic_events}", total=len(events))
+        count = publisher.replay(events, rate=args.rate, on_progress=lambda n: progress.update(task, advance=n))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"events": count, "messages": publisher.messages_sent, "seconds": round(elapsed, 3),
+                      "events_per_s": round(count / elapsed, 1) if elapsed else None}))
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from stream.clients import RecommendationConsumer
+
+    settings = settings_from_args(args)
+    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations,
+                                      from_beginning=args.from_beginning)
+    received = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while args.limit is None or received < args.limit:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            for value, _ in consumer.poll(0.2):
+                sys.stdout.write(json.dumps(value) + "\n")
+                received += 1
+                if args.limit is not None and received >= args.limit:
+                    break
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    print(f"{received} lists", file=sys.stderr)
+    return 0
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    from stream.clients import RecommendationConsumer, RequestPublisher
+
+    settings = settings_from_args(args)
+    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
+    consumer.consumer  # assign before asking, so the answer cannot be missed
+    requests = RequestPublisher(settings.bootstrap_servers, settings.topic_requests)
+    request_id = requests.request(args.user, k=args.k or settings.k, exclude=args.exclude or ())
+    requests.close()
+    deadline = time.monotonic() + args.timeout
+    try:
+        while time.monotonic() < deadline:
+            for value, _ in consumer.poll(0.2):
+                if value.get("request_id") == request_id:
+                    print(json.dumps(value))
+                    return 0
+    finally:
+        consumer.close()
+    print(f"no answer to request {request_id} within {args.timeout} s", file=sys.stderr)
+    return 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.demo import DemoOptions, run_demo
+
+    settings = settings_from_args(args)
+    if args.metrics_port_demo is not None:
+        settings = settings.replace(metrics_port=args.metrics_port_demo)
+    elif args.set_metrics_port is None:
+        settings = settings.replace(metrics_port=0)  # a free port, so a running worker is never in the way
+    options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
+                          batch_events=args.batch_events, json_path=args.json, hold=args.hold,
+                          timeout=args.timeout, bad_events=args.bad_events)
+    summary = run_demo(settings, options)
+    ok = summary["events_processed"] >= summary["events_published"] and summary["lists_received"] > 0
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamrec", description="Streaming, self-tuning recommender on Kafka + Faust.", epilog=_EPILOG)
+    parser.add_argument("--log-level", default="warning", help="log level of this command (default warning)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("broker", help="run the embedded Tansu broker in the foreground")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for readiness")
+    _add_settings_flags(p, ("partitions", "topic_events", "topic_requests", "topic_recommendations",
+                            "topic_dlq", "topic_model_updates", "topic_tuning"))
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("worker", help="run the Faust worker: learn from events, publish lists")
+    _add_settings_flags(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("publish", help="replay a data file into the events topic")
+    p.add_argument("--data", required=True, help="the file to replay")
+    p.add_argument("--format", default="movielens", choices=("movielens", "csv", "jsonl", "sasrec"))
+    p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    p.add_argument("--limit", type=int, default=None, help="publish at most N events")
+    p.add_argument("--batch-events", type=int, default=200,
+                   help="events per message (JSON array); 1 sends single-event messages")
+    _add_settings_flags(p, ("bootstrap_servers", "topic_events"))
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("consume", help="print recommendation lists as JSON lines")
+    p.add_argument("--limit", type=int, default=None, help="stop after N lists")
+    p.add_argument("--timeout", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--from-beginning", action="store_true", help="read the topic from its start")
+    _add_settings_flags(p, ("bootstrap_servers", "topic_recommendations"))
+    p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("request", help="ask for one user's list on rec-requests and print the answer")
+    p.add_argument("--user", required=True)
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--exclude", nargs="*", default=None)
+    p.add_argument("--timeout", type=float, default=10.0)
+    _add_settings_flags(p, ("bootstrap_servers", "topic_requests", "topic_recommendations"))
+    p.set_defaults(func=cmd_request)
+
+    p = sub.add_parser("demo", help="broker + worker + replay + consumer on this machine, with a summary")
+    p.add_argument("--events", type=int, default=20_000, help="events to replay (default 20000)")
+    p.add_argument("--data", default=None, help="replay this file instead of generated data")
+    p.add_argument("--format", default=None, choices=("movielens", "csv", "jsonl", "sasrec"))
+    p.add_argument("--rate", type=float, default=5_000.0, help="events per second; 0 = as fast as possible")
+    p.add_argument("--batch-events", type=int, default=100, help="events per message; 1 = single-event messages")
+    p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")
+    p.add_argument("--hold", action="store_true", help="keep broker and worker running after the replay")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None,
+                   help="worker metrics port (default: a free one)")
+    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life",
+                            "popularity_weight", "next_item_weight", "metrics_host"))
+    p.set_defaults(func=cmd_demo, set_metrics_port=None)
+
+    for module_name in ("stream.evaluate_cli", "stream.encoder_cli"):
+        _register_optional(sub, module_name)
+    return parser
+
+
+def _register_optional(sub: Any, module_name: str) -> None:
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return
+    adder: Callable[..., Any] | None = getattr(module, "add_parsers", None) or getattr(module, "add_parser", None)
+    if adder is not None:
+        adder(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (StreamError, ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
+        print(f"streamrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,98 @@
+"""A worker's micro-batch, without a broker: learn, push lists, dead-letter bad input."""
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CollectorRegistry
+
+from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor, RawMessage
+from stream.settings import Settings
+
+
+def _msg(value, offset=0, partition=0):
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return RawMessage(raw, b"k", "events", partition, offset, 1000.0)
+
+
+def _event(user, item, ts=1.0, **extra):
+    return {"user_id": user, "item_id": item, "type": "click", "ts": ts, **extra}
+
+
+def make(**changes):
+    registry = CollectorRegistry()
+    return EventProcessor(Settings(**changes), metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0), registry
+
+
+def test_single_events_and_arrays_are_both_learned_and_each_user_gets_one_fresh_list():
+    processor, _ = make()
+    result = processor.process_events([
+        _msg(_event("u1", "a", event_id="e1")),
+        _msg([_event("u2", "a"), _event("u2", "b"), _event("u1", "b", event_id="e3")]),
+    ])
+    assert result.events == 4 and not result.dead_letters
+    lists = {json.loads(o.value)["user_id"]: json.loads(o.value) for o in result.recommendations}
+    assert set(lists) == {"u1", "u2"}
+    assert lists["u1"]["event_id"] == "e3"  # the list reflects the user's latest event
+    assert lists["u1"]["source_ts"] == 1000.0
+    for listing in lists.values():
+        assert not {"a", "b"} & {entry["item_id"] for entry in listing["items"]}  # never what they touched
+
+
+def test_bad_messages_and_bad_array_elements_become_dead_letters_with_reason_and_offset():
+    processor, registry = make()
+    result = processor.process_events([
+        _msg(b"not json", offset=5),
+        _msg([_event("u1", "a"), {"user_id": "u1"}, _event("u1", "b", type="teleport")], offset=6),
+        _msg(b'{"user_id": "u", "item_id": "i", "type": "click", "ts": NaN}', offset=7),
+    ])
+    letters = [json.loads(o.value) for o in result.dead_letters]
+    assert [(l["reason"], l["offset"], l["index"]) for l in letters] == [
+        ("not_json", 5, None), ("missing_field", 6, 1), ("unknown_type", 6, 2), ("invalid_ts", 7, None)]
+    assert letters[0]["original"] == "not json"
+    assert all(o.topic == "events-dlq" for o in result.dead_letters)
+    assert result.events == 1  # the good element of the array is kept
+    assert registry.get_sample_value("streamrec_events_dlq_total", {"reason": "missing_field"}) == 1
+    assert registry.get_sample_value("streamrec_events_processed_total", {"type": "click"}) == 1
+
+
+def test_size_limits_apply_to_messages_and_to_single_events():
+    processor, _ = make(max_message_bytes=2_000, max_event_bytes=200)
+    big_event = _event("u1", "a", context={"pad": "x" * 300})
+    result = processor.process_events([_msg(big_event), _msg([_event("u1", "b")] * 50), _msg([big_event, _event("u2", "c")])])
+    assert [json.loads(o.value)["reason"] for o in result.dead_letters] == \
+        ["oversized_event", "oversized_message", "oversized_event"]
+    assert result.events == 1
+
+
+def test_impressions_are_counted_but_not_learned_as_positives():
+    processor, registry = make()
+    processor.process_events([_msg(_event("u1", "a", type="impression"))])
+    assert processor.engine.n_items == 0
+    assert registry.get_sample_value("streamrec_events_processed_total", {"type": "impression"}) == 1
+
+
+def test_push_mode_can_be_switched_off():
+    processor, _ = make(push=False)
+    assert processor.process_events([_msg(_event("u1", "a"))]).recommendations == []
+
+
+def test_requests_are_answered_with_their_id_and_k_and_bad_requests_are_dead_lettered():
+    processor, _ = make()
+    processor.process_events([_msg([_event("u1", f"i{n}") for n in range(30)])])
+    result = processor.process_requests([
+        _msg({"request_id": "r1", "user_id": "new-user", "k": 5, "exclude": ["i0"]}),
+        _msg({"request_id": "r2", "user_id": "u1", "k": 10_000}),
+    ])
+    (answer,) = [json.loads(o.value) for o in result.recommendations]
+    assert answer["request_id"] == "r1" and answer["k"] == 5 and len(answer["items"]) == 5
+    assert "i0" not in {entry["item_id"] for entry in answer["items"]}
+    assert [json.loads(o.value)["reason"] for o in result.dead_letters] == ["invalid_k"]
+
+
+def test_the_prequential_hit_rate_metric_follows_the_served_lists():
+    processor, registry = make()
+    processor.process_events([_msg([_event("u1", "a"), _event("u1", "b")])])  # teaches a -> b
+    processor.process_events([_msg(_event("u2", "a"))])  # u2 is served a list with "b" first
+    processor.process_events([_msg(_event("u2", "b"))])  # ...and then touches "b": a hit
+    assert registry.get_sample_value("streamrec_prequential_hit_rate", {"k": "10", "window": "all"}) == 1.0
