@@ -1,0 +1,71 @@
+"""A real worker process (``python -m stream worker``) on fresh topics of the test broker."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from stream.broker import create_topics, free_port
+from stream.demo import settings_env
+from stream.settings import Settings
+
+
+@contextmanager
+def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60.0) -> Iterator[subprocess.Popen]:
+    """Start a worker and wait until /health/ready says its partitions are assigned."""
+    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **settings_env(settings)})
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker not ready after {ready_timeout} s:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def worker_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings with topics and group unique to the test module."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        bootstrap_servers=kafka_bootstrap, app_id=f"streamrec-{tag}", topic_events=f"events-{tag}",
+        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
+        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        partitions=4, metrics_port=free_port(), data_dir=str(tmp_path_factory.mktemp("worker")),
+    )
+
+
+@pytest.fixture(scope="module")
+def running_worker(worker_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with worker_process(worker_settings, tmp_path_factory.mktemp("logs") / "worker.log"):
+        yield worker_settings

@@ -1,0 +1,133 @@
+"""End to end on the embedded Tansu broker: outside kafka-python clients in, lists out, bad input in the DLQ."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from stream.clients import EventPublisher, RecommendationConsumer, RequestPublisher
+from stream.datasets import generate
+from stream.scrape import scrape, total
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+LIST_KEYS = {"rec_id", "request_id", "user_id", "items", "k", "strategy", "arm", "model_version", "event_ts", "ts"}
+
+
+def read_all(bootstrap, topic, want, timeout=30.0, match=lambda value: True):
+    """Read ``topic`` from the beginning until ``want`` matching JSON values arrived (or time is up)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < want and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    value = json.loads(record.value)
+                    if match(value):
+                        found.append((record.key, value))
+    finally:
+        consumer.close()
+    return found
+
+
+def test_an_outside_kafka_python_producer_gets_valid_lists_back(running_worker):
+    settings = running_worker
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    events = [{"user_id": f"ext{n % 5}", "item_id": f"i{n % 20}", "type": "click", "ts": 1_700_000_000 + n,
+               "event_id": f"x{n}"} for n in range(40)]
+    for event in events:  # one single-event message per event, keyed by user, as any producer would
+        producer.send(settings.topic_events, key=event["user_id"].encode(), value=json.dumps(event).encode())
+    producer.flush()
+    producer.close()
+    lists = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+                     match=lambda v: v["event_id"] == "x39")
+    assert lists, "no list answered the last event"
+    key, listing = lists[0]
+    assert LIST_KEYS <= set(listing)
+    assert key == b"ext4" and listing["user_id"] == "ext4" and listing["k"] == settings.k
+    touched = {e["item_id"] for e in events if e["user_id"] == "ext4"}
+    items = [entry["item_id"] for entry in listing["items"]]
+    assert items and not touched & set(items) and len(items) <= settings.k
+    scores = [entry["score"] for entry in listing["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_batched_publishing_is_processed_in_full(running_worker):
+    settings = running_worker
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    before = total(scrape(url), "streamrec_events_processed_total")
+    events = [e._replace(user_id="b" + e.user_id) for e in generate(3_000, seed=11)]
+    with EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=100) as publisher:
+        publisher.replay(events)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if total(scrape(url), "streamrec_events_processed_total") - before >= len(events):
+            break
+        time.sleep(0.2)
+    assert total(scrape(url), "streamrec_events_processed_total") - before == len(events)
+
+
+def test_malformed_input_lands_in_the_dlq_with_reasons_and_the_worker_keeps_serving(running_worker):
+    settings = running_worker
+    bad = {
+        b"not json at all": "not_json",
+        b'{"user_id": "u1", "item_id": "i1", "type": "teleport", "ts": 1}': "unknown_type",
+        b'{"user_id": "u1", "item_id": "i1", "type": "click", "ts": NaN}': "invalid_ts",
+        b'{"item_id": "i1", "type": "click", "ts": 1}': "missing_field",
+        b'{"user_id": {"a": 1}, "item_id": "i1", "type": "click", "ts": 1}': "wrong_type",
+        b"\xff\xfe\xfd": "not_utf8",
+        b"x" * 1_500_000: "oversized_message",
+    }
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, max_request_size=4_000_000)
+    for raw in bad:
+        producer.send(settings.topic_events, key=b"dlq-user", value=raw)
+    producer.send(settings.topic_events, key=b"dlq-user", value=json.dumps(
+        {"user_id": "dlq-user", "item_id": "i1", "type": "click", "ts": 5, "event_id": "after-bad"}).encode())
+    producer.flush()
+    producer.close()
+    letters = read_all(settings.bootstrap_servers, settings.topic_dlq, want=len(bad), timeout=30)
+    reasons = sorted(value["reason"] for _, value in letters)
+    assert reasons == sorted(bad.values())
+    for _, letter in letters:
+        assert letter["topic"] == settings.topic_events and isinstance(letter["offset"], int) and letter["error"]
+    served = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+                      match=lambda v: v["event_id"] == "after-bad")
+    assert served, "the worker stopped serving after bad input"
+    samples = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    for reason in set(bad.values()):
+        assert total(samples, "streamrec_events_dlq_total", reason=reason) >= 1
+
+
+def test_an_explicit_request_is_answered_with_its_request_id(running_worker):
+    settings = running_worker
+    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
+    consumer.consumer
+    requests = RequestPublisher(settings.bootstrap_servers, settings.topic_requests)
+    request_id = requests.request("someone-new", k=3)
+    requests.close()
+    deadline = time.monotonic() + 30
+    answer = None
+    while answer is None and time.monotonic() < deadline:
+        answer = next((v for v, _ in consumer.poll(0.2) if v.get("request_id") == request_id), None)
+    consumer.close()
+    assert answer is not None and answer["user_id"] == "someone-new" and answer["k"] == 3
+    assert len(answer["items"]) == 3  # a new user gets the popular items
+
+
+def test_metrics_and_health_endpoints(running_worker):
+    settings = running_worker
+    samples = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    for name in ("streamrec_events_processed_total", "streamrec_recommendations_published_total",
+                 "streamrec_event_to_recommendation_seconds_count"):
+        assert total(samples, name) > 0, name
+    assert any(name.startswith("streamrec_faust_") for name, _ in samples)  # faust's own sensor
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{settings.metrics_host}:{settings.metrics_port}/health/live") as r:
+        assert json.loads(r.read())["status"] == "live"
