@@ -20,7 +20,7 @@ from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.sender import BatchSender
 from stream.settings import Settings
-from stream.transport import PromptTableManager, StreamrecFaustApp
+from stream.transport import PerBatchPrometheusMonitor, PromptTableManager, StreamrecFaustApp
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     metrics = WorkerMetrics.create(registry)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
+    app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
-    sender = BatchSender(lambda: app.producer._ensure_producer())
+    sender = BatchSender(lambda: app.producer._ensure_producer(),
+                         on_error=lambda exc: log.error("publishing lists failed: %r", exc))
     app.streamrec_processor = processor
     app.streamrec_registry = registry
 
@@ -75,7 +77,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     async def publish(result: Any) -> None:
         await sender.send(result.recommendations + result.dead_letters)
-        now = time.time()
+        now = time.time()  # handed to the producer; the broker acknowledges asynchronously
         observe = metrics.event_to_recommendation.observe
         for out in result.recommendations:
             if out.source_ts is not None:

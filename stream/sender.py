@@ -4,12 +4,20 @@ One awaited ``topic.send`` per message costs ~460 µs in Faust on these machines
 (notes/pipe-findings.md); aiokafka's ``create_batch``/``send_batch`` path costs
 ~7 µs. :class:`BatchSender` groups a micro-batch's outputs per (topic, partition),
 picks partitions the way Kafka's default partitioner does for the key (murmur2),
-so lists keyed by user land where any Kafka client would put them, and waits for
-the broker's acknowledgement before the caller acks the input (at-least-once).
+so lists keyed by user land where any Kafka client would put them.
+
+Delivery is pipelined: :meth:`BatchSender.send` hands batches to the producer and
+returns; the agent goes on with the next micro-batch while the broker acknowledges.
+At-least-once still holds because Faust flushes its producer (the one we send
+through) before it commits input offsets, so an offset is never committed before
+the lists it caused are acknowledged. A delivery that finally fails (after
+aiokafka's retries) is counted and re-raised on the next :meth:`send`, which
+crashes the agent instead of committing past lost output.
 """
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any, Sequence
 
 from kafka.partitioner.default import murmur2
@@ -27,10 +35,21 @@ def partition_for(key: bytes | None, partitions: int) -> int:
 class BatchSender:
     """Sends :class:`Output` messages through an ``aiokafka.AIOKafkaProducer`` in batches."""
 
-    def __init__(self, producer_getter: Any) -> None:
+    def __init__(self, producer_getter: Any, max_in_flight: int = 10_000,
+                 on_error: Any = None) -> None:
         self._producer_getter = producer_getter
         self._partitions: dict[str, int] = {}
         self._partition_cache: dict[tuple[bytes, int], int] = {}
+        self._in_flight: deque = deque()
+        self.max_in_flight = max_in_flight
+        self._on_error = on_error
+        self.failure: BaseException | None = None
+
+    def _delivered(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None and self.failure is None:
+            self.failure = future.exception()
+            if self._on_error is not None:
+                self._on_error(self.failure)
 
     async def _partition_count(self, producer: Any, topic: str) -> int:
         count = self._partitions.get(topic)
@@ -51,12 +70,13 @@ class BatchSender:
         return found
 
     async def send(self, outputs: Sequence[Output]) -> None:
-        """Publish ``outputs`` and return once the broker has acknowledged all of them."""
+        """Hand ``outputs`` to the producer in per-partition batches (does not wait for acks)."""
+        if self.failure is not None:
+            raise RuntimeError(f"publishing failed: {self.failure!r}") from self.failure
         if not outputs:
             return
         producer = self._producer_getter()
         batches: dict[tuple[str, int], Any] = {}
-        pending = []
         for out in outputs:
             count = await self._partition_count(producer, out.topic)
             where = (out.topic, self._partition(out.key, count))
@@ -64,13 +84,28 @@ class BatchSender:
             if batch is None:
                 batch = batches[where] = producer.create_batch()
             if batch.append(key=out.key, value=out.value, timestamp=None) is None:
-                batch.close()
-                pending.append(await producer.send_batch(batch, where[0], partition=where[1]))
+                await self._submit(producer, batch, where)
                 batch = batches[where] = producer.create_batch()
                 if batch.append(key=out.key, value=out.value, timestamp=None) is None:
                     raise ValueError(f"a {len(out.value)}-byte message does not fit in an empty batch")
-        for (topic, partition), batch in batches.items():
+        for where, batch in batches.items():
             if batch.record_count():
-                batch.close()
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
+                await self._submit(producer, batch, where)
+
+    async def _submit(self, producer: Any, batch: Any, where: tuple[str, int]) -> None:
+        batch.close()
+        future = await producer.send_batch(batch, where[0], partition=where[1])
+        future.add_done_callback(self._delivered)
+        in_flight = self._in_flight
+        in_flight.append(future)
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        if len(in_flight) > self.max_in_flight:  # bound memory if the broker falls behind
+            await asyncio.wait([in_flight.popleft()])
+
+    async def drain(self) -> None:
+        """Wait until everything handed over so far is acknowledged (or failed)."""
+        while self._in_flight:
+            await asyncio.wait([self._in_flight.popleft()])
+        if self.failure is not None:
+            raise RuntimeError(f"publishing failed: {self.failure!r}") from self.failure

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import PrometheusMonitor
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -48,3 +49,26 @@ class PromptTableManager(TableManager):
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+class PerBatchPrometheusMonitor(PrometheusMonitor):
+    """Faust's Prometheus sensor without its per-event bookkeeping.
+
+    Faust's monitor does several counter and label look-ups for every message and
+    every stream event (~20 µs each on these machines); streamrec counts events,
+    messages and batches itself, once per micro-batch (``stream.metrics``). The
+    sensor keeps everything else Faust reports: commits, sends, send errors,
+    rebalances, assignment, committed offsets, web requests.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None

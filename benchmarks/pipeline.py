@@ -1,0 +1,273 @@
+"""Pipeline benchmark (issue 2): the bare Faust pipe vs the streamrec worker, on the embedded broker.
+
+Phases, each on a fresh Tansu (Tansu slows down as a partition collects batches, so
+a long-lived broker would bias later phases):
+
+1. bare   - a Faust agent that only counts single-event messages (benchmarks/bare_agent.py),
+            with Faust's own transport and with streamrec's fast-fetch transport;
+2. single - the streamrec worker on the same single-event messages (push mode on);
+3. batch  - the streamrec worker on JSON-array messages (the streamrec publisher's default);
+4. start  - worker process start -> first recommendation received, several times;
+5. latency- event -> recommendation latency seen by a consumer at fixed rates (single-event
+            messages, paced), after a warm-up.
+
+Events are pre-produced for the throughput phases; a rate is events processed divided by
+the time between the first and the last processed event (so group join is excluded; it is
+measured by phase 4). Prints a table and, with --json, writes every figure.
+
+    python benchmarks/pipeline.py                # full run (~5 minutes)
+    python benchmarks/pipeline.py --quick        # smaller, for a smoke check
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream.broker import EmbeddedBroker, free_port  # noqa: E402
+from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
+from stream.datasets import generate  # noqa: E402
+from stream.demo import settings_env  # noqa: E402
+from stream.scrape import scrape, total  # noqa: E402
+from stream.settings import Settings  # noqa: E402
+
+LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
+
+
+def fresh_settings(bootstrap: str, **changes) -> Settings:
+    tag = uuid.uuid4().hex[:6]
+    return Settings(bootstrap_servers=bootstrap, app_id=f"bench-{tag}", metrics_port=free_port(),
+                    data_dir=str(LOGS / tag), **changes)
+
+
+def start_worker(settings: Settings, name: str) -> subprocess.Popen:
+    log = open(LOGS / f"{name}.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **settings_env(settings)}, cwd=ROOT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def produce(bootstrap: str, topic: str, events, batch_events: int) -> float:
+    started = time.perf_counter()
+    with EventPublisher(bootstrap, topic, batch_events=batch_events, extra_config={"linger_ms": 5}) as publisher:
+        publisher.replay(events)
+    return time.perf_counter() - started
+
+
+def worker_rate(settings: Settings, expect: int, name: str, timeout: float = 600) -> dict:
+    """Run a worker over pre-produced events; rate between first and last processed event."""
+    process = start_worker(settings, name)
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    first = last = None
+    cpu_start = None
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            try:
+                done = total(scrape(url), "streamrec_events_processed_total")
+            except OSError:
+                time.sleep(0.05)
+                continue
+            now = time.time()
+            if done > 0 and first is None:
+                first, first_done, cpu_start = now, done, _cpu_seconds(process.pid)
+            if done >= expect:
+                last = now
+                break
+            time.sleep(0.1)  # scraping /metrics costs the worker CPU; do not poll harder
+        cpu = _cpu_seconds(process.pid) - (cpu_start or 0.0)
+    finally:
+        stop(process)
+    if last is None:
+        raise RuntimeError(f"{name}: worker did not finish; see {LOGS / (name + '.log')}")
+    events = expect - first_done
+    return {"events_per_s": events / max(1e-9, last - first), "cpu_us_per_event": 1e6 * cpu / max(1, events)}
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_rate(bootstrap: str, topic: str, expect: int, fast_fetch: bool) -> dict:
+    group = f"bare-{uuid.uuid4().hex[:6]}"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bare_agent.py"), "--bootstrap", bootstrap, "--topic", topic,
+           "--group", group, "--expect", str(expect), "--port", str(free_port())]
+    if fast_fetch:
+        cmd.append("--fast-fetch")
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(LOGS / f"{group}.log", "wb"), text=True,
+                               cwd=ROOT)
+    try:
+        line = process.stdout.readline()
+    finally:
+        stop(process)
+    result = json.loads(line)
+    # The agent counts per take() batch, so "first" is when the first batch finished.
+    return {"events_per_s": result["count"] / max(1e-9, result["last"] - result["first"])}
+
+
+def startup(bootstrap: str, runs: int) -> list[float]:
+    times = []
+    for n in range(runs):
+        settings = fresh_settings(bootstrap, topic_events=f"ev-start{n}", topic_recommendations=f"rec-start{n}",
+                                  topic_requests=f"req-start{n}", topic_dlq=f"dlq-start{n}")
+        from stream.broker import create_topics
+
+        create_topics(bootstrap, settings.topic_specs())
+        consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=True)
+        consumer.consumer
+        with EventPublisher(bootstrap, settings.topic_events, batch_events=1) as publisher:
+            publisher.publish({"user_id": "probe", "item_id": "i1", "type": "click", "ts": 1.0})
+        started = time.time()
+        process = start_worker(settings, f"startup{n}")
+        try:
+            while time.time() - started < 60:
+                if consumer.poll(0.05):
+                    times.append(time.time() - started)
+                    break
+        finally:
+            stop(process)
+            consumer.close()
+    return times
+
+
+def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
+    settings = fresh_settings(bootstrap)
+    from stream.broker import create_topics
+
+    create_topics(bootstrap, settings.topic_specs())
+    process = start_worker(settings, f"latency{int(rate)}")
+    consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=False)
+    consumer.consumer
+    samples: list[float] = []
+    stop_flag = threading.Event()
+    measuring = threading.Event()
+
+    def read() -> None:
+        while not stop_flag.is_set():
+            for value, arrived in consumer.poll(0.05):
+                if measuring.is_set() and value.get("source_ts"):
+                    samples.append(arrived - value["source_ts"])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
+        import urllib.request
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(url, timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
+        publisher = EventPublisher(bootstrap, settings.topic_events, batch_events=1,
+                                   extra_config={"linger_ms": 0})
+        timer = threading.Timer(warmup, measuring.set)
+        timer.start()
+        publisher.replay(events, rate=rate)
+        publisher.close()
+        time.sleep(2.0)
+    finally:
+        stop_flag.set()
+        reader.join(5)
+        consumer.close()
+        stop(process)
+    values = np.array(samples) * 1000
+    thirds = np.array_split(values, 3)
+    return {"rate": rate, "lists": int(values.size),
+            "p50_ms_by_third": [round(float(np.percentile(t, 50)), 1) for t in thirds if t.size], "p50_ms": float(np.percentile(values, 50)),
+            "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
+            "max_ms": float(values.max())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--single-events", type=int, default=40_000)
+    parser.add_argument("--batch-events", type=int, default=300_000)
+    parser.add_argument("--startup-runs", type=int, default=3)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--phases", default="bare,single,batch,start,latency",
+                        help="comma-separated subset of: bare,single,batch,start,latency")
+    args = parser.parse_args()
+    if args.quick:
+        args.single_events, args.batch_events, args.startup_runs, args.latency_seconds = 5_000, 30_000, 1, 5.0
+    results: dict = {"machine": f"{platform.node()} {os.cpu_count()} cpu, {platform.python_version()}",
+                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "logs": str(LOGS)}
+    single = generate(args.single_events, n_users=5_000, n_items=5_000, seed=1)
+    batch = generate(args.batch_events, n_users=20_000, n_items=10_000, seed=2)
+
+    def phase(name: str, fn):
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(LOGS / f"broker-{slug}.log")) as broker:
+            out = fn(broker.bootstrap)
+        print(f"    {out}", flush=True)
+        return out
+
+    def bare(bootstrap: str, fast: bool) -> dict:
+        produce(bootstrap, "events", single, batch_events=1)
+        return bare_rate(bootstrap, "events", len(single), fast_fetch=fast)
+
+    phases = set(args.phases.split(","))
+    if "bare" in phases:
+        results["bare_faust_default_transport"] = phase("bare (Faust transport)", lambda b: bare(b, False))
+        results["bare_faust_fast_fetch"] = phase("bare (fast-fetch transport)", lambda b: bare(b, True))
+
+    def streamrec(bootstrap: str, events, batch_events: int, name: str) -> dict:
+        produce_s = produce(bootstrap, "events", events, batch_events)
+        out = worker_rate(fresh_settings(bootstrap), len(events), name)
+        out["produce_events_per_s"] = len(events) / produce_s
+        return out
+
+    if "single" in phases:
+        results["streamrec_single"] = phase("streamrec worker, single-event messages",
+                                            lambda b: streamrec(b, single, 1, "single"))
+    if "batch" in phases:
+        results["streamrec_batched"] = phase("streamrec worker, batched messages (arrays of 200)",
+                                             lambda b: streamrec(b, batch, 200, "batched"))
+    if "start" in phases:
+        results["startup_to_first_list_s"] = phase("start -> first list", lambda b: startup(b, args.startup_runs))
+    if "latency" in phases:
+        for rate in (100.0, 1000.0):
+            results[f"latency_{int(rate)}"] = phase(f"latency at {rate:.0f} ev/s",
+                                                    lambda b: latency(b, rate, args.latency_seconds, warmup=3.0))
+    if "bare" in phases and "single" in phases:
+        single_rate = results["streamrec_single"]["events_per_s"]
+        results["ratio_single_vs_bare_fast"] = single_rate / results["bare_faust_fast_fetch"]["events_per_s"]
+        results["ratio_single_vs_bare_default"] = single_rate / results["bare_faust_default_transport"]["events_per_s"]
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
