@@ -232,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kafka.errors import KafkaError
+
     try:
         return int(args.func(args) or 0)
-    except (StreamError, ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
+    except (StreamError, KafkaError, ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
         print(f"streamrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
