@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level >= logging.WARNING:
+        # kafka-python logs every reconnect attempt; our own error line says what failed.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     from kafka.errors import KafkaError
 
     try:
