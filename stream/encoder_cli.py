@@ -84,8 +84,12 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``streamrec train``: returns 0 and prints the checkpoint path."""
-    from models import EncoderConfig, ModelError, TrainerConfig, load_checkpoint, train_offline
+    from models import EncoderConfig, ModelError, TrainerConfig, load_checkpoint, pick_device, train_offline
 
+    try:
+        pick_device(args.device)
+    except ModelError as exc:
+        return _error(str(exc))
     try:
         events = load(args.data, args.format)
     except DataFormatError as exc:

@@ -1,0 +1,60 @@
+"""The heavy sequence encoder: PyTorch and numpy only, no Kafka, no ``online``.
+
+A SASRec-family transformer (:class:`SequenceEncoder`), its batch trainer
+(:func:`train_offline`, :class:`Trainer`), versioned checkpoints, the hot-swap
+slot the workers serve from (:class:`ModelSlot`) and the CPU scorer that plugs
+into the blend as a strategy (:class:`EncoderScorer`). ``stream/`` wires these
+to Kafka and the CLI; nothing here knows about either.
+"""
+from __future__ import annotations
+
+from models.checkpoint import (
+    FORMAT_VERSION,
+    Checkpoint,
+    build_model,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    next_version,
+    save_checkpoint,
+)
+from models.config import EncoderConfig, TrainerConfig
+from models.data import ItemVocab, Sequences, SequenceBuffer, build_sequences, leave_one_out, training_windows
+from models.encoder import SequenceEncoder
+from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
+from models.evaluate import evaluate
+from models.hot_swap import ModelSlot, SwapResult
+from models.serving import EncoderScorer
+from models.trainer import EpochReport, Trainer, pick_device, train_offline
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "EncoderConfig",
+    "EncoderScorer",
+    "EpochReport",
+    "IncompatibleCheckpoint",
+    "ItemVocab",
+    "ModelError",
+    "ModelSlot",
+    "NonFiniteLoss",
+    "SequenceBuffer",
+    "SequenceEncoder",
+    "Sequences",
+    "SwapResult",
+    "Trainer",
+    "TrainerConfig",
+    "build_model",
+    "build_sequences",
+    "checkpoint_path",
+    "evaluate",
+    "latest_checkpoint",
+    "leave_one_out",
+    "load_checkpoint",
+    "next_version",
+    "pick_device",
+    "save_checkpoint",
+    "train_offline",
+    "training_windows",
+]

@@ -1,0 +1,63 @@
+"""The CPU scorer: satisfies the Strategy protocol and never raises."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from models.encoder import SequenceEncoder
+from models.hot_swap import ModelSlot
+from models.serving import EncoderScorer
+from online.base import Strategy
+
+ITEMS = [f"i{j}" for j in range(30)]
+
+
+@pytest.fixture
+def scorer(tiny_model: SequenceEncoder) -> EncoderScorer:
+    return EncoderScorer(tiny_model, ITEMS, version=1)
+
+
+def test_satisfies_the_strategy_protocol(scorer: EncoderScorer) -> None:
+    assert isinstance(scorer, Strategy) and scorer.name == "encoder"
+    assert isinstance(ModelSlot(), Strategy)
+    assert scorer.learn_many([]) is None
+
+
+def test_unknown_users_and_items_score_zero(scorer: EncoderScorer) -> None:
+    assert scorer.score("nobody", [], ["i1", "i2"]) == [0.0, 0.0]
+    assert scorer.score("nobody", ["x", "y"], ["i1"]) == [0.0]
+    mixed = scorer.score("u", ["i1", "x", "i2"], ["i3", "never", 42])
+    assert mixed[1:] == [0.0, 0.0] and 0.0 < mixed[0] < 1.0
+    assert mixed[0] == scorer.score("u", ["i1", "i2"], ["i3"])[0]  # unknown history items are skipped
+
+
+@pytest.mark.parametrize("history,items", [(None, ["i1"]), (["i1"], None), ([["unhashable"]], ["i1"]),
+                                           (["i1"], [["unhashable"]]), ([1.5, None], [None])])
+def test_never_raises_on_odd_input(scorer: EncoderScorer, history, items) -> None:
+    out = scorer.score("u", history, items)
+    assert isinstance(out, list) and all(isinstance(x, float) for x in out)
+    assert isinstance(scorer.candidates("u", history, 3), list)
+
+
+def test_scores_are_probabilities_over_the_catalogue(scorer: EncoderScorer) -> None:
+    scores = scorer.score("u", ["i1", "i2"], ITEMS)
+    assert math.isclose(sum(scores), 1.0, rel_tol=1e-4) and all(s > 0 for s in scores)
+    raw = EncoderScorer(scorer.model, ITEMS, normalize=False).score("u", ["i1", "i2"], ITEMS)
+    assert any(s < 0 for s in raw)
+
+
+def test_candidates_are_ranked_and_exclude_the_history(scorer: EncoderScorer) -> None:
+    history = ["i1", "i2", "i3"]
+    top = scorer.candidates("u", history, 5)
+    assert len(top) == 5 and not set(top) & set(history)
+    scores = scorer.score("u", history, top)
+    assert scores == sorted(scores, reverse=True)
+    assert len(scorer.candidates("u", history, 1000)) == 27
+    assert scorer.candidates("u", history, 0) == [] and scorer.candidates("u", ["zz"], 3) == []
+
+
+def test_long_histories_are_truncated_not_refused(scorer: EncoderScorer) -> None:
+    history = [ITEMS[j % 30] for j in range(500)]
+    assert len(scorer.score("u", history, ["i5"])) == 1
+    assert scorer.score("u", history, ["i5"]) == scorer.score("u", history[-50:], ["i5"])
