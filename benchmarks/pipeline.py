@@ -44,6 +44,7 @@ from stream.demo import settings_env  # noqa: E402
 from stream.scrape import scrape, total  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
+LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "0"))
 LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
 
 
@@ -187,12 +188,13 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
                 time.sleep(0.1)
         events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
         publisher = EventPublisher(bootstrap, settings.topic_events, batch_events=1,
-                                   extra_config={"linger_ms": 0})
+                                   extra_config={"linger_ms": LINGER_MS})
         timer = threading.Timer(warmup, measuring.set)
         timer.start()
         publisher.replay(events, rate=rate)
         publisher.close()
         time.sleep(2.0)
+        worker_side = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     finally:
         stop_flag.set()
         reader.join(5)
@@ -203,7 +205,16 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     return {"rate": rate, "lists": int(values.size),
             "p50_ms_by_third": [round(float(np.percentile(t, 50)), 1) for t in thirds if t.size], "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
-            "max_ms": float(values.max())}
+            "max_ms": float(values.max()),
+            "worker_batches": total(worker_side, "streamrec_batch_size_events_count"),
+            "worker_mean_batch_events": total(worker_side, "streamrec_batch_size_events_sum")
+            / max(1.0, total(worker_side, "streamrec_batch_size_events_count")),
+            "worker_mean_batch_ms": 1000 * total(worker_side, "streamrec_batch_processing_seconds_sum")
+            / max(1.0, total(worker_side, "streamrec_batch_processing_seconds_count")),
+            "worker_mean_batch_wait_ms": 1000 * total(worker_side, "streamrec_batch_wait_seconds_sum")
+            / max(1.0, total(worker_side, "streamrec_batch_wait_seconds_count")),
+            "worker_mean_event_to_handover_ms": 1000 * total(worker_side, "streamrec_event_to_recommendation_seconds_sum")
+            / max(1.0, total(worker_side, "streamrec_event_to_recommendation_seconds_count"))}
 
 
 def main() -> int:

@@ -87,7 +87,11 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def learn_and_push(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
             started = time.perf_counter()
-            result = processor.process_events([_raw(event) for event in batch])
+            messages = [_raw(event) for event in batch]
+            oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
+            if oldest is not None:
+                metrics.batch_wait.observe(max(0.0, time.time() - oldest))
+            result = processor.process_events(messages)
             metrics.batch_processing.observe(time.perf_counter() - started)
             await publish(result)
 

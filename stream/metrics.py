@@ -24,6 +24,7 @@ class WorkerMetrics(NamedTuple):
     recommendations_published: Counter
     event_to_recommendation: Histogram
     batch_processing: Histogram
+    batch_wait: Histogram
     batch_size: Histogram
     state_users: Gauge
     state_items: Gauge
@@ -49,6 +50,9 @@ class WorkerMetrics(NamedTuple):
             batch_processing=Histogram(f"{prefix}_batch_processing_seconds",
                                        "Time to learn a micro-batch and build its lists",
                                        buckets=LATENCY_BUCKETS, registry=registry),
+            batch_wait=Histogram(f"{prefix}_batch_wait_seconds",
+                                 "From the oldest message's broker timestamp to the start of its micro-batch",
+                                 buckets=LATENCY_BUCKETS, registry=registry),
             batch_size=Histogram(f"{prefix}_batch_size_events", "Events per processed micro-batch",
                                  buckets=BATCH_BUCKETS, registry=registry),
             state_users=Gauge(f"{prefix}_state_users", "Users held in worker memory", registry=registry),
