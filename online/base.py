@@ -1,13 +1,20 @@
-"""The two shapes everything in ``online/`` agrees on: an interaction and a strategy.
+"""The shapes everything in ``online/`` agrees on: an interaction, a strategy, a scorer.
 
 An :class:`Interaction` is the validated, Kafka-free form of one user event. A
 :class:`Strategy` is anything that learns from interactions and scores candidate
 items for a user. Strategies are duck-typed (a ``Protocol``) so that the heavy
 encoder in ``models/`` can satisfy it without importing this package.
+
+:class:`Tunable` gives our own strategies river's hyper-parameter semantics:
+constructor arguments are the hyper-parameters, :meth:`Tunable.clone` builds a
+fresh copy, and run-time changes go only through :meth:`Tunable.mutate`, which
+refuses anything outside ``_mutable_attributes`` (``river.base.Base.mutate``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+import inspect
+import math
+from typing import Any, Collection, Iterator, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 
 class Interaction(NamedTuple):
@@ -32,6 +39,12 @@ class Strategy(Protocol):
 
     ``score`` returns one float per candidate, higher is better; it must never
     raise for an unknown user or item (score them 0.0 or by a prior instead).
+    ``history`` is the user's recent items, oldest first, as the engine keeps them.
+
+    A strategy may also offer ``scorer(user_id, history) -> Scorer``: one object
+    that answers both ``candidates`` and ``score`` for the same request, so work
+    shared by the two (co-occurrence votes, a user's factor product) is done once.
+    :func:`scorer_for` falls back to the two protocol methods when it is absent.
     """
 
     name: str
@@ -41,3 +54,106 @@ class Strategy(Protocol):
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]: ...
 
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]: ...
+
+
+class Scorer(Protocol):
+    """Per-request view of a strategy for one user (see :meth:`Strategy.scorer`).
+
+    ``candidates`` returns up to ``n`` items, best first, none of them in ``exclude``.
+    """
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]: ...
+
+    def score(self, items: Sequence[str]) -> Sequence[float]: ...
+
+
+class _ProtocolScorer:
+    """Adapter: a :class:`Scorer` over a strategy that only has the protocol methods."""
+
+    __slots__ = ("strategy", "user_id", "history")
+
+    def __init__(self, strategy: Strategy, user_id: str, history: Sequence[str]) -> None:
+        self.strategy, self.user_id, self.history = strategy, user_id, history
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
+        if not exclude:
+            return list(self.strategy.candidates(self.user_id, self.history, n))
+        wider = self.strategy.candidates(self.user_id, self.history, n + min(len(exclude), 4 * n))
+        return [item for item in wider if item not in exclude][:n]
+
+    def score(self, items: Sequence[str]) -> Sequence[float]:
+        return self.strategy.score(self.user_id, self.history, items)
+
+
+def scorer_for(strategy: Strategy, user_id: str, history: Sequence[str]) -> Scorer:
+    """The strategy's own ``scorer`` if it has one, else an adapter over the protocol."""
+    make = getattr(strategy, "scorer", None)
+    if make is not None:
+        return make(user_id, history)
+    return _ProtocolScorer(strategy, user_id, history)
+
+
+class Tunable:
+    """Hyper-parameters as constructor arguments; ``clone``; ``mutate`` through a whitelist.
+
+    Subclasses store every ``__init__`` argument under the same attribute name
+    and list the ones that may change while running in ``_mutable_attributes``.
+
+    Examples
+    --------
+    >>> class Toy(Tunable):
+    ...     _mutable_attributes = frozenset({"lr"})
+    ...     def __init__(self, lr=0.1, dim=8):
+    ...         self.lr, self.dim = lr, dim
+    >>> toy = Toy(lr=0.5)
+    >>> toy.mutate({"lr": 0.2}); toy.lr
+    0.2
+    >>> toy.mutate({"dim": 4})
+    Traceback (most recent call last):
+    ...
+    ValueError: 'dim' is not a mutable attribute of Toy (mutable: lr)
+    >>> toy.clone().lr, toy.clone({"dim": 2}).dim
+    (0.2, 2)
+    """
+
+    _mutable_attributes: frozenset[str] = frozenset()
+
+    def _get_params(self) -> dict[str, Any]:
+        """Constructor arguments of this instance, read back from its attributes."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name, p in sig.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def clone(self, new_params: Mapping[str, Any] | None = None):
+        """A fresh, untrained instance with the same (or changed) hyper-parameters."""
+        params = self._get_params()
+        params.update(new_params or {})
+        return type(self)(**params)
+
+    def mutate(self, new_attrs: Mapping[str, Any]) -> None:
+        """Change whitelisted hyper-parameters in place; refuses the rest.
+
+        Values are checked first, so a refused call changes nothing.
+        """
+        for key, value in new_attrs.items():
+            if key not in self._mutable_attributes:
+                allowed = ", ".join(sorted(self._mutable_attributes)) or "none"
+                raise ValueError(f"{key!r} is not a mutable attribute of {type(self).__name__} "
+                                 f"(mutable: {allowed})")
+            self._check_mutation(key, value)
+        for key, value in new_attrs.items():
+            setattr(self, key, value)
+
+    def _check_mutation(self, key: str, value: Any) -> None:
+        """Validate one new value (override to add rules); numbers must be finite."""
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"{key} must be finite (got {value})")
+
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        """Parameter sets the contract suite builds this class with (small and fast)."""
+        yield {}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
+        return f"{type(self).__name__}({params})"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from online.base import Interaction
+from online.blend import Blend, BlendConfig, build_blend
 from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
 from online.sequential import NextItem
@@ -39,6 +40,9 @@ class EngineConfig:
     followers_cap: int = 32
     lookback: int = 3
     vote_top: int = 24
+    # None: the fixed popularity + next-item mix above. A BlendConfig: recommend() ranks with
+    # online.blend (its "popularity"/"next_item" are this engine's own two models).
+    blend: BlendConfig | None = None
 
 
 class UserState:
@@ -73,6 +77,12 @@ class StreamingRecommender:
         self.next_item = NextItem(config.followers_cap, config.lookback, max_items=config.max_items,
                                  vote_top=config.vote_top)
         self.prequential = PrequentialStats(k=config.k)
+        self.blend: Blend | None = None
+        if config.blend is not None:
+            self.blend = build_blend(config.blend, shared={"popularity": self.popularity,
+                                                           "next_item": self.next_item},
+                                     max_users=config.max_users, max_items=config.max_items,
+                                     half_life=config.half_life)
         self._users: OrderedDict[str, UserState] = OrderedDict()
         self.events_learned = 0
         self.users_evicted = 0
@@ -118,6 +128,8 @@ class StreamingRecommender:
                 seen.add(item)
         self.popularity.learn_many(interactions)
         self.next_item.learn_pairs(pairs)
+        if self.blend is not None:
+            self.blend.learn_many(interactions)
         self.events_learned += len(interactions)
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
@@ -126,6 +138,8 @@ class StreamingRecommender:
 
         ``record`` remembers the list as the one served, for prequential hit rate.
         """
+        if self.blend is not None:
+            return self._recommend_blend(user_id, k, exclude, record)
         cfg = self.config
         k = cfg.k if k is None else k
         state = self._users.get(user_id)
@@ -137,12 +151,17 @@ class StreamingRecommender:
         w_seq, w_pop = cfg.next_item_weight, cfg.popularity_weight
         pop_of = popular.get
         scores: dict[str, float] = {}
+        outside_head: list[str] = []
         for item, vote in votes.items():
             if item not in seen and item not in excluded:
                 pop = pop_of(item)
                 if pop is None:
-                    pop = self.popularity.score_of(item)
+                    outside_head.append(item)
+                    pop = 0.0
                 scores[item] = w_seq * vote + w_pop * pop
+        if outside_head and w_pop:  # one vectorised look-up for votes outside the popular head
+            for item, pop in zip(outside_head, self.popularity.score(user_id, history, outside_head)):
+                scores[item] += w_pop * pop
         wanted = max(cfg.popularity_candidates, k)
         for item, pop in popular.items():
             if item not in scores and item not in seen and item not in excluded:
@@ -162,9 +181,22 @@ class StreamingRecommender:
             state.last_list = tuple(item for item, _ in ranked)
         return ranked
 
+    def _recommend_blend(self, user_id: str, k: int | None, exclude: Iterable[str],
+                         record: bool) -> list[tuple[str, float]]:
+        k = self.config.k if k is None else k
+        state = self._users.get(user_id)
+        if state is None:
+            return self.blend.rank(user_id, (), frozenset(), k, exclude, observe=False)
+        ranked = self.blend.rank(user_id, state.history, state.seen, k, exclude, observe=record)
+        if record:
+            state.last_list = tuple(item for item, _ in ranked)
+        return ranked
+
     def stats(self) -> dict[str, float]:
         """Plain numbers for metrics and summaries (no Prometheus here)."""
         out = {"users": self.n_users, "items": self.n_items, "events_learned": self.events_learned,
                "users_evicted": self.users_evicted}
         out.update({f"prequential_{key}": value for key, value in self.prequential.snapshot().items()})
+        if self.blend is not None:  # blend weights as plain numbers: blend_weight_<strategy>
+            out.update({f"blend_weight_{name}": weight for name, weight in self.blend.weights.items()})
         return out

@@ -4,20 +4,29 @@ Each event adds ``2 ** (n / half_life)`` to its item, where ``n`` counts events
 seen so far. Multiplying every score by the same factor does not change the
 ranking, so growing the increment is the same as decaying every older count by
 half each ``half_life`` events, at O(1) per event instead of O(items). The
-scores are rescaled before the increment overflows.
+scores are rescaled before the increment overflows. ``half_life=math.inf`` is
+all-time popularity.
+
+Because stored scores only ever grow, an item's rank can change only when it is
+touched; the best items are therefore kept in a sorted list that each event
+updates in O(log n) plus a short memmove, instead of re-ranking the catalogue.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import bisect
+import math
+from typing import Any, Collection, Iterator, Sequence
 
 import numpy as np
 
-from online.base import Interaction
+from online.base import Interaction, Tunable
 
 _RESCALE_EXPONENT = 512.0  # 2**512 is far from float64 overflow (2**1024)
+_TOP_MIN = 256  # length of the maintained leaderboard (grows on demand)
+_BOARD_MAX = 4096  # deeper reads are computed, not maintained
 
 
-class DecayedPopularity:
+class DecayedPopularity(Tunable):
     """Item popularity with an exponential half-life measured in events.
 
     Parameters
@@ -37,22 +46,36 @@ class DecayedPopularity:
     """
 
     name = "popularity"
+    _mutable_attributes = frozenset({"half_life"})
 
     def __init__(self, half_life: float = 5_000.0, max_items: int = 1_000_000) -> None:
-        if half_life <= 0:
+        if not half_life > 0:
             raise ValueError("half_life must be positive")
+        if max_items < 1:
+            raise ValueError("max_items must be >= 1")
         self.half_life = float(half_life)
         self.max_items = int(max_items)
         self._index: dict[str, int] = {}
         self._items: list[str] = []
         self._scores = np.zeros(1024, dtype=np.float64)
         self._exponent = 0.0  # log2 of the current increment
-        self._top_cache: list[str] | None = None
-        self._best: float | None = None
+        self._board: list[int] = []  # best slots, best first
+        self._board_neg: list[float] = []  # their negated scores (ascending, for bisect)
+        self._board_len = _TOP_MIN
         self._top_scores: dict[str, float] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        yield {}
+        yield {"half_life": 20.0, "max_items": 25}
+        yield {"half_life": math.inf}
+
+    def _check_mutation(self, key: str, value: Any) -> None:
+        if not value > 0:
+            raise ValueError("half_life must be positive")
 
     def _slot(self, item_id: str) -> int:
         slot = self._index.get(item_id)
@@ -63,6 +86,7 @@ class DecayedPopularity:
             del self._index[self._items[slot]]
             self._items[slot] = item_id
             self._scores[slot] = 0.0
+            self._board_remove(slot)
         else:
             slot = len(self._items)
             if slot == len(self._scores):
@@ -71,19 +95,41 @@ class DecayedPopularity:
         self._index[item_id] = slot
         return slot
 
+    def _board_remove(self, slot: int) -> None:
+        board = self._board
+        try:
+            pos = board.index(slot)
+        except ValueError:
+            return
+        del board[pos], self._board_neg[pos]
+
+    def _board_touch(self, slot: int, score: float) -> None:
+        """``slot``'s score grew to ``score``: move it up the leaderboard (or onto it)."""
+        board, neg = self._board, self._board_neg
+        if len(board) >= self._board_len and -score >= neg[-1]:
+            return  # not better than the last one on a full board
+        self._board_remove(slot)
+        pos = bisect.bisect_right(neg, -score)
+        board.insert(pos, slot)
+        neg.insert(pos, -score)
+        if len(board) > self._board_len:
+            board.pop()
+            neg.pop()
+
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         step = 1.0 / self.half_life
-        scores = self._scores
+        touch = self._board_touch
         for event in interactions:
             slot = self._slot(event.item_id)
             scores = self._scores  # _slot may have grown the array
             scores[slot] += 2.0**self._exponent
+            touch(slot, float(scores[slot]))
             self._exponent += step
         if self._exponent > _RESCALE_EXPONENT:
-            self._scores *= 2.0**-self._exponent
+            factor = 2.0**-self._exponent
+            self._scores *= factor
+            self._board_neg = [value * factor for value in self._board_neg]
             self._exponent = 0.0
-        self._top_cache = None
-        self._best = None
         self._top_scores = None
 
     def score_of(self, item_id: str) -> float:
@@ -95,37 +141,44 @@ class DecayedPopularity:
         return float(self._scores[slot] / best) if best > 0 else 0.0
 
     def _max_score(self) -> float:
-        if self._best is None:
-            n = len(self._items)
-            self._best = float(self._scores[:n].max()) if n else 0.0
-        return self._best
+        return -self._board_neg[0] if self._board_neg else 0.0
 
-    def top(self, n: int) -> list[str]:
-        """The ``n`` most popular items, best first (cached until the next batch)."""
-        cache = self._top_cache
-        if cache is not None and len(cache) >= min(n, len(self._items)):
-            return cache[:n]
+    def _rebuild_board(self, length: int) -> None:
         count = len(self._items)
-        if count == 0:
-            return []
-        want = min(max(n, 64), count)
+        self._board_len = max(length, self._board_len)
+        want = min(self._board_len, count)
         scores = self._scores[:count]
         part = np.argpartition(-scores, want - 1)[:want]
         order = part[np.argsort(-scores[part], kind="stable")]
-        self._top_cache = [self._items[i] for i in order]
-        return self._top_cache[:n]
+        self._board = order.tolist()
+        self._board_neg = (-scores[order]).tolist()
+
+    def top(self, n: int) -> list[str]:
+        """The ``n`` most popular items, best first."""
+        count = len(self._items)
+        if count == 0 or n <= 0:
+            return []
+        items = self._items
+        if n > len(self._board) and len(self._board) < count:
+            if n > _BOARD_MAX:  # a one-off deep read: rank the catalogue, keep the board short
+                scores = self._scores[:count]
+                want = min(n, count)
+                part = np.argpartition(-scores, want - 1)[:want]
+                return [items[slot] for slot in part[np.argsort(-scores[part], kind="stable")]]
+            self._rebuild_board(n)
+        return [items[slot] for slot in self._board[:n]]
 
     def top_scores(self, n: int = 256) -> dict[str, float]:
         """The top ``n`` items with their relative popularity, best first (cached per batch)."""
         cached = self._top_scores
         if cached is None or (len(cached) < n and len(cached) < len(self._items)):
-            best = self._max_score()
             top = self.top(n)
+            best = self._max_score()
             if best <= 0:
                 cached = dict.fromkeys(top, 0.0)
             else:
-                values = (self._scores[[self._index[i] for i in top]] / best).tolist()
-                cached = dict(zip(top, values))
+                scale = -1.0 / best
+                cached = dict(zip(top, [value * scale for value in self._board_neg[: len(top)]]))
             self._top_scores = cached
         return cached
 
@@ -137,7 +190,38 @@ class DecayedPopularity:
         if best <= 0 or not items:
             return [0.0] * len(items)
         get = self._index.get
-        slots = np.fromiter((get(i, -1) for i in items), dtype=np.int64, count=len(items))
+        slots = np.array([get(i, -1) for i in items], dtype=np.int64)
         values = self._scores[slots] / best
         values[slots < 0] = 0.0
         return values.tolist()
+
+    def scorer(self, user_id: str, history: Sequence[str]) -> "PopularityScorer":
+        return PopularityScorer(self)
+
+
+class PopularityScorer:
+    """Candidates are the leaderboard minus ``exclude``; scores are relative popularity."""
+
+    __slots__ = ("pop",)
+
+    def __init__(self, pop: DecayedPopularity) -> None:
+        self.pop = pop
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
+        pop = self.pop
+        if not exclude:
+            return pop.top(n)
+        want = n + min(len(exclude), 4 * n)
+        if want > len(pop._board) and len(pop._board) < len(pop):
+            return [item for item in pop.top(want) if item not in exclude][:n]
+        items, out = pop._items, []
+        for slot in pop._board:  # walk the leaderboard until n unexcluded items are found
+            item = items[slot]
+            if item not in exclude:
+                out.append(item)
+                if len(out) == n:
+                    break
+        return out
+
+    def score(self, items: Sequence[str]) -> list[float]:
+        return self.pop.score("", (), items)

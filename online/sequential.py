@@ -1,18 +1,29 @@
-"""Next-item co-occurrence: "people who touched X touched Y next".
+"""Sequential co-occurrence: "people who touched X touched Y next (or soon after)".
 
 For every consecutive pair (previous item of a user, this item) the follower
 count of the previous item grows. The follower table of each item is bounded:
 when it outgrows twice its cap it is cut back to the ``cap`` strongest
 followers, so memory per item is O(cap) and pruning is amortised O(1).
+
+:meth:`NextItem.learn_many` generalises the pairs: each item is paired with the
+user's previous ``window`` items, the one ``d`` steps back weighing
+``decay ** (d - 1)``, and with ``symmetric > 0`` the reverse pair is learned too
+(item-to-item similarity as well as order). With a ``half_life`` (in events) old
+pairs fade: each new pair adds ``2 ** (n / half_life)``, the trick
+:mod:`online.popularity` uses, so forgetting costs nothing per event.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections import OrderedDict
+from operator import itemgetter
+from typing import Any, Collection, Iterator, Sequence
 
-from online.base import Interaction
+from online.base import Interaction, Tunable
+
+_RESCALE_EXPONENT = 256.0
 
 
-class NextItem:
+class NextItem(Tunable):
     """Sequential co-occurrence over a user's last few items.
 
     Parameters
@@ -23,10 +34,27 @@ class NextItem:
         How many of the user's most recent items vote for candidates; the i-th
         most recent votes with weight ``decay ** i``.
     decay
-        Weight ratio between successive lookback positions.
+        Weight ratio between successive lookback positions (and, in
+        :meth:`learn_many`, between successive positions of the learning window).
+    max_items
+        Items with a follower table; the oldest table is dropped beyond it.
     vote_top
         Only the strongest ``vote_top`` followers of each recent item vote; this
         bounds the candidate pool and so the cost of a request.
+    window
+        How many previous items :meth:`learn_many` pairs each new item with.
+    symmetric
+        Weight of the reverse pair in :meth:`learn_many` (0 learns order only).
+    half_life
+        Events after which a pair learned by :meth:`learn_many` counts half;
+        ``None`` never forgets.
+    max_users
+        Users whose recent items :meth:`learn_many` keeps (least recently active evicted).
+    staleness
+        A table's cached strongest followers are rebuilt once the weight learned
+        since the last build exceeds this fraction of the table's weight then
+        (0 rebuilds after every change). Heavy tables change share slowly, and
+        rebuilding them after every pair is what makes a request expensive.
 
     Examples
     --------
@@ -35,60 +63,140 @@ class NextItem:
     >>> seq.learn_pairs([("a", "b"), ("a", "b"), ("a", "c")])
     >>> seq.candidates("u", ["a"], 5)
     ['b', 'c']
+    >>> co = NextItem(window=2, symmetric=1.0)
+    >>> co.learn_many([Interaction("u", "a", 0.0), Interaction("u", "b", 1.0),
+    ...                Interaction("u", "c", 2.0)])
+    >>> co.candidates("v", ["c"], 5)
+    ['b', 'a']
     """
 
     name = "next_item"
+    _mutable_attributes = frozenset({"decay", "lookback"})
 
     def __init__(self, followers_cap: int = 32, lookback: int = 3, decay: float = 0.5,
-                 max_items: int = 1_000_000, vote_top: int = 12) -> None:
+                 max_items: int = 1_000_000, vote_top: int = 12, window: int = 1,
+                 symmetric: float = 0.0, half_life: float | None = None,
+                 max_users: int = 1_000_000, staleness: float = 0.0) -> None:
+        if min(followers_cap, lookback, max_items, vote_top, window, max_users) < 1:
+            raise ValueError("followers_cap, lookback, max_items, vote_top, window and max_users must be >= 1")
+        if not 0.0 <= decay <= 1.0 or not symmetric >= 0.0:
+            raise ValueError("decay must be in [0, 1] and symmetric >= 0")
+        if half_life is not None and not half_life > 0:
+            raise ValueError("half_life must be positive or None")
+        if not staleness >= 0:
+            raise ValueError("staleness must be >= 0")
         self.followers_cap = int(followers_cap)
         self.lookback = int(lookback)
         self.decay = float(decay)
         self.max_items = int(max_items)
         self.vote_top = int(vote_top)
+        self.window = int(window)
+        self.symmetric = float(symmetric)
+        self.half_life = half_life
+        self.max_users = int(max_users)
+        self.staleness = float(staleness)
         self._followers: dict[str, dict[str, float]] = {}
-        # item -> its strongest followers with weights normalised to the strongest (1.0);
-        # dropped whenever the item's table changes, rebuilt on the next request.
-        self._top: dict[str, list[tuple[str, float]]] = {}
+        # item -> (its table's weight when built, its strongest followers normalised to the first);
+        # rebuilt on the next request once the table's weight outgrows ``1 + staleness`` times that.
+        self._top: dict[str, tuple[float, list[tuple[str, float]]]] = {}
+        self._mass: dict[str, float] = {}  # total weight in each table
+        self._recent: OrderedDict[str, list[str]] = OrderedDict()  # learn_many's own user windows
+        self._exponent = 0.0  # log2 of the current pair increment (half_life only)
 
     def __len__(self) -> int:
         return len(self._followers)
 
-    def learn_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Learn (previous item, next item) transitions."""
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        yield {}
+        yield {"window": 4, "symmetric": 0.5, "decay": 0.8, "lookback": 4, "followers_cap": 4,
+               "vote_top": 6, "half_life": 50.0, "max_items": 30, "max_users": 10, "staleness": 0.2}
+
+    def _check_mutation(self, key: str, value: Any) -> None:
+        super()._check_mutation(key, value)
+        if key == "decay" and not 0.0 <= value <= 1.0:
+            raise ValueError("decay must be in [0, 1]")
+        if key == "lookback" and (int(value) != value or value < 1):
+            raise ValueError("lookback must be an integer >= 1")
+
+    def _add(self, prev: str, item: str, weight: float) -> None:
         followers = self._followers
-        stale = self._top
-        cap2 = 2 * self.followers_cap
+        table = followers.get(prev)
+        if table is None:
+            if len(followers) >= self.max_items:
+                evicted = next(iter(followers))  # oldest inserted item
+                del followers[evicted], self._mass[evicted]
+                self._top.pop(evicted, None)
+            table = followers[prev] = {}
+            self._mass[prev] = 0.0
+        table[item] = table.get(item, 0.0) + weight
+        self._mass[prev] += weight
+        if len(table) > 2 * self.followers_cap:
+            kept = sorted(table.items(), key=_count, reverse=True)[: self.followers_cap]
+            followers[prev] = dict(kept)
+            self._mass[prev] = sum(count for _, count in kept)
+            self._top.pop(prev, None)
+
+    def learn_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Learn (previous item, next item) transitions, each with weight 1 (the engine's path)."""
+        add = self._add
         for prev, item in pairs:
-            if prev == item:
-                continue
-            table = followers.get(prev)
-            if table is None:
-                if len(followers) >= self.max_items:
-                    evicted = next(iter(followers))  # oldest inserted item
-                    followers.pop(evicted)
-                    stale.pop(evicted, None)
-                table = followers[prev] = {}
-            table[item] = table.get(item, 0.0) + 1.0
-            stale.pop(prev, None)
-            if len(table) > cap2:
-                kept = sorted(table.items(), key=lambda kv: kv[1], reverse=True)[: self.followers_cap]
-                followers[prev] = dict(kept)
+            if prev != item:
+                add(prev, item, 1.0)
 
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
-        """Interactions alone carry no order per user; the engine calls :meth:`learn_pairs`."""
-        raise NotImplementedError("NextItem learns transitions; use learn_pairs()")
+        """Learn a micro-batch in order, pairing each item with the user's previous ``window`` items."""
+        recent = self._recent
+        add = self._add
+        window, decay, symmetric = self.window, self.decay, self.symmetric
+        step = 1.0 / self.half_life if self.half_life else 0.0
+        for event in interactions:
+            user, item = event.user_id, event.item_id
+            past = recent.get(user)
+            if past is None:
+                if len(recent) >= self.max_users:
+                    recent.popitem(last=False)
+                past = recent[user] = []
+            else:
+                recent.move_to_end(user)
+            weight = 2.0**self._exponent if step else 1.0
+            for prev in reversed(past):
+                if not weight:
+                    break
+                if prev != item:
+                    add(prev, item, weight)
+                    if symmetric:
+                        add(item, prev, symmetric * weight)
+                weight *= decay
+            past.append(item)
+            if len(past) > window:
+                del past[0]
+            self._exponent += step
+        if self._exponent > _RESCALE_EXPONENT:
+            factor = 2.0**-self._exponent
+            for table in self._followers.values():
+                for item in table:
+                    table[item] *= factor
+            for prev in self._mass:
+                self._mass[prev] *= factor
+            self._top.clear()  # built in the old scale
+            self._exponent = 0.0
 
     def strongest(self, item_id: str) -> list[tuple[str, float]]:
         """The ``vote_top`` strongest followers of an item, weights relative to the first."""
-        top = self._top.get(item_id)
-        if top is None:
-            table = self._followers.get(item_id)
-            if not table:
-                return []
-            ranked = sorted(table.items(), key=lambda kv: kv[1], reverse=True)[: self.vote_top]
-            best = ranked[0][1]
-            top = self._top[item_id] = [(item, count / best) for item, count in ranked]
+        cached = self._top.get(item_id)
+        mass = self._mass.get(item_id)
+        if cached is not None and mass is not None and mass <= cached[0] * (1.0 + self.staleness):
+            return cached[1]
+        table = self._followers.get(item_id)
+        if not table:
+            return []
+        ranked = sorted(table.items(), key=_count, reverse=True)[: self.vote_top]
+        best = ranked[0][1]
+        if not best > 0:
+            return []
+        top = [(item, count / best) for item, count in ranked]
+        self._top[item_id] = (mass, top)
         return top
 
     def votes(self, history: Sequence[str]) -> dict[str, float]:
@@ -96,16 +204,43 @@ class NextItem:
         out: dict[str, float] = {}
         weight = 1.0
         get = out.get
+        strongest = self.strongest
         for prev in reversed(history[-self.lookback:]):
-            for item, share in self.strongest(prev):
-                out[item] = get(item, 0.0) + weight * share
+            if out:
+                for item, share in strongest(prev):
+                    out[item] = get(item, 0.0) + weight * share
+            else:
+                out = {item: weight * share for item, share in strongest(prev)}
+                get = out.get
             weight *= self.decay
         return out
 
+    def scorer(self, user_id: str, history: Sequence[str]) -> "VoteScorer":
+        return VoteScorer(self.votes(history))
+
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
-        votes = self.votes(history)
-        return sorted(votes, key=votes.__getitem__, reverse=True)[:n]
+        return VoteScorer(self.votes(history)).candidates(n)
 
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        votes = self.votes(history)
-        return [votes.get(i, 0.0) for i in items]
+        return VoteScorer(self.votes(history)).score(items)
+
+
+_count = itemgetter(1)  # the count of an (item, count) pair
+
+
+class VoteScorer:
+    """A :class:`~online.base.Scorer` over a dict of item scores (items absent score 0)."""
+
+    __slots__ = ("votes",)
+
+    def __init__(self, votes: dict[str, float]) -> None:
+        self.votes = votes
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
+        votes = self.votes
+        keys = [item for item in votes if item not in exclude] if exclude else votes
+        return sorted(keys, key=votes.__getitem__, reverse=True)[:n]
+
+    def score(self, items: Sequence[str]) -> list[float]:
+        get = self.votes.get
+        return [get(item, 0.0) for item in items]

@@ -1,0 +1,439 @@
+"""The strategy blend: candidates from every strategy, normalised scores, weighted sum.
+
+A request for user ``u`` asks each strategy with a positive weight for its top
+``candidates`` items (never ones the user touched), pools them, has every
+strategy score the whole pool, normalises each strategy's scores over the pool
+(so a co-occurrence vote and a factor product become comparable) and ranks the
+pool by the weighted sum. The weights are plain data: :class:`BlendConfig` sets
+them at start-up, :meth:`Blend.set_weights` changes them while running (the
+tuner's hook), and each learning model's rate changes through its own
+``mutate``.
+
+Normalisations
+--------------
+``minmax``  ``(s - min) / (max - min)`` over the pool; invariant to any positive
+            affine change of a strategy's scale, so weights mean "share of the vote".
+``rank``    ``1 - rank / (len(pool) - 1)`` (Borda); ignores score gaps entirely.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Collection, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from online.base import Interaction, Strategy, scorer_for
+from online.mf import ImplicitMF
+from online.popularity import DecayedPopularity
+from online.rerank import OPTIMIZERS, LearnedWeights
+from online.sequential import NextItem
+
+NORMALISATIONS = ("minmax", "rank")
+STRATEGY_NAMES = ("popularity", "next_item", "cooccurrence", "mf", "river_mf", "encoder")
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """Which strategies the engine blends, with what weight and hyper-parameters.
+
+    ``weights`` is a tuple of ``(strategy, weight)`` pairs, names from
+    :data:`STRATEGY_NAMES`; :meth:`parse` reads ``"popularity=0.3,cooccurrence=1"``.
+    ``popularity`` and ``next_item`` are the engine's own models (configured by
+    ``EngineConfig``); the others are built here from the ``<name>_*`` fields.
+    ``encoder`` is an empty :class:`StrategySlot` that ``stream/`` fills with the
+    heavy model when one is published.
+    """
+
+    weights: tuple[tuple[str, float], ...] = (("popularity", 0.2), ("cooccurrence", 1.0), ("next_item", 0.3))
+    candidates: int = 20
+    normalise: str = "minmax"
+    seed: int = 0
+    # cooccurrence: a NextItem over a window of past items, both directions
+    cooc_window: int = 10
+    cooc_lookback: int = 5
+    cooc_decay: float = 0.8
+    cooc_symmetric: float = 1.0
+    cooc_cap: int = 64
+    cooc_vote_top: int = 24
+    cooc_half_life: float | None = None
+    cooc_staleness: float = 0.1
+    # mf: online.mf.ImplicitMF
+    mf_factors: int = 32
+    mf_lr: float = 0.1
+    mf_l2: float = 0.01
+    mf_negatives: int = 4
+    mf_sampling: str = "uniform"
+    # river_mf: river.reco.BiasedMF behind online.river_mf.RiverMF
+    river_factors: int = 10
+    river_lr: float = 0.05
+    river_l2: float = 0.001
+    river_negatives: int = 4
+    river_optimizer: str = "sgd"
+    # learned weights: online.rerank.LearnedWeights over the served pools
+    learn_weights: bool = True
+    learn_lr: float = 0.02
+    learn_optimizer: str = "sgd"
+
+    def __post_init__(self) -> None:
+        problems = []
+        names = [name for name, _ in self.weights]
+        unknown = [name for name in names if name not in STRATEGY_NAMES]
+        if unknown:
+            problems.append(f"unknown strategies {unknown} (choose from {', '.join(STRATEGY_NAMES)})")
+        if len(set(names)) != len(names):
+            problems.append("a strategy is named twice")
+        if not names:
+            problems.append("a blend needs at least one strategy")
+        for name, weight in self.weights:
+            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+                problems.append(f"weight of {name} must be a finite number >= 0 (got {weight!r})")
+        if names and not any(weight > 0 for _, weight in self.weights):
+            problems.append("at least one weight must be positive")
+        if self.normalise not in NORMALISATIONS:
+            problems.append(f"normalise must be one of {', '.join(NORMALISATIONS)}")
+        if self.candidates < 1:
+            problems.append("candidates must be >= 1")
+        if self.learn_optimizer not in OPTIMIZERS or self.river_optimizer not in OPTIMIZERS:
+            problems.append(f"optimizers must be one of {', '.join(OPTIMIZERS)}")
+        if problems:
+            raise ValueError("invalid blend: " + "; ".join(problems))
+
+    @classmethod
+    def parse(cls, spec: str, **overrides: Any) -> "BlendConfig":
+        """``"name=weight,name=weight"`` (a bare name weighs 1) plus field overrides.
+
+        >>> BlendConfig.parse("popularity=0.3, mf").weights
+        (('popularity', 0.3), ('mf', 1.0))
+        """
+        weights = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, raw = part.partition("=")
+            try:
+                weight = float(raw) if raw.strip() else 1.0
+            except ValueError:
+                raise ValueError(f"weight of {name.strip()!r} is not a number: {raw!r}") from None
+            weights.append((name.strip(), weight))
+        return cls(weights=tuple(weights), **overrides)
+
+    def with_weights(self, **weights: float) -> "BlendConfig":
+        """A copy with some weights changed or added (validated again)."""
+        merged = dict(self.weights)
+        merged.update(weights)
+        return replace(self, weights=tuple(merged.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["weights"] = dict(self.weights)
+        return out
+
+
+class StrategySlot:
+    """A named place for a strategy that arrives later (the heavy encoder), swapped whole.
+
+    Empty, it proposes no candidates and scores everything 0. :meth:`swap` replaces
+    the held strategy in one reference assignment, so a request sees either the old
+    or the new model, never a half-loaded one. The held object is not part of
+    engine snapshots: it is restored from its own checkpoint.
+
+    Examples
+    --------
+    >>> slot = StrategySlot("encoder")
+    >>> slot.candidates("u", [], 3), slot.score("u", [], ["a"])
+    ([], [0.0])
+    >>> from online.popularity import DecayedPopularity
+    >>> slot.swap(DecayedPopularity()) is None
+    True
+    """
+
+    def __init__(self, name: str = "encoder", strategy: Strategy | None = None) -> None:
+        self.name = name
+        self.strategy = strategy
+
+    def swap(self, strategy: Strategy | None) -> Strategy | None:
+        """Install ``strategy`` (or empty the slot); returns the previous one."""
+        old, self.strategy = self.strategy, strategy
+        return old
+
+    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+        held = self.strategy
+        if held is not None:
+            held.learn_many(interactions)
+
+    def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
+        held = self.strategy
+        return [] if held is None else list(held.candidates(user_id, history, n))
+
+    def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        held = self.strategy
+        return [0.0] * len(items) if held is None else list(held.score(user_id, history, items))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "strategy": None}
+
+
+def normalise(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
+    """Map each strategy's pool scores to [0, 1]; a constant or empty column gives zeros.
+
+    ``scores`` is one strategy's scores (1-d) or one column per strategy (2-d).
+    NaN and infinite scores count as that strategy's worst score, so a diverging
+    model can never put an item on top.
+
+    >>> normalise(np.array([2.0, 4.0, 3.0])).tolist()
+    [0.0, 1.0, 0.5]
+    >>> normalise(np.array([2.0, 4.0, 3.0]), "rank").tolist()
+    [0.0, 1.0, 0.5]
+    >>> normalise(np.array([[1.0, 5.0], [3.0, 5.0], [np.nan, 5.0]])).tolist()
+    [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
+    """
+    x = np.asarray(scores, dtype=float)
+    flat = x.ndim == 1
+    if flat:
+        x = x[:, None]
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(x.shape[0]) if flat else np.zeros(x.shape)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        worst = np.where(bad, np.inf, x).min(axis=0)
+        worst[~np.isfinite(worst)] = 0.0
+        x = np.where(bad, worst, x)
+    if how == "rank":
+        if n == 1:
+            out = np.zeros(x.shape)
+        else:
+            ranks = np.empty(x.shape)
+            np.put_along_axis(ranks, np.argsort(-x, axis=0, kind="stable"),
+                              np.arange(n, dtype=float)[:, None], axis=0)
+            out = 1.0 - ranks / (n - 1)
+    else:
+        low = x.min(axis=0)
+        span = x.max(axis=0) - low
+        out = np.divide(x - low, span, out=np.zeros(x.shape), where=span > 0)
+    return out[:, 0] if flat else out
+
+
+class Blend:
+    """Weighted blend of named strategies.
+
+    Parameters
+    ----------
+    strategies
+        ``name -> strategy``; order is the order candidates are pooled in.
+    weights
+        ``name -> weight >= 0``; normalised to sum to 1. Missing names weigh 0.
+    candidates
+        How many candidates each strategy proposes per request.
+    normalise
+        ``"minmax"`` or ``"rank"`` (see the module docstring).
+    learners
+        Names whose ``learn_many`` the blend calls; the rest are learned by their
+        owner (the engine learns its own popularity and next-item models).
+    learner
+        Optional :class:`~online.rerank.LearnedWeights`: the weights then follow
+        what it learns from the served pools (starting from ``weights``).
+
+    Examples
+    --------
+    >>> from online.base import Interaction
+    >>> from online.popularity import DecayedPopularity
+    >>> from online.sequential import NextItem
+    >>> blend = Blend({"popularity": DecayedPopularity(), "co": NextItem(window=2, symmetric=1.0)},
+    ...               {"popularity": 1.0, "co": 3.0})
+    >>> blend.weights
+    {'popularity': 0.25, 'co': 0.75}
+    >>> blend.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0),
+    ...                   Interaction("u2", "c", 2.0), Interaction("u2", "c", 3.0)])
+    >>> [item for item, _ in blend.rank("u3", ["a"], seen={"a"}, k=2)]
+    ['b', 'c']
+    """
+
+    def __init__(self, strategies: Mapping[str, Strategy], weights: Mapping[str, float] | None = None,
+                 candidates: int = 30, normalise: str = "minmax",
+                 learners: Collection[str] | None = None, learner: LearnedWeights | None = None) -> None:
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}")
+        if candidates < 1:
+            raise ValueError("candidates must be >= 1")
+        self.strategies: dict[str, Strategy] = dict(strategies)
+        self.candidates = int(candidates)
+        self.normalise = normalise
+        self.learners = list(self.strategies if learners is None else learners)
+        self._weights: dict[str, float] = {}
+        self.learner = learner
+        self.set_weights(dict.fromkeys(self.strategies, 1.0) if weights is None else
+                         {name: weights.get(name, 0.0) for name in self.strategies})
+        self.requests = 0
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Current weights, normalised to sum to 1 (a copy: plain data for metrics and tuners)."""
+        return dict(self._weights)
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Change some or all weights; the result is renormalised to sum to 1.
+
+        Unknown names, negative or non-finite weights, or an all-zero result raise
+        ``ValueError`` and leave the weights unchanged.
+        """
+        merged = dict(self._weights) if self._weights else dict.fromkeys(self.strategies, 0.0)
+        for name, weight in weights.items():
+            if name not in self.strategies:
+                raise ValueError(f"no strategy named {name!r} in this blend")
+            weight = float(weight)
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"weight of {name} must be a finite number >= 0 (got {weight})")
+            merged[name] = weight
+        total = sum(merged.values())
+        if not total > 0:
+            raise ValueError("at least one weight must be positive")
+        self._weights = {name: merged[name] / total for name in self.strategies}
+        learner = self.learner
+        if learner is not None:
+            if learner.names != list(self._weights):
+                learner.reset(list(self._weights), list(self._weights.values()))
+            else:
+                learner.assign(list(self._weights.values()))
+            self._weights = learner.weights()
+
+    def add(self, name: str, strategy: Strategy, weight: float = 0.0, learn: bool = True) -> None:
+        """Add (or replace) a strategy; it starts with ``weight`` before renormalising."""
+        if name not in self.strategies:
+            self._weights[name] = 0.0
+        self.strategies[name] = strategy
+        if learn and name not in self.learners:
+            self.learners.append(name)
+        self.set_weights({name: weight})
+
+    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+        learner = self.learner
+        if learner is not None and learner.learn_many(interactions):
+            self._weights = learner.weights()
+        strategies = self.strategies
+        for name in self.learners:
+            strategies[name].learn_many(interactions)
+
+    def rank(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
+             k: int = 10, exclude: Iterable[str] = (), observe: bool = True) -> list[tuple[str, float]]:
+        """Top-``k`` ``(item, blended score)``, never an item in ``seen`` or ``exclude``.
+
+        ``observe`` lets the weight learner remember the pool as the one served.
+        """
+        self.requests += 1
+        excluded: Collection[str] = seen
+        if exclude:
+            excluded = set(seen)
+            excluded.update(exclude)
+        learning = self.learner is not None  # it needs every strategy's column
+        active = [(scorer_for(self.strategies[name], user_id, history), weight)
+                  for name, weight in self._weights.items() if weight > 0 or learning]
+        pool: dict[str, None] = {}
+        n = max(self.candidates, k)
+        for scorer, _ in active:
+            pool.update(dict.fromkeys(scorer.candidates(n, excluded)))
+        if excluded:
+            items = [item for item in pool if item not in excluded]
+        else:
+            items = list(pool)
+        if not items:
+            return []
+        columns = [scorer.score(items) for scorer, _ in active]
+        learner = self.learner if observe else None
+        total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
+        if len(items) > k:
+            top = np.argpartition(-total, k - 1)[:k]
+            top = top[np.argsort(-total[top], kind="stable")]
+        else:
+            top = np.argsort(-total, kind="stable")
+        return [(items[i], float(total[i])) for i in top.tolist()]
+
+    def _combine(self, columns: list[Sequence[float]], weights: list[float], user_id: str,
+                 items: list[str], learner: LearnedWeights | None) -> np.ndarray:
+        """Blended score per pool item; hands the normalised features to ``learner``."""
+        if self.normalise == "minmax":
+            # sum_s w_s (x_s - lo_s) / span_s == x @ a - lo @ a with a_s = w_s / span_s: one matmul,
+            # and the normalised matrix is only built when the learner wants it.
+            coefs, lows, spans = [], [], []
+            for column, weight in zip(columns, weights):
+                low, high = min(column), max(column)
+                if not math.isfinite(sum(column)):
+                    break  # NaN or inf: take the careful path below
+                span = high - low
+                coefs.append(weight / span if span > 0 else 0.0)
+                lows.append(low)
+                spans.append(span)
+            else:
+                raw = np.array(columns, dtype=float)  # [strategies, pool]
+                coef = np.array(coefs)
+                total = coef @ raw - float(np.dot(coef, lows))
+                if learner is not None:  # raw scores; normalised only for the pairs it learns from
+                    inverse = np.array([1.0 / span if span > 0 else 0.0 for span in spans])
+                    learner.observe(user_id, items, raw.T, np.array(lows), inverse)
+                return total
+        features = normalise(np.array(columns, dtype=float).T, self.normalise)
+        if learner is not None:
+            learner.observe(user_id, items, features)
+        return features @ np.array(weights, dtype=float)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Weights and each strategy's mutable hyper-parameters, as plain data."""
+        params = {}
+        for name, strategy in self.strategies.items():
+            mutable = getattr(strategy, "_mutable_attributes", ())
+            params[name] = {key: getattr(strategy, key) for key in sorted(mutable)
+                            if isinstance(getattr(strategy, key, None), (int, float))}
+        return {"weights": self.weights, "params": params, "requests": self.requests}
+
+
+def build_strategy(name: str, config: BlendConfig, *, max_users: int = 1_000_000,
+                   max_items: int = 1_000_000, half_life: float = 5_000.0) -> Strategy:
+    """One strategy by name, from the blend's hyper-parameters (standalone instances)."""
+    if name == "popularity":
+        return DecayedPopularity(half_life, max_items)
+    if name == "next_item":
+        return NextItem(max_items=max_items, max_users=max_users)  # the engine's: window 1, order only
+    if name == "cooccurrence":
+        co = NextItem(followers_cap=config.cooc_cap, lookback=config.cooc_lookback, decay=config.cooc_decay,
+                      max_items=max_items, vote_top=config.cooc_vote_top, window=config.cooc_window,
+                      symmetric=config.cooc_symmetric, half_life=config.cooc_half_life, max_users=max_users,
+                      staleness=config.cooc_staleness)
+        co.name = "cooccurrence"
+        return co
+    if name == "mf":
+        return ImplicitMF(n_factors=config.mf_factors, lr=config.mf_lr, l2=config.mf_l2,
+                          negatives=config.mf_negatives, max_users=max_users, max_items=max_items,
+                          seed=config.seed, sampling=config.mf_sampling)
+    if name == "river_mf":
+        from online.river_mf import RiverMF  # river is imported only when asked for
+
+        return RiverMF(n_factors=config.river_factors, lr=config.river_lr, l2=config.river_l2,
+                       negatives=config.river_negatives, optimizer=config.river_optimizer,
+                       max_users=max_users, max_items=max_items, seed=config.seed)
+    if name == "encoder":
+        return StrategySlot("encoder")
+    raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGY_NAMES)})")
+
+
+def build_blend(config: BlendConfig, *, shared: Mapping[str, Strategy] | None = None,
+                max_users: int = 1_000_000, max_items: int = 1_000_000,
+                half_life: float = 5_000.0) -> Blend:
+    """The blend ``config`` describes; ``shared`` strategies are used as given and not learned here."""
+    shared = dict(shared or {})
+    strategies: dict[str, Strategy] = {}
+    learners = []
+    for name, _ in config.weights:
+        if name in shared:
+            strategies[name] = shared[name]
+        else:
+            strategies[name] = build_strategy(name, config, max_users=max_users, max_items=max_items,
+                                              half_life=half_life)
+            learners.append(name)
+    learner = None
+    if config.learn_weights:
+        learner = LearnedWeights(lr=config.learn_lr, optimizer=config.learn_optimizer,
+                                 max_users=min(max_users, 100_000), seed=config.seed)
+    return Blend(strategies, dict(config.weights), candidates=config.candidates,
+                 normalise=config.normalise, learners=learners, learner=learner)

@@ -1,0 +1,20 @@
+"""Small streams shared by the online tests."""
+from __future__ import annotations
+
+import random
+
+from online.base import Interaction
+
+
+def stream(n: int = 300, users: int = 12, items: int = 25, seed: int = 0) -> list[Interaction]:
+    """A seeded stream with structure: users walk through items in runs, popular items recur."""
+    rng = random.Random(seed)
+    out = []
+    position = {f"u{u}": rng.randrange(items) for u in range(users)}
+    for t in range(n):
+        user = f"u{rng.randrange(users)}"
+        step = 1 if rng.random() < 0.6 else rng.randrange(items)
+        position[user] = (position[user] + step) % items
+        item = f"i{position[user] if rng.random() < 0.8 else rng.randrange(3)}"
+        out.append(Interaction(user, item, float(t)))
+    return out

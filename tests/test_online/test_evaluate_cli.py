@@ -1,0 +1,69 @@
+"""``streamrec eval``: the JSON outside scripts read, the table, and one-line user errors."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from stream import evaluate_cli
+
+from tests.test_online.helpers import stream
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    evaluate_cli.add_parser(sub)
+    args = parser.parse_args(["eval", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(autouse=True)
+def _plain_environment(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("STREAMREC_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    path = tmp_path / "events.csv"
+    lines = ["userId,movieId,timestamp"] + [f"{e.user_id},{e.item_id},{int(e.ts)}" for e in stream(400)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("strategy", ["engine", "blend", "cooccurrence"])
+def test_csv_to_json_with_the_documented_keys(csv_file, tmp_path, capsys, strategy):
+    out = tmp_path / "deep" / "result.json"
+    assert _run(["--data", str(csv_file), "--format", "csv", "--k", "5", "--json", str(out),
+                 "--strategy", strategy, "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    for key in ("events", "evaluated", "hr@5", "ndcg@5", "mrr@5", "coverage", "events_per_s", "curve"):
+        assert key in report
+    assert report["events"] == 400 and len(report["curve"]) == 10 and report["batch_size"] == 1
+    assert "hr@5" in capsys.readouterr().out
+
+
+def test_generated_stream_limit_weights_and_batches(tmp_path):
+    out = tmp_path / "r.json"
+    assert _run(["--generated", "3000", "--limit", "1000", "--weights", "popularity=0.3,cooccurrence=1",
+                 "--fixed-weights", "--batch-size", "10", "--json", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["events"] == 1000 and report["batch_size"] == 10 and "fixed" in report["engine"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--data", "/no/such/file.csv", "--format", "csv"], "no such file"),
+    (["--data", "{csv}"], "--format"),
+    (["--data", "{csv}", "--format", "jsonl"], "not valid jsonl"),
+    (["--generated", "100", "--weights", "popularity=1,bogus=1"], "unknown strategies"),
+    (["--generated", "100", "--k", "0"], "--k"),
+    (["--generated", "0"], "positive"),
+])
+def test_user_errors_are_one_line_and_exit_2(csv_file, capsys, argv, message):
+    argv = [a.replace("{csv}", str(csv_file)) for a in argv]
+    assert _run(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
