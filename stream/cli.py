@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None,
                    help="worker metrics port (default: a free one)")
-    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life",
+    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life", "blend",
                             "popularity_weight", "next_item_weight", "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)
 

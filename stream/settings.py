@@ -67,6 +67,10 @@ class Settings:
         "STREAMREC_POPULARITY_WEIGHT", "blend weight of decayed popularity"))
     next_item_weight: float = field(default=1.0, metadata=_env(
         "STREAMREC_NEXT_ITEM_WEIGHT", "blend weight of next-item co-occurrence"))
+    blend: str = field(default="", metadata=_env(
+        "STREAMREC_BLEND",
+        "learned blend of strategies: '' = off (fast popularity + next-item), 'default' = the "
+        "recommended blend, or 'name=weight,...' over popularity, next_item, cooccurrence, mf, river_mf"))
     history_len: int = field(default=50, metadata=_env("STREAMREC_HISTORY_LEN", "recent items kept per user"))
     max_users: int = field(default=1_000_000, metadata=_env(
         "STREAMREC_MAX_USERS", "users kept in memory; least recently active evicted"))
@@ -130,10 +134,17 @@ class Settings:
         ]
 
     def engine_config(self) -> EngineConfig:
+        from online.blend import BlendConfig
+
+        blend = None
+        if self.blend.strip() == "default":
+            blend = BlendConfig()
+        elif self.blend.strip():
+            blend = BlendConfig.parse(self.blend)
         return EngineConfig(
             k=self.k, half_life=self.half_life, popularity_weight=self.popularity_weight,
             next_item_weight=self.next_item_weight, history_len=self.history_len,
-            max_users=self.max_users, max_items=self.max_items,
+            max_users=self.max_users, max_items=self.max_items, blend=blend,
         )
 
 

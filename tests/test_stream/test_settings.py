@@ -23,6 +23,8 @@ def test_every_field_is_read_from_its_environment_variable(name, env, default):
     expected, raw = _sample_value(default)
     if name == "k":  # must stay <= max_k
         expected, raw = 5, "5"
+    if name == "blend":
+        expected, raw = "popularity=1,next_item=2", "popularity=1,next_item=2"
     if name == "metrics_port":
         expected, raw = 7000, "7000"
     assert getattr(Settings.from_env({env: raw}), name) == expected
@@ -60,3 +62,10 @@ def test_topics_are_declared_with_partition_counts():
     specs = {spec.name: spec.partitions for spec in Settings(partitions=4).topic_specs()}
     assert specs["events"] == specs["recommendations"] == specs["rec-requests"] == 4
     assert specs["events-dlq"] == 1
+
+
+def test_the_blend_setting_selects_the_engine_path():
+    assert Settings().engine_config().blend is None
+    assert Settings(blend="default").engine_config().blend is not None
+    weights = dict(Settings(blend="popularity=0.5,next_item=1").engine_config().blend.weights)
+    assert weights == {"popularity": 0.5, "next_item": 1.0}
