@@ -50,8 +50,9 @@ LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
 
 def fresh_settings(bootstrap: str, **changes) -> Settings:
     tag = uuid.uuid4().hex[:6]
-    return Settings(bootstrap_servers=bootstrap, app_id=f"bench-{tag}", metrics_port=free_port(),
-                    data_dir=str(LOGS / tag), **changes)
+    # Settings.from_env: STREAMREC_* variables set for the benchmark apply to its workers.
+    return Settings.from_env(bootstrap_servers=bootstrap, app_id=f"bench-{tag}", metrics_port=free_port(),
+                             data_dir=str(LOGS / tag), **changes)
 
 
 def start_worker(settings: Settings, name: str) -> subprocess.Popen:

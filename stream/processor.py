@@ -61,6 +61,8 @@ class EventProcessor:
         self.metrics = metrics
         self.clock = clock
         self.model_version = model_version
+        # What produced the lists, for the "strategy" field of the contract.
+        self.strategy = "blend" if self.engine.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
 
@@ -155,7 +157,7 @@ class EventProcessor:
         value = schema.recommendation(
             rec_id=f"{self._rec_prefix}{next(self._rec_ids)}", user_id=user_id, items=items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
-            model_version=self.model_version)
+            model_version=self.model_version, strategy=self.strategy)
         return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:

@@ -131,3 +131,20 @@ def test_metrics_and_health_endpoints(running_worker):
 
     with urllib.request.urlopen(f"http://{settings.metrics_host}:{settings.metrics_port}/health/live") as r:
         assert json.loads(r.read())["status"] == "live"
+
+
+def test_a_worker_started_with_the_blend_serves_it(worker_settings, tmp_path):
+    from stream.broker import free_port
+    from tests.test_integration.conftest import worker_process
+
+    settings = worker_settings.replace(
+        blend="default", app_id=worker_settings.app_id + "-blend", metrics_port=free_port(),
+        topic_events=worker_settings.topic_events + "-blend",
+        topic_recommendations=worker_settings.topic_recommendations + "-blend",
+        topic_requests=worker_settings.topic_requests + "-blend", topic_dlq=worker_settings.topic_dlq + "-blend")
+    with worker_process(settings, tmp_path / "worker.log"):
+        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:
+            publisher.replay([e._replace(event_id=f"bl{n}") for n, e in enumerate(generate(500, seed=4))])
+        lists = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+                         match=lambda v: v["event_id"] == "bl499")
+    assert lists and lists[0][1]["strategy"] == "blend" and lists[0][1]["items"]

@@ -96,3 +96,13 @@ def test_the_prequential_hit_rate_metric_follows_the_served_lists():
     processor.process_events([_msg(_event("u2", "a"))])  # u2 is served a list with "b" first
     processor.process_events([_msg(_event("u2", "b"))])  # ...and then touches "b": a hit
     assert registry.get_sample_value("streamrec_prequential_hit_rate", {"k": "10", "window": "all"}) == 1.0
+
+
+def test_the_list_names_the_strategy_that_made_it_and_the_blend_can_serve():
+    fixed, _ = make()
+    blended, _ = make(blend="default")
+    for processor, strategy in ((fixed, "popularity+next_item"), (blended, "blend")):
+        processor.process_events([_msg([_event("u1", "a"), _event("u1", "b"), _event("u2", "a")])])
+        (listing,) = [json.loads(o.value) for o in processor.process_events([_msg(_event("u3", "a"))]).recommendations]
+        assert listing["strategy"] == strategy
+        assert "b" in [entry["item_id"] for entry in listing["items"]]  # b follows a, in either engine
