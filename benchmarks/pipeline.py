@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from stream.broker import EmbeddedBroker, free_port  # noqa: E402
 from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.datasets import generate  # noqa: E402
-from stream.demo import settings_env  # noqa: E402
 from stream.scrape import scrape, total  # noqa: E402
 from stream.settings import Settings  # noqa: E402
+from stream.worker import spawn_worker, stop_process  # noqa: E402
 
 LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "0"))
 LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
@@ -56,19 +56,10 @@ def fresh_settings(bootstrap: str, **changes) -> Settings:
 
 
 def start_worker(settings: Settings, name: str) -> subprocess.Popen:
-    log = open(LOGS / f"{name}.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **settings_env(settings)}, cwd=ROOT)
+    return spawn_worker(settings, open(LOGS / f"{name}.log", "wb"), cwd=str(ROOT))
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+stop = stop_process
 
 
 def produce(bootstrap: str, topic: str, events, batch_events: int) -> float:
@@ -253,9 +244,9 @@ def main() -> int:
         results["bare_faust_default_transport"] = phase("bare (Faust transport)", lambda b: bare(b, False))
         results["bare_faust_fast_fetch"] = phase("bare (fast-fetch transport)", lambda b: bare(b, True))
 
-    def streamrec(bootstrap: str, events, batch_events: int, name: str) -> dict:
+    def streamrec(bootstrap: str, events, batch_events: int, name: str, **changes) -> dict:
         produce_s = produce(bootstrap, "events", events, batch_events)
-        out = worker_rate(fresh_settings(bootstrap), len(events), name)
+        out = worker_rate(fresh_settings(bootstrap, **changes), len(events), name)
         out["produce_events_per_s"] = len(events) / produce_s
         return out
 
@@ -265,12 +256,22 @@ def main() -> int:
     if "batch" in phases:
         results["streamrec_batched"] = phase("streamrec worker, batched messages (arrays of 200)",
                                              lambda b: streamrec(b, batch, 200, "batched"))
+    if "batch" in phases:  # the same without push lists: what the pipe plus learning alone sustain
+        results["streamrec_batched_push_off"] = phase(
+            "streamrec worker, batched messages, push off",
+            lambda b: streamrec(b, batch, 200, "batched-nopush", push=False))
     if "start" in phases:
         results["startup_to_first_list_s"] = phase("start -> first list", lambda b: startup(b, args.startup_runs))
     if "latency" in phases:
         for rate in (100.0, 1000.0):
             results[f"latency_{int(rate)}"] = phase(f"latency at {rate:.0f} ev/s",
                                                     lambda b: latency(b, rate, args.latency_seconds, warmup=3.0))
+        global LINGER_MS
+        plain, LINGER_MS = LINGER_MS, 5
+        results["latency_1000_producer_linger_5ms"] = phase(
+            "latency at 1000 ev/s, producer linger 5 ms",
+            lambda b: latency(b, 1000.0, args.latency_seconds, warmup=3.0))
+        LINGER_MS = plain
     if "bare" in phases and "single" in phases:
         single_rate = results["streamrec_single"]["events_per_s"]
         results["ratio_single_vs_bare_fast"] = single_rate / results["bare_faust_fast_fetch"]["events_per_s"]

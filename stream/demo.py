@@ -11,10 +11,7 @@ in the last list we published for that user").
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +27,7 @@ from stream.clients import EventPublisher, RecommendationConsumer
 from stream.datasets import generate, load
 from stream.scrape import scrape, total
 from stream.settings import Settings
+from stream.worker import spawn_worker, stop_process
 
 #: Malformed messages the demo mixes in, each with the DLQ reason it must get.
 BAD_MESSAGES: list[tuple[bytes, str]] = [
@@ -56,15 +54,6 @@ class DemoOptions:
     hold: bool = False
     timeout: float = 300.0
     seed: int = 7
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly these settings."""
-    env = {}
-    for name, var, _, _ in Settings.env_table():
-        value = getattr(settings, name)
-        env[var] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
 
 
 class ListCollector(threading.Thread):
@@ -146,9 +135,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
         console.print(f"broker     {broker.bootstrap} (Tansu, memory storage; log {broker.log_path})")
         worker_log = open(workdir / "worker.log", "wb")
         started = time.time()
-        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=worker_log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env={**os.environ, **settings_env(settings)})
+        worker = spawn_worker(settings, worker_log)
         console.print(f"worker     pid {worker.pid}; metrics {metrics_url}; log {worker_log.name}")
         collector = ListCollector(broker.bootstrap, settings.topic_recommendations)
         collector.start()
@@ -167,13 +154,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
         finally:
             collector.stop_event.set()
             publisher.close()
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            stop_process(worker)
             worker_log.close()
             collector.join(5)
     _print_summary(summary, console)

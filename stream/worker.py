@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+from typing import Any
 
 from stream.settings import Settings
 
@@ -26,3 +29,29 @@ def run_worker(settings: Settings) -> int:
     finally:
         logging.shutdown()
     return 0
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings."""
+    env = {}
+    for name, var, _, _ in Settings.env_table():
+        value = getattr(settings, name)
+        env[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def spawn_worker(settings: Settings, log: Any, cwd: str | None = None) -> subprocess.Popen:
+    """Start ``streamrec worker`` as a child process with ``settings``; output goes to ``log``."""
+    return subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **worker_environment(settings)}, cwd=cwd)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,9 +1,7 @@
 """A real worker process (``python -m stream worker``) on fresh topics of the test broker."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -13,8 +11,8 @@ from typing import Iterator
 import pytest
 
 from stream.broker import create_topics, free_port
-from stream.demo import settings_env
 from stream.settings import Settings
+from stream.worker import spawn_worker, stop_process
 
 
 @contextmanager
@@ -22,8 +20,7 @@ def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60
     """Start a worker and wait until /health/ready says its partitions are assigned."""
     create_topics(settings.bootstrap_servers, settings.topic_specs())
     log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **settings_env(settings)})
+    process = spawn_worker(settings, log)
     url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
     deadline = time.monotonic() + ready_timeout
     try:
@@ -41,13 +38,7 @@ def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60
             time.sleep(0.1)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         log.close()
 
 
