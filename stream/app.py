@@ -69,8 +69,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     processor = EventProcessor(settings, engine, metrics)
     sender = BatchSender(lambda: app.producer._ensure_producer(),
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
-    app.streamrec_processor = processor
-    app.streamrec_registry = registry
 
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     requests_topic = app.topic(settings.topic_requests, partitions=settings.partitions)

@@ -41,6 +41,7 @@ class Output:
     key: bytes | None
     value: bytes
     source_ts: float | None = None
+    reason: str | None = None  # for dead letters: the DLQ reason, for the metric's label
 
 
 @dataclass
@@ -147,7 +148,7 @@ class EventProcessor:
             m = self.metrics
             m.recommendations_published.labels("request").inc(len(result.recommendations))
             for letter in result.dead_letters:
-                m.events_dlq.labels(_reason_of(letter)).inc()
+                m.events_dlq.labels(letter.reason).inc()
         return result
 
     # -- helpers --------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class EventProcessor:
         value = schema.dead_letter(raw=raw, reason=bad.reason, detail=bad.detail, topic=message.topic,
                                    partition=message.partition, offset=message.offset, index=index,
                                    key=message.key, now=self.clock())
-        return Output(self.settings.topic_dlq, message.key, value, message.timestamp)
+        return Output(self.settings.topic_dlq, message.key, value, message.timestamp, bad.reason)
 
     def _count(self, messages: Sequence[RawMessage], types: dict[str, int], result: BatchResult) -> None:
         m = self.metrics
@@ -173,7 +174,7 @@ class EventProcessor:
         for kind, n in types.items():
             m.events_processed.labels(kind).inc(n)
         for letter in result.dead_letters:
-            m.events_dlq.labels(_reason_of(letter)).inc()
+            m.events_dlq.labels(letter.reason).inc()
         m.recommendations_published.labels("push").inc(len(result.recommendations))
         m.batch_size.observe(result.events)
         engine = self.engine
@@ -185,6 +186,3 @@ class EventProcessor:
         m.prequential_hit_rate.labels(k, "recent").set(snap["hr_recent"])
         m.prequential_evaluated.set(snap["evaluated"])
 
-
-def _reason_of(letter: Output) -> str:
-    return schema._decode(letter.value)["reason"]

@@ -10,8 +10,28 @@ from typing import Any
 from stream.settings import Settings
 
 
+#: Seconds a stopping worker may spend on its final commit and clean-up before it is ended.
+SHUTDOWN_GRACE_S = 15.0
+
+
+def _exit_if_stuck() -> None:
+    """Faust's shutdown commits offsets; with the broker gone it can wait forever. A supervisor
+    expects SIGTERM to end the process, and the uncommitted events are re-read on restart."""
+    logging.getLogger(__name__).error("worker did not stop within %.0f s of the signal; exiting", SHUTDOWN_GRACE_S)
+    os._exit(1)
+
+
 def run_worker(settings: Settings) -> int:
+    import threading
+
     import faust
+
+    class BoundedShutdownWorker(faust.Worker):
+        def _schedule_shutdown(self, signal: Any) -> None:
+            timer = threading.Timer(SHUTDOWN_GRACE_S, _exit_if_stuck)
+            timer.daemon = True
+            timer.start()
+            super()._schedule_shutdown(signal)
 
     from stream.app import create_app
 
@@ -20,7 +40,7 @@ def run_worker(settings: Settings) -> int:
     app.conf.datadir = os.path.join(settings.data_dir, "faust")
     print(f"streamrec worker: Kafka {settings.bootstrap_servers}, group {settings.app_id}; "
           f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = BoundedShutdownWorker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.spinner = None  # its terminal escape codes garble logs and pipes
     try:
         worker.execute_from_commandline()
