@@ -67,6 +67,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
+    # The aiokafka producer inside Faust's: sending through it (not a second producer) is what makes
+    # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
 
