@@ -88,7 +88,7 @@ class _ProtocolScorer:
 def scorer_for(strategy: Strategy, user_id: str, history: Sequence[str]) -> Scorer:
     """The strategy's own ``scorer`` if it has one, else an adapter over the protocol."""
     make = getattr(strategy, "scorer", None)
-    if make is not None:
+    if callable(make):  # an attribute that merely holds a model (models.ModelSlot.scorer) is not one
         return make(user_id, history)
     return _ProtocolScorer(strategy, user_id, history)
 

@@ -7,6 +7,7 @@ publish what it returns with :class:`BatchSender`, and only then let Faust ack
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -33,6 +34,57 @@ def _raw(event: Any) -> RawMessage:
     message = event.message
     return RawMessage(message.value, message.key, message.topic, message.partition, message.offset,
                       message.timestamp)
+
+
+class EncoderHandover:
+    """Loads announced encoder versions into a ``models.ModelSlot`` and serves it in the blend.
+
+    Loading (checksum, weights-only load, warm-up) runs in a thread so the event loop keeps
+    serving; the slot swaps under its lock and keeps the old version on any failure. torch
+    is imported on the first announcement, so workers without an encoder start fast.
+    """
+
+    def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float) -> None:
+        self.processor = processor
+        self.metrics = metrics
+        self.weight = weight
+        self.slot: Any = None
+
+    async def handle(self, raw: bytes | None) -> None:
+        import asyncio
+
+        try:
+            note = json.loads(raw or b"")
+            path, version = str(note["path"]), int(note["version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.metrics.encoder_swaps.labels("rejected").inc()
+            log.error("unreadable model-updates message %r: %s", (raw or b"")[:200], exc)
+            return
+        if self.slot is None:
+            import torch
+
+            from models import ModelSlot
+
+            torch.set_num_threads(1)  # one thread: serving shares the core with the agent
+            self.slot = ModelSlot()
+        result = await asyncio.to_thread(self.slot.load_if_newer, path, version)
+        if result.swapped:
+            self.metrics.encoder_swaps.labels("swapped").inc()
+            self.metrics.encoder_version.set(result.version)
+            blend = self.processor.engine.blend
+            if blend is None:
+                log.warning("encoder version %s loaded but not served: the worker runs without the blend "
+                            "(set STREAMREC_BLEND)", result.version)
+            elif "encoder" not in blend.strategies:
+                from online.blend import StrategySlot
+
+                blend.add("encoder", StrategySlot("encoder", self.slot), weight=self.weight, learn=False)
+            log.info("serving encoder version %s (was %s)", result.version, result.previous)
+        else:
+            stale = result.error is None
+            self.metrics.encoder_swaps.labels("stale" if stale else "rejected").inc()
+            log.log(logging.INFO if stale else logging.ERROR, "encoder version %s not loaded: %s",
+                    result.candidate, result.reason)
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
@@ -73,6 +125,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
 
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
+    updates_topic = app.topic(settings.topic_model_updates, partitions=1)
+    encoder = EncoderHandover(processor, metrics, settings.encoder_weight)
     requests_topic = app.topic(settings.topic_requests, partitions=settings.partitions)
 
     async def publish(result: Any) -> None:
@@ -99,6 +153,11 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def answer_requests(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
             await publish(processor.process_requests([_raw(event) for event in batch]))
+
+    @app.agent(updates_topic, name="streamrec.swap_encoder")
+    async def swap_encoder(stream: Any) -> None:
+        async for raw in stream:
+            await encoder.handle(raw)
 
     @app.page("/health/live")
     class Live(View):

@@ -69,6 +69,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(settings_from_args(args))
 
 
+def cmd_trainer(args: argparse.Namespace) -> int:
+    from stream.trainer import StreamTrainer
+
+    settings = settings_from_args(args)
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"streamrec trainer: events from {settings.topic_events} at {settings.bootstrap_servers}; checkpoints in "
+          f"{settings.trainer_dir}; announcing on {settings.topic_model_updates}", file=sys.stderr, flush=True)
+    return StreamTrainer(settings).run(once=args.once, should_stop=lambda: stop["now"])
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
@@ -169,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust worker: learn from events, publish lists")
     _add_settings_flags(p)
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("trainer", help="refresh the sequence encoder from the events stream; announce versions")
+    p.add_argument("--once", action="store_true",
+                   help="train one version as soon as enough events arrived, then exit")
+    _add_settings_flags(p, ("bootstrap_servers", "app_id", "topic_events", "topic_model_updates", "max_users",
+                            "trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs",
+                            "trainer_device", "trainer_size"))
+    p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("publish", help="replay a data file into the events topic")
     p.add_argument("--data", required=True, help="the file to replay")

@@ -30,6 +30,8 @@ class WorkerMetrics(NamedTuple):
     state_items: Gauge
     prequential_hit_rate: Gauge
     prequential_evaluated: Gauge
+    encoder_version: Gauge
+    encoder_swaps: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "WorkerMetrics":
@@ -63,12 +65,18 @@ class WorkerMetrics(NamedTuple):
                 ["k", "window"], registry=registry),
             prequential_evaluated=Gauge(f"{prefix}_prequential_evaluated_events",
                                         "Events scored against a previously served list", registry=registry),
+            encoder_version=Gauge(f"{prefix}_encoder_version", "Encoder version being served (0 = none)",
+                                  registry=registry),
+            encoder_swaps=Counter(f"{prefix}_encoder_swaps", "Encoder announcements handled, by result",
+                                  ["result"], registry=registry),
         )
         # Touch every bounded label so each series exists (and PromQL returns data) from the start.
         for kind in sorted(EVENT_TYPES):
             metrics.events_processed.labels(kind)
         for reason in DLQ_REASONS:
             metrics.events_dlq.labels(reason)
+        for result in ("swapped", "rejected", "stale"):
+            metrics.encoder_swaps.labels(result)
         for trigger in ("push", "request"):
             metrics.recommendations_published.labels(trigger)
         return metrics

@@ -75,6 +75,20 @@ class Settings:
     max_users: int = field(default=1_000_000, metadata=_env(
         "STREAMREC_MAX_USERS", "users kept in memory; least recently active evicted"))
     max_items: int = field(default=1_000_000, metadata=_env("STREAMREC_MAX_ITEMS", "items kept in memory"))
+    # Encoder (trainer process and hot swap in workers)
+    trainer_dir: str = field(default="/tmp/streamrec/checkpoints", metadata=_env(
+        "STREAMREC_TRAINER_DIR", "where the trainer writes checkpoints (workers must be able to read it)"))
+    trainer_refresh_s: float = field(default=60.0, metadata=_env(
+        "STREAMREC_TRAINER_REFRESH_S", "seconds between encoder refreshes"))
+    trainer_min_new_events: int = field(default=1_000, metadata=_env(
+        "STREAMREC_TRAINER_MIN_NEW_EVENTS", "new events needed before a refresh"))
+    trainer_epochs: int = field(default=2, metadata=_env("STREAMREC_TRAINER_EPOCHS", "epochs per refresh"))
+    trainer_device: str = field(default="auto", metadata=_env(
+        "STREAMREC_TRAINER_DEVICE", "auto, cpu or cuda"))
+    trainer_size: str = field(default="tiny", metadata=_env(
+        "STREAMREC_TRAINER_SIZE", "encoder size preset: tiny (CPU) or large (GPU)"))
+    encoder_weight: float = field(default=0.3, metadata=_env(
+        "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
     # Processes
     metrics_host: str = field(default="127.0.0.1", metadata=_env(
         "STREAMREC_METRICS_HOST", "address of the worker's /metrics and health endpoints"))

@@ -1,0 +1,166 @@
+"""``streamrec trainer``: refresh the sequence encoder from the live ``events`` stream.
+
+The trainer reads ``events`` with its own kafka-python consumer (manual assignment,
+offsets kept under its own group id ``<app_id>-trainer``, no group join), keeps
+bounded per-user sequences, and every ``trainer_refresh_s`` seconds (when at least
+``trainer_min_new_events`` arrived) trains a fresh encoder on them
+(``models.train_offline``, all items, no hold-out), writes a versioned checkpoint
+and announces it on ``model-updates``. Workers load announced versions into their
+``ModelSlot`` (``stream.app``) without a restart.
+
+A refresh retrains from scratch on the buffered sequences: simple and always
+consistent with the current item vocabulary; warm-starting is future work.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import Any, Callable
+
+from stream import schema
+from stream.schema import Invalid
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SequenceStore:
+    """Bounded recent items per user, in arrival order (least recently active users evicted)."""
+
+    def __init__(self, max_len: int, max_users: int) -> None:
+        self.max_len = max_len
+        self.max_users = max_users
+        self._users: OrderedDict[str, deque[str]] = OrderedDict()
+
+    def add(self, user_id: str, item_id: str) -> None:
+        seq = self._users.get(user_id)
+        if seq is None:
+            if len(self._users) >= self.max_users:
+                self._users.popitem(last=False)
+            seq = self._users[user_id] = deque(maxlen=self.max_len + 1)
+        else:
+            self._users.move_to_end(user_id)
+        seq.append(item_id)
+
+    def arrays(self) -> tuple[list[str], list[str]]:
+        """(user ids, item ids), each user's items contiguous and in order."""
+        users: list[str] = []
+        items: list[str] = []
+        for user_id, seq in self._users.items():
+            users.extend([user_id] * len(seq))
+            items.extend(seq)
+        return users, items
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+def events_of(raw: bytes) -> list[Any]:
+    """The valid events of one message (the worker dead-letters the rest; here they are skipped)."""
+    try:
+        payload = schema.decode_json(raw)
+    except Invalid:
+        return []
+    out = []
+    for obj in payload if isinstance(payload, list) else [payload]:
+        try:
+            event = schema.validate_event(obj)
+        except Invalid:
+            continue
+        if event.type not in schema.NON_POSITIVE_TYPES:
+            out.append(event)
+    return out
+
+
+class StreamTrainer:
+    """Consume events, refresh the encoder on a schedule, announce each version."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        from models import EncoderConfig, TrainerConfig
+
+        self.settings = settings
+        self.clock = clock
+        preset = EncoderConfig.large if settings.trainer_size == "large" else EncoderConfig.tiny
+        self.encoder_config = preset()
+        self.trainer_config = TrainerConfig(device=settings.trainer_device, epochs=settings.trainer_epochs,
+                                            progress=False)
+        self.store = SequenceStore(self.encoder_config.max_len, settings.max_users)
+        self.new_events = 0
+        self.events_seen = 0
+        self.versions: list[int] = []
+        self._consumer: Any = None
+        self._producer: Any = None
+
+    def _connect(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+        s = self.settings
+        consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers.split(","), group_id=f"{s.app_id}-trainer",
+                                 enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                 client_id="streamrec-trainer")
+        partitions = consumer.partitions_for_topic(s.topic_events) or {0}
+        consumer.assign([TopicPartition(s.topic_events, p) for p in sorted(partitions)])
+        self._consumer = consumer
+        self._producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers.split(","),
+                                       client_id="streamrec-trainer")
+
+    def poll(self, timeout: float = 0.5) -> int:
+        """Read what arrived; returns the number of valid events added."""
+        if self._consumer is None:
+            self._connect()
+        added = 0
+        for records in self._consumer.poll(timeout_ms=int(timeout * 1000)).values():
+            for record in records:
+                for event in events_of(record.value or b""):
+                    self.store.add(event.user_id, event.item_id)
+                    added += 1
+        self.new_events += added
+        self.events_seen += added
+        return added
+
+    def due(self, last_refresh: float) -> bool:
+        s = self.settings
+        return self.new_events >= s.trainer_min_new_events and self.clock() - last_refresh >= s.trainer_refresh_s
+
+    def refresh(self) -> dict[str, Any]:
+        """Train on the buffered sequences, write a checkpoint, announce it; returns the announcement."""
+        from models import next_version, train_offline
+
+        s = self.settings
+        users, items = self.store.arrays()
+        version = next_version(s.trainer_dir)
+        started = time.perf_counter()
+        path = train_offline(users, items, self.encoder_config, self.trainer_config, s.trainer_dir, holdout=0,
+                             version=version)
+        announcement = {"version": version, "path": str(path), "ts": time.time(),
+                        "metrics": {"train_seconds": round(time.perf_counter() - started, 3),
+                                    "users": len(self.store), "events_seen": self.events_seen}}
+        self._producer.send(s.topic_model_updates, value=json.dumps(announcement).encode())
+        self._producer.flush()
+        if self._consumer is not None:
+            self._consumer.commit()  # the events this version learned from
+        self.new_events = 0
+        self.versions.append(version)
+        log.info("encoder version %d written to %s", version, path)
+        return announcement
+
+    def run(self, once: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
+        last_refresh = self.clock() - self.settings.trainer_refresh_s if once else self.clock()
+        while not should_stop():
+            self.poll()
+            if self.due(last_refresh):
+                announcement = self.refresh()
+                print(json.dumps(announcement), flush=True)
+                last_refresh = self.clock()
+                if once:
+                    break
+        self.close()
+        return 0
+
+    def close(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                client.close()
+        self._consumer = self._producer = None

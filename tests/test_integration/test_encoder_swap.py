@@ -1,0 +1,67 @@
+"""The encoder path end to end: `streamrec trainer` learns from `events`, announces a version on
+`model-updates`, and a running worker (with the blend) loads and serves it without a restart;
+a broken announcement is rejected and the served version stays."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from kafka import KafkaProducer
+
+from stream.clients import EventPublisher
+from stream.datasets import generate
+from stream.scrape import scrape, total
+from tests.test_integration.conftest import worker_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def _wait_for(url, name, value, timeout=60.0, **labels):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if total(scrape(url), name, **labels) >= value:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_settings, tmp_path):
+    from stream.broker import free_port
+    from stream.worker import worker_environment
+
+    tag = "-enc"
+    settings = worker_settings.replace(
+        blend="default", app_id=worker_settings.app_id + tag, metrics_port=free_port(),
+        topic_events=worker_settings.topic_events + tag, topic_model_updates=worker_settings.topic_model_updates + tag,
+        topic_recommendations=worker_settings.topic_recommendations + tag,
+        topic_requests=worker_settings.topic_requests + tag, topic_dlq=worker_settings.topic_dlq + tag,
+        trainer_dir=str(tmp_path / "ckpt"), trainer_min_new_events=500, trainer_epochs=1, trainer_device="cpu")
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    with worker_process(settings, tmp_path / "worker.log"):
+        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:
+            publisher.replay(generate(1_500, n_users=100, n_items=200, seed=9))
+        env = {**worker_environment(settings), "PATH": "/usr/bin:/bin"}
+        trained = subprocess.run([sys.executable, "-m", "stream", "trainer", "--once"], env=env,
+                                 capture_output=True, text=True, timeout=200)
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        announcement = json.loads(trained.stdout.strip().splitlines()[-1])
+        assert announcement["version"] == 1
+        assert _wait_for(url, "streamrec_encoder_version", 1), "the worker did not load version 1"
+        assert total(scrape(url), "streamrec_encoder_swaps_total", result="swapped") == 1
+
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        broken = tmp_path / "broken.pt"
+        broken.write_bytes(b"not a checkpoint")
+        producer.send(settings.topic_model_updates, value=json.dumps({"version": 2, "path": str(broken)}).encode())
+        producer.flush()
+        producer.close()
+        assert _wait_for(url, "streamrec_encoder_swaps_total", 1, result="rejected")
+        assert total(scrape(url), "streamrec_encoder_version") == 1  # the old version keeps serving
+
+        before = total(scrape(url), "streamrec_recommendations_published_total")
+        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:  # still serving
+            publisher.publish({"user_id": "u1", "item_id": "i3", "type": "click", "ts": 5.0, "event_id": "after"})
+        assert _wait_for(url, "streamrec_recommendations_published_total", before + 1, timeout=30)
