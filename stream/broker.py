@@ -156,10 +156,10 @@ class EmbeddedBroker:
             self._log_file.close()
             self._log_file = None
 
-    def wait(self) -> int:
-        """Block until the broker process exits (for the foreground ``streamrec broker``)."""
-        assert self._process is not None, "broker not started"
-        return self._process.wait()
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

@@ -38,6 +38,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _stop_requested() -> Callable[[], bool]:
+    """A flag that SIGTERM and SIGINT raise, for foreground commands that poll in a loop."""
+    raised = {"now": False}
+
+    def _raise(*_: Any) -> None:
+        raised["now"] = True
+
+    signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, _raise)
+    return lambda: raised["now"]
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from stream.broker import EmbeddedBroker
 
@@ -47,17 +59,10 @@ def cmd_broker(args: argparse.Namespace) -> int:
     broker.start()
     print(f"Tansu broker ready: bootstrap {broker.bootstrap} (memory storage); topics "
           f"{', '.join(f'{s.name}[{s.partitions}]' for s in settings.topic_specs())}. Ctrl-C stops it.", flush=True)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    should_stop = _stop_requested()
     try:
-        while not stop["now"] and broker._process is not None and broker._process.poll() is None:
+        while not should_stop() and broker.running:
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
         broker.stop()
     return 0
@@ -73,16 +78,10 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     from stream.trainer import StreamTrainer
 
     settings = settings_from_args(args)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    should_stop = _stop_requested()
     print(f"streamrec trainer: events from {settings.topic_events} at {settings.bootstrap_servers}; checkpoints in "
           f"{settings.trainer_dir}; announcing on {settings.topic_model_updates}", file=sys.stderr, flush=True)
-    return StreamTrainer(settings).run(once=args.once, should_stop=lambda: stop["now"])
+    return StreamTrainer(settings).run(once=args.once, should_stop=should_stop)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
