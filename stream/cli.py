@@ -161,7 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings.replace(metrics_port=0)  # a free port, so a running worker is never in the way
     options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
                           batch_events=args.batch_events, json_path=args.json, hold=args.hold,
-                          timeout=args.timeout, bad_events=args.bad_events)
+                          timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer)
     summary = run_demo(settings, options)
     ok = summary["events_processed"] >= summary["events_published"] and summary["lists_received"] > 0
     return 0 if ok else 1
@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")
     p.add_argument("--hold", action="store_true", help="keep broker and worker running after the replay")
+    p.add_argument("--trainer", action="store_true",
+                   help="also run `streamrec trainer` (serves its encoder through the blend) and wait for a version")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None,
                    help="worker metrics port (default: a free one)")

@@ -27,7 +27,7 @@ from stream.clients import EventPublisher, RecommendationConsumer
 from stream.datasets import generate, load
 from stream.scrape import scrape, total
 from stream.settings import Settings
-from stream.worker import spawn_worker, stop_process
+from stream.worker import spawn_process, spawn_worker, stop_process
 
 #: Malformed messages the demo mixes in, each with the DLQ reason it must get.
 BAD_MESSAGES: list[tuple[bytes, str]] = [
@@ -52,6 +52,7 @@ class DemoOptions:
     bad_events: int = len(BAD_MESSAGES)
     json_path: str | None = None
     hold: bool = False
+    trainer: bool = False
     timeout: float = 300.0
     seed: int = 7
 
@@ -131,12 +132,22 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
     with EmbeddedBroker(topics=settings.topic_specs(), log_path=str(workdir / "broker.log")) as broker:
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
                                     data_dir=str(workdir / "worker"))
+        if options.trainer:  # the encoder is served through the blend; refresh early and often
+            settings = settings.replace(
+                blend=settings.blend or "default", trainer_dir=str(workdir / "checkpoints"), trainer_refresh_s=5.0,
+                trainer_min_new_events=max(100, min(settings.trainer_min_new_events, len(events) // 4)),
+                trainer_epochs=1)
         metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
         console.print(f"broker     {broker.bootstrap} (Tansu, memory storage; log {broker.log_path})")
         worker_log = open(workdir / "worker.log", "wb")
         started = time.time()
         worker = spawn_worker(settings, worker_log)
         console.print(f"worker     pid {worker.pid}; metrics {metrics_url}; log {worker_log.name}")
+        trainer = trainer_log = None
+        if options.trainer:
+            trainer_log = open(workdir / "trainer.log", "wb")
+            trainer = spawn_process(["trainer"], settings, trainer_log)
+            console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.trainer_dir}; log {trainer_log.name}")
         collector = ListCollector(broker.bootstrap, settings.topic_recommendations)
         collector.start()
         publisher = EventPublisher(broker.bootstrap, settings.topic_events, batch_events=options.batch_events)
@@ -144,6 +155,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                                TimeElapsedColumn(), console=console, transient=False))
+            if trainer is not None:
+                summary["encoder_version_served"] = _wait_for_encoder(metrics_url, worker, trainer, console,
+                                                                      started + options.timeout)
             if options.hold:
                 console.print(f"[bold]holding[/]: broker {broker.bootstrap}, metrics {metrics_url}; Ctrl-C to stop")
                 try:
@@ -156,12 +170,28 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
             publisher.close()
             stop_process(worker)
             worker_log.close()
+            if trainer is not None:
+                stop_process(trainer)
+                trainer_log.close()
             collector.join(5)
     _print_summary(summary, console)
     if options.json_path:
         Path(options.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"summary written to {options.json_path}")
     return summary
+
+
+def _wait_for_encoder(url: str, worker: Any, trainer: Any, console: Any, deadline: float) -> int:
+    """Block until the worker serves an encoder version (or the trainer died, or time is up)."""
+    console.print("waiting for the trainer's first encoder version to be served ...")
+    while time.time() < deadline and trainer.poll() is None:
+        version = int(total(_wait_metrics(url, worker, deadline), "streamrec_encoder_version"))
+        if version >= 1:
+            console.print(f"serving encoder version {version}")
+            return version
+        time.sleep(0.5)
+    console.print("[yellow]no encoder version was served[/] (see the trainer's log)")
+    return 0
 
 
 def _wait_metrics(url: str, worker: subprocess.Popen, deadline: float) -> dict:

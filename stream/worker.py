@@ -60,10 +60,15 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def spawn_process(command: list[str], settings: Settings, log: Any, cwd: str | None = None) -> subprocess.Popen:
+    """Start ``streamrec COMMAND...`` as a child process with ``settings``; output goes to ``log``."""
+    return subprocess.Popen([sys.executable, "-m", "stream", *command], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **worker_environment(settings)}, cwd=cwd)
+
+
 def spawn_worker(settings: Settings, log: Any, cwd: str | None = None) -> subprocess.Popen:
     """Start ``streamrec worker`` as a child process with ``settings``; output goes to ``log``."""
-    return subprocess.Popen([sys.executable, "-m", "stream", "worker"], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **worker_environment(settings)}, cwd=cwd)
+    return spawn_process(["worker"], settings, log, cwd)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -23,3 +23,13 @@ def test_demo_replays_generated_data_and_reports_a_consistent_summary(tmp_path):
     # The consumer's outside measurement and the worker's own agree (same definition, same lists).
     assert summary["hr@10_consumer"] == pytest.approx(summary["hr@10_worker"], abs=0.02)
     assert summary["hr@10_consumer"] > 0.05  # far above chance on a learnable stream
+
+
+def test_demo_with_the_trainer_serves_an_encoder_version(tmp_path):
+    out = tmp_path / "summary.json"
+    run = subprocess.run([sys.executable, "-m", "stream", "demo", "--events", "2000", "--trainer",
+                          "--json", str(out)], capture_output=True, text=True, timeout=220)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["encoder_version_served"] >= 1
+    assert summary["events_processed"] == summary["events_published"] == 2000
