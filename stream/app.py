@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -51,8 +52,7 @@ class EncoderHandover:
         self.slot: Any = None
 
     async def handle(self, raw: bytes | None) -> None:
-        import asyncio
-
+        """An announcement from ``model-updates``."""
         try:
             note = json.loads(raw or b"")
             path, version = str(note["path"]), int(note["version"])
@@ -60,6 +60,28 @@ class EncoderHandover:
             self.metrics.encoder_swaps.labels("rejected").inc()
             log.error("unreadable model-updates message %r: %s", (raw or b"")[:200], exc)
             return
+        await self.load(path, version)
+
+    async def poll_directory(self, directory: str) -> None:
+        """Load the newest complete checkpoint in ``directory`` if it is newer than the served one.
+
+        ``model-updates`` reaches only the worker of its consumer group that owns its partition;
+        every worker therefore also looks at the (shared) checkpoint directory now and then.
+        """
+        if not any(Path(directory).glob("*.sha256")):  # nothing yet: do not import torch for nothing
+            return
+        from models.checkpoint import latest_checkpoint, list_versions
+
+        path = latest_checkpoint(directory)
+        if path is None:
+            return
+        version = dict((str(p), v) for v, p in list_versions(directory))[str(path)]
+        if self.slot is None or (self.slot.version or 0) < version:
+            await self.load(str(path), version)
+
+    async def load(self, path: str, version: int | None) -> None:
+        import asyncio
+
         if self.slot is None:
             import torch
 
@@ -158,6 +180,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def swap_encoder(stream: Any) -> None:
         async for raw in stream:
             await encoder.handle(raw)
+
+    @app.timer(settings.encoder_poll_s)
+    async def poll_checkpoints() -> None:
+        await encoder.poll_directory(settings.trainer_dir)
 
     @app.page("/health/live")
     class Live(View):

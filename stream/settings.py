@@ -87,6 +87,9 @@ class Settings:
         "STREAMREC_TRAINER_DEVICE", "auto, cpu or cuda"))
     trainer_size: str = field(default="tiny", metadata=_env(
         "STREAMREC_TRAINER_SIZE", "encoder size preset: tiny (CPU) or large (GPU)"))
+    encoder_poll_s: float = field(default=10.0, metadata=_env(
+        "STREAMREC_ENCODER_POLL_S",
+        "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
     encoder_weight: float = field(default=0.3, metadata=_env(
         "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
     # Processes
