@@ -78,7 +78,8 @@ class EventPublisher:
     def partition(self, user_id: str) -> int:
         found = self._partition_of.get(user_id)
         if found is None:
-            producer = self.producer  # noqa: F841 - ensures the partition count is known
+            if self._producer is None:
+                self.producer  # connects, which also learns the topic's partition count
             found = self._partition_of[user_id] = partition_for(user_id.encode(), self._partitions)
         return found
 

@@ -127,15 +127,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_encoder_eval(args: argparse.Namespace) -> int:
     """``streamrec encoder-eval``: prints the metrics, optionally writes them as JSON."""
-    from models import CheckpointError, ModelError, build_model, evaluate, load_checkpoint, pick_device
+    from models import ModelError, build_model, evaluate, load_checkpoint, pick_device
     from models.data import ItemVocab, build_sequences
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
         model = build_model(ckpt).to(pick_device(args.device))
-    except CheckpointError as exc:
-        return _error(str(exc))
-    except ModelError as exc:
+    except ModelError as exc:  # CheckpointError and IncompatibleCheckpoint included
         return _error(str(exc))
     try:
         events = load(args.data, args.format)
