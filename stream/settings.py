@@ -75,6 +75,19 @@ class Settings:
     max_users: int = field(default=1_000_000, metadata=_env(
         "STREAMREC_MAX_USERS", "users kept in memory; least recently active evicted"))
     max_items: int = field(default=1_000_000, metadata=_env("STREAMREC_MAX_ITEMS", "items kept in memory"))
+    # Online tuning (online.tuning, wired in stream.app)
+    tuner: bool = field(default=False, metadata=_env(
+        "STREAMREC_TUNER", "tune learning rates and blend weights online (turns the default blend on if none is set)"))
+    tuner_policy: str = field(default="thompson", metadata=_env(
+        "STREAMREC_TUNER_POLICY", "bandit policy of the tuner: thompson, ucb, exp3 or epsilon"))
+    tuner_publish_s: float = field(default=5.0, metadata=_env(
+        "STREAMREC_TUNER_PUBLISH_S", "seconds between tuner snapshots on the tuning topic"))
+    # Delivery and state (issue 7)
+    dedup_window: int = field(default=200_000, metadata=_env(
+        "STREAMREC_DEDUP_WINDOW", "event_ids remembered per worker; a repeated id within it is learned once"))
+    snapshot_interval_s: float = field(default=30.0, metadata=_env(
+        "STREAMREC_SNAPSHOT_INTERVAL_S",
+        "seconds between snapshots of the learned state under data_dir (0 = never)"))
     # Encoder (trainer process and hot swap in workers)
     trainer_dir: str = field(default="/tmp/streamrec/checkpoints", metadata=_env(
         "STREAMREC_TRAINER_DIR", "where the trainer writes checkpoints (workers must be able to read it)"))
@@ -92,6 +105,19 @@ class Settings:
         "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
     encoder_weight: float = field(default=0.3, metadata=_env(
         "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
+    # Kafka security (both clients: kafka-python and Faust/aiokafka)
+    security_protocol: str = field(default="PLAINTEXT", metadata=_env(
+        "STREAMREC_SECURITY_PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
+    sasl_mechanism: str = field(default="PLAIN", metadata=_env(
+        "STREAMREC_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+    sasl_username: str = field(default="", metadata=_env("STREAMREC_SASL_USERNAME", "SASL user name"))
+    sasl_password: str = field(default="", repr=False, metadata=_env(
+        "STREAMREC_SASL_PASSWORD", "SASL password (never printed)"))
+    ssl_cafile: str = field(default="", metadata=_env(
+        "STREAMREC_SSL_CAFILE", "CA bundle to verify the brokers (SSL, SASL_SSL)"))
+    ssl_certfile: str = field(default="", metadata=_env(
+        "STREAMREC_SSL_CERTFILE", "client certificate for mutual TLS"))
+    ssl_keyfile: str = field(default="", metadata=_env("STREAMREC_SSL_KEYFILE", "client certificate's key"))
     # Processes
     metrics_host: str = field(default="127.0.0.1", metadata=_env(
         "STREAMREC_METRICS_HOST", "address of the worker's /metrics and health endpoints"))
@@ -115,6 +141,16 @@ class Settings:
             problems.append(f"metrics_port {self.metrics_port} is not a port")
         if self.session_timeout_s <= 0 or self.rebalance_timeout_s <= 0:
             problems.append("group timeouts must be positive")
+        if self.tuner_policy not in ("thompson", "ucb", "exp3", "epsilon"):
+            problems.append(f"tuner_policy must be thompson, ucb, exp3 or epsilon (got {self.tuner_policy!r})")
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            problems.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, "
+                            "SASL_PLAINTEXT, SASL_SSL")
+        if self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            problems.append(f"sasl_mechanism {self.sasl_mechanism!r} is not one of PLAIN, SCRAM-SHA-256, "
+                            "SCRAM-SHA-512")
+        if self.dedup_window < 0 or self.snapshot_interval_s < 0 or self.tuner_publish_s <= 0:
+            problems.append("dedup_window and snapshot_interval_s must be >= 0, tuner_publish_s > 0")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
@@ -154,7 +190,7 @@ class Settings:
         from online.blend import BlendConfig
 
         blend = None
-        if self.blend.strip() == "default":
+        if self.blend.strip() == "default" or (self.tuner and not self.blend.strip()):
             blend = BlendConfig()
         elif self.blend.strip():
             blend = BlendConfig.parse(self.blend)

@@ -27,6 +27,9 @@ def test_every_field_is_read_from_its_environment_variable(name, env, default):
         expected, raw = "popularity=1,next_item=2", "popularity=1,next_item=2"
     if name == "metrics_port":
         expected, raw = 7000, "7000"
+    choices = {"tuner_policy": "ucb", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
+    if name in choices:
+        expected = raw = choices[name]
     assert getattr(Settings.from_env({env: raw}), name) == expected
 
 
@@ -69,3 +72,19 @@ def test_the_blend_setting_selects_the_engine_path():
     assert Settings(blend="default").engine_config().blend is not None
     weights = dict(Settings(blend="popularity=0.5,next_item=1").engine_config().blend.weights)
     assert weights == {"popularity": 0.5, "next_item": 1.0}
+
+
+@pytest.mark.parametrize("field, value", [("tuner_policy", "greedy"), ("security_protocol", "TLS"),
+                                          ("sasl_mechanism", "GSSAPI"), ("dedup_window", -1)])
+def test_choices_outside_their_set_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        Settings(**{field: value})
+
+
+def test_the_sasl_password_is_never_printed():
+    assert "hunter2" not in repr(Settings(sasl_password="hunter2"))
+
+
+def test_turning_the_tuner_on_turns_the_default_blend_on():
+    assert Settings(tuner=True).engine_config().blend is not None
+    assert Settings().engine_config().blend is None
