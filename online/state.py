@@ -61,15 +61,29 @@ def save_snapshot(engine: StreamingRecommender, path: str | os.PathLike[str], *,
     >>> restored.offsets, restored.engine.n_users, restored.engine.recommend("u2") == engine.recommend("u2")
     ({'events/0': 2}, 1, True)
     """
-    path = Path(path)
+    return write_snapshot_bytes(snapshot_bytes(engine, offsets=offsets, metadata=metadata), path)
+
+
+def snapshot_bytes(engine: Any, *, offsets: Mapping[str, Any] | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> bytes:
+    """The snapshot file's content, taken now.
+
+    Split from :func:`write_snapshot_bytes` so that a worker can freeze its state between two
+    micro-batches (this step, in memory) and do the slow disk write without holding up learning.
+    """
     payload = {"format": FORMAT_VERSION, "created": time.time(), "engine": engine,
                "offsets": dict(offsets or {}), "metadata": dict(metadata or {})}
+    return MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def write_snapshot_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(MAGIC)
-            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -104,7 +118,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise SnapshotError(f"{path} has snapshot format {found!r}; this version reads {FORMAT_VERSION}")
     engine = payload.get("engine")
-    if not isinstance(engine, StreamingRecommender):
-        raise SnapshotError(f"{path} holds no StreamingRecommender")
+    if not (callable(getattr(engine, "learn_many", None)) and callable(getattr(engine, "recommend", None))):
+        raise SnapshotError(f"{path} holds no engine (found {type(engine).__name__})")
     return Snapshot(engine=engine, offsets=payload.get("offsets", {}), metadata=payload.get("metadata", {}),
                     created=payload.get("created", 0.0), format=payload["format"])

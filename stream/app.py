@@ -7,6 +7,7 @@ publish what it returns with :class:`BatchSender`, and only then let Faust ack
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from online.engine import StreamingRecommender
+from stream.durability import StateKeeper
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.sender import BatchSender
@@ -135,6 +137,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         web_host=settings.metrics_host,
         table_standby_replicas=0,
         TableManager=PromptTableManager,
+        # With snapshots on, every commit first writes one (stream.durability): commit on a clock
+        # at the snapshot interval, not every N messages.
+        **({"broker_commit_interval": settings.snapshot_interval_s, "broker_commit_every": 1 << 40}
+           if settings.snapshot_interval_s > 0 else {}),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     metrics = WorkerMetrics.create(registry)
@@ -145,6 +151,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
+    state_lock = asyncio.Lock()  # a micro-batch (learn + publish) and a snapshot never interleave
+    keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush())
+    keeper.restore()
+    app.before_commit = keeper.before_commit
 
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     updates_topic = app.topic(settings.topic_model_updates, partitions=1)
@@ -162,14 +172,15 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            started = time.perf_counter()
-            messages = [_raw(event) for event in batch]
-            oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
-            if oldest is not None:
-                metrics.batch_wait.observe(max(0.0, time.time() - oldest))
-            result = processor.process_events(messages)
-            metrics.batch_processing.observe(time.perf_counter() - started)
-            await publish(result)
+            async with state_lock:
+                started = time.perf_counter()
+                messages = [_raw(event) for event in batch]
+                oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
+                if oldest is not None:
+                    metrics.batch_wait.observe(max(0.0, time.time() - oldest))
+                result = processor.process_events(messages)
+                metrics.batch_processing.observe(time.perf_counter() - started)
+                await publish(result)
 
     @app.agent(requests_topic, name="streamrec.answer_requests")
     async def answer_requests(stream: Any) -> None:
@@ -195,7 +206,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         async def get(self, request: Request) -> Response:
             assigned = len(app.consumer.assignment()) if app._consumer is not None else 0
             body = {"status": "ready" if assigned else "starting", "assigned_partitions": assigned,
-                    "events_learned": processor.engine.events_learned}
+                    "events_learned": processor.engine.events_learned,
+                    "duplicates_skipped": processor.duplicates, "replayed_skipped": processor.replayed,
+                    "snapshots_written": keeper.snapshots_written, "snapshot_failures": keeper.failures,
+                    "last_snapshot_seconds": keeper.last_seconds}
             return self.json(body, status=200 if assigned else 503)
 
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from online.base import Interaction
+from online.dedup import RecentIds
 from online.engine import StreamingRecommender
 from stream import schema
 from stream.metrics import WorkerMetrics
@@ -49,6 +50,8 @@ class BatchResult:
     recommendations: list[Output] = field(default_factory=list)
     dead_letters: list[Output] = field(default_factory=list)
     events: int = 0
+    duplicates: int = 0  # events whose event_id was learned before (within the dedup window)
+    replayed: int = 0  # messages below the restored snapshot's offsets: already in the state
 
 
 class EventProcessor:
@@ -66,6 +69,40 @@ class EventProcessor:
         self.strategy = "blend" if self.engine.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
+        self.recent_ids = RecentIds(settings.dedup_window)
+        # "topic/partition" -> next offset to learn: what a snapshot of the engine covers.
+        self.next_offsets: dict[str, int] = {}
+        # The restored snapshot's offsets: messages below them are already in the state.
+        self.learned_below: dict[str, int] = {}
+        # Offsets committed when the snapshot was taken: a restarted worker resumes at or after them.
+        self.resume_floor: dict[str, int] = {}
+        self.duplicates = 0
+        self.replayed = 0
+
+    def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
+                committed: dict[str, int] | None = None) -> None:
+        """Continue from a snapshot: its engine, the offsets it covers, the event ids it had seen.
+
+        ``committed`` is what the group had committed when the snapshot was taken. If a partition's
+        first message after the restart lies below it, the topic was recreated or the group's
+        offsets reset: its offsets no longer mean what the snapshot meant, so nothing is skipped there.
+        """
+        self.engine = engine
+        self.next_offsets = dict(offsets)
+        self.learned_below = dict(offsets)
+        self.resume_floor = dict(committed or {})
+        self.recent_ids = RecentIds(self.settings.dedup_window, recent_ids)
+
+    def _already_learned(self, where: str, offset: int) -> bool:
+        """Whether a re-read message is already in the restored state (see :meth:`restore`)."""
+        below = self.learned_below.get(where)
+        if below is None:
+            return False
+        floor = self.resume_floor.pop(where, None)
+        if (floor is not None and offset < floor) or offset >= below:
+            del self.learned_below[where]  # a new topic incarnation, or caught up: stop checking
+            return False
+        return True
 
     # -- events ---------------------------------------------------------------------------
     def process_events(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -74,8 +111,18 @@ class EventProcessor:
         learn: list[Interaction] = []
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
+        next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
         for message in messages:
+            where = f"{message.topic}/{message.partition}"
+            if self.learned_below and self._already_learned(where, message.offset):
+                result.replayed += 1  # re-read after a restart; the snapshot already holds it
+                continue
+            if message.offset >= next_offsets.get(where, 0):
+                next_offsets[where] = message.offset + 1
             for event in self._decode_events(message, result):
+                if event.event_id is not None and seen_before(event.event_id):
+                    result.duplicates += 1
+                    continue
                 types[event.type] = types.get(event.type, 0) + 1
                 if event.type in schema.NON_POSITIVE_TYPES:
                     continue
@@ -83,6 +130,8 @@ class EventProcessor:
                 latest[event.user_id] = (event, message.timestamp)
         self.engine.learn_many(learn)
         result.events = sum(types.values())
+        self.duplicates += result.duplicates
+        self.replayed += result.replayed
         if settings.push:
             now = self.clock()
             for user_id, (event, source_ts) in latest.items():

@@ -26,13 +26,28 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> FastFetchConsumerThread:
         return FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Commit only what the app's ``before_commit`` hook made durable (``stream.durability``)."""
+        hook = getattr(self.app, "before_commit", None)
+        if hook is not None:
+            offsets = await hook(offsets)
+            if not offsets:
+                return False
+        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
 
 class FastFetchTransport(faust_aiokafka.Transport):
     Consumer = FastFetchConsumer
 
 
 class StreamrecFaustApp(faust.App):
-    """``faust.App`` that builds :class:`FastFetchTransport` for its consumer."""
+    """``faust.App`` that builds :class:`FastFetchTransport` for its consumer.
+
+    ``before_commit``, when set, is awaited with the offsets about to be committed and
+    returns the offsets that may be (or None to skip the commit).
+    """
+
+    before_commit: Any = None
 
     def _new_transport(self) -> FastFetchTransport:
         return FastFetchTransport(self.conf.broker_consumer, self)

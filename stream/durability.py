@@ -1,0 +1,137 @@
+"""The worker's learned state survives a crash: snapshot before every offset commit, restore at start.
+
+The rule that makes "nothing accepted is lost" and "state continues" hold together:
+**an input offset is committed only after the state that learned it is on disk and
+the lists it produced are acknowledged by the broker.** Faust calls
+:meth:`StateKeeper.before_commit` from inside its commit (``stream.transport``); it
+
+1. freezes the engine between two micro-batches (under the agent's lock) into bytes,
+   together with the offsets it covers and the recent event ids;
+2. flushes the producer, so every list of those batches is acknowledged;
+3. writes the bytes atomically (temporary file, fsync, rename) in a thread;
+4. lets Faust commit, clamping the events topic's offsets to what the snapshot covers.
+
+After ``kill -9`` the worker restores the last snapshot; Faust resumes from the committed
+offsets, which are never ahead of it. Messages below the snapshot's offsets (committed
+or not) are already in the state and are skipped; the rest are learned again, so each
+event changes the state exactly once and each list is published at least once.
+
+The file is ``<data_dir>/engine.snap``: one per worker, so ``data_dir`` must not be shared
+between workers. It is a pickle (``online.state``): only ever load the worker's own files.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from online.errors import SnapshotError
+from online.state import load_snapshot, snapshot_bytes, write_snapshot_bytes
+from stream.processor import EventProcessor
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "engine.snap"
+
+
+class StateKeeper:
+    """Snapshots ``processor``'s engine before commits and restores it when the worker starts."""
+
+    def __init__(self, settings: Settings, processor: EventProcessor, lock: asyncio.Lock,
+                 flush: Callable[[], Awaitable[Any]]) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.lock = lock
+        self.flush = flush
+        self.path = Path(settings.data_dir) / SNAPSHOT_NAME
+        self.snapshots_written = 0
+        self.failures = 0
+        self.last_written: float | None = None
+        self.last_seconds: float | None = None
+        self.committed: dict[str, int] = {}  # "topic/partition" -> offset last handed to Faust to commit
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.snapshot_interval_s > 0
+
+    def restore(self) -> bool:
+        """Continue from ``<data_dir>/engine.snap`` if it is there and fits the settings.
+
+        A snapshot made under other engine settings is set aside (renamed ``.stale-<time>``):
+        changing the settings is taken as asking for a fresh start. An unreadable one is set
+        aside as ``.corrupt-<time>`` and the worker starts cold, saying so in the log.
+        """
+        if not self.enabled or not self.path.exists():
+            return False
+        try:
+            snapshot = load_snapshot(self.path)
+        except SnapshotError as exc:
+            self._set_aside("corrupt")
+            log.error("could not restore the learned state, starting cold: %s", exc)
+            return False
+        wanted = self.settings.engine_config()
+        found = getattr(snapshot.engine, "config", None)
+        source = snapshot.metadata.get("source")
+        if found != wanted or source != self._source():
+            self._set_aside("stale")
+            log.warning("the snapshot was made with other engine settings or another topic; starting cold "
+                        "(%s from %s; now %s from %s)", found, source, wanted, self._source())
+            return False
+        self.committed = dict(snapshot.metadata.get("committed", {}))
+        self.processor.restore(snapshot.engine, dict(snapshot.offsets),
+                               list(snapshot.metadata.get("recent_ids", ())), self.committed)
+        log.info("restored the learned state of %s events (%d users) from %s, offsets %s",
+                 snapshot.engine.events_learned, snapshot.engine.n_users, self.path, snapshot.offsets)
+        return True
+
+    async def before_commit(self, offsets: Mapping[Any, int]) -> dict[Any, int] | None:
+        """Make the state behind ``offsets`` durable; return the offsets safe to commit, or None.
+
+        ``offsets`` maps Faust ``TP(topic, partition)`` to the next offset to read. Returning
+        None skips this commit (the snapshot failed): the events are read again after a
+        restart, which at-least-once allows, while a commit ahead of the state would lose them.
+        """
+        if not self.enabled:
+            return dict(offsets)
+        started = time.perf_counter()
+        processor = self.processor
+        async with self.lock:  # between two micro-batches: the engine and its offsets agree
+            covered = dict(processor.next_offsets)
+            data = snapshot_bytes(processor.engine, offsets=covered,
+                                  metadata={"recent_ids": processor.recent_ids.export(),
+                                            "committed": dict(self.committed), "source": self._source()})
+        try:
+            await self.flush()  # every list of the batches in the snapshot is acknowledged
+            await asyncio.to_thread(write_snapshot_bytes, data, self.path)
+        except Exception as exc:  # disk full, broker gone: do not commit past the durable state
+            self.failures += 1
+            log.error("snapshot before commit failed, offsets not committed: %r", exc)
+            return None
+        self.snapshots_written += 1
+        self.last_written = time.time()
+        self.last_seconds = time.perf_counter() - started
+        events_topic = self.settings.topic_events
+        safe = {}
+        for tp, offset in offsets.items():
+            topic, partition = tp[0], tp[1]
+            if topic == events_topic:
+                where = f"{topic}/{partition}"
+                offset = min(offset, covered.get(where, offset))
+                self.committed[where] = offset
+            safe[tp] = offset
+        return safe
+
+    def _source(self) -> str:
+        """Where the state came from: a snapshot is only resumed against the same topic and group."""
+        s = self.settings
+        return f"{s.bootstrap_servers}|{s.topic_events}|{s.app_id}"
+
+    def _set_aside(self, why: str) -> None:
+        target = self.path.with_name(f"{self.path.name}.{why}-{int(time.time())}")
+        try:
+            self.path.rename(target)
+        except OSError as exc:
+            log.error("could not move %s aside: %s", self.path, exc)

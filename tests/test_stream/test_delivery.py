@@ -1,0 +1,140 @@
+"""Delivery without a broker: redelivered events change the state once; a snapshot bounds every commit."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import namedtuple
+
+from stream.durability import SNAPSHOT_NAME, StateKeeper
+from stream.processor import EventProcessor, RawMessage
+from stream.settings import Settings
+
+TP = namedtuple("TP", "topic partition")  # the shape of faust's TP
+
+
+def _msg(user, item, offset, event_id=None, partition=0):
+    event = {"user_id": user, "item_id": item, "type": "click", "ts": float(offset)}
+    if event_id is not None:
+        event["event_id"] = event_id
+    return RawMessage(json.dumps(event).encode(), user.encode(), "events", partition, offset, 1000.0)
+
+
+def _keeper(tmp_path, processor=None, **changes):
+    settings = Settings(**{"data_dir": str(tmp_path), "snapshot_interval_s": 1.0, **changes})
+    processor = processor or EventProcessor(settings)
+    flushed = []
+
+    async def flush():
+        flushed.append(True)
+
+    return StateKeeper(settings, processor, asyncio.Lock(), flush), processor, flushed
+
+
+def test_an_event_id_seen_before_is_learned_once_and_counted():
+    processor = EventProcessor(Settings())
+    first = processor.process_events([_msg("u1", "a", 0, "e1"), _msg("u1", "b", 1, "e2")])
+    again = processor.process_events([_msg("u1", "a", 0, "e1"), _msg("u2", "c", 2)])
+    assert (first.events, first.duplicates) == (2, 0)
+    assert (again.events, again.duplicates) == (1, 1)
+    assert processor.engine.events_learned == 3
+
+
+def test_events_without_an_id_cannot_be_recognised_and_are_learned_each_time():
+    processor = EventProcessor(Settings())
+    processor.process_events([_msg("u1", "a", 0)])
+    processor.process_events([_msg("u1", "a", 0)])
+    assert processor.engine.events_learned == 2
+
+
+def test_the_dedup_window_is_bounded():
+    processor = EventProcessor(Settings(dedup_window=2))
+    processor.process_events([_msg("u", "a", 0, "e1"), _msg("u", "b", 1, "e2"), _msg("u", "c", 2, "e3")])
+    assert len(processor.recent_ids) == 2
+    assert processor.process_events([_msg("u", "a", 3, "e1")]).duplicates == 0  # forgotten
+
+
+def test_the_processor_knows_the_next_offset_of_every_partition_it_learned():
+    processor = EventProcessor(Settings())
+    processor.process_events([_msg("u1", "a", 7, partition=0), _msg("u2", "b", 3, partition=1),
+                              _msg("u1", "c", 8, partition=0)])
+    assert processor.next_offsets == {"events/0": 9, "events/1": 4}
+
+
+def test_before_commit_writes_a_snapshot_and_never_commits_past_it(tmp_path):
+    keeper, processor, flushed = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0, "e1"), _msg("u1", "b", 1, "e2")])
+    offsets = {TP("events", 0): 5, TP("rec-requests", 0): 9}  # acked further than learned
+    safe = asyncio.run(keeper.before_commit(offsets))
+    assert safe == {TP("events", 0): 2, TP("rec-requests", 0): 9}
+    assert flushed and (tmp_path / SNAPSHOT_NAME).exists()
+
+
+def test_a_restarted_worker_continues_from_the_snapshot_and_skips_what_it_holds(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0, "e1"), _msg("u1", "b", 1, "e2")])
+    asyncio.run(keeper.before_commit({TP("events", 0): 2}))
+    processor.process_events([_msg("u1", "c", 2, "e3")])  # learned after the snapshot: lost in a crash
+    asyncio.run(keeper.before_commit({TP("events", 0): 3}))
+    processor.process_events([_msg("u1", "d", 3, "e4")])  # crash before the next snapshot
+
+    restarted, fresh, _ = _keeper(tmp_path)
+    assert restarted.restore()
+    assert fresh.engine.events_learned == 3
+    # Faust resumes from the last commit (offset 3): offset 3 and on are learned again exactly once.
+    result = fresh.process_events([_msg("u1", "d", 3, "e4"), _msg("u2", "e", 4, "e5")])
+    assert (result.events, result.replayed, result.duplicates) == (2, 0, 0)
+    assert fresh.engine.events_learned == 5
+
+
+def test_messages_between_the_last_commit_and_the_snapshot_are_not_learned_twice(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0), _msg("u1", "b", 1)])
+    asyncio.run(keeper.before_commit({TP("events", 0): 2}))  # snapshot written; say the commit then failed
+    restarted, fresh, _ = _keeper(tmp_path)
+    assert restarted.restore()
+    result = fresh.process_events([_msg("u1", "a", 0), _msg("u1", "b", 1), _msg("u1", "c", 2)])
+    assert (result.replayed, result.events) == (2, 1)
+    assert fresh.engine.events_learned == 3
+
+
+def test_a_recreated_topic_is_not_mistaken_for_a_replay(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", str(i), i) for i in range(10)])
+    asyncio.run(keeper.before_commit({TP("events", 0): 10}))
+    asyncio.run(keeper.before_commit({TP("events", 0): 10}))  # the snapshot now records commit 10
+    restarted, fresh, _ = _keeper(tmp_path)
+    assert restarted.restore()
+    result = fresh.process_events([_msg("u9", "x", 0)])  # offsets start again below the commit
+    assert (result.replayed, result.events) == (0, 1)
+
+
+def test_a_snapshot_from_other_settings_or_a_corrupt_one_is_set_aside_and_the_worker_starts_cold(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0)])
+    asyncio.run(keeper.before_commit({TP("events", 0): 1}))
+    other, fresh, _ = _keeper(tmp_path, k=5)
+    assert not other.restore() and fresh.engine.events_learned == 0
+    assert any(p.name.startswith(f"{SNAPSHOT_NAME}.stale-") for p in tmp_path.iterdir())
+
+    (tmp_path / SNAPSHOT_NAME).write_bytes(b"streamrec-engine-snapshot\n\x80garbage")
+    broken, fresh, _ = _keeper(tmp_path)
+    assert not broken.restore() and fresh.engine.events_learned == 0
+    assert any(p.name.startswith(f"{SNAPSHOT_NAME}.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_a_failed_snapshot_skips_the_commit(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0)])
+
+    async def broker_gone():
+        raise ConnectionError("broker gone")
+
+    keeper.flush = broker_gone
+    assert asyncio.run(keeper.before_commit({TP("events", 0): 1})) is None
+    assert keeper.failures == 1 and not (tmp_path / SNAPSHOT_NAME).exists()
+
+
+def test_with_snapshots_off_commits_pass_through(tmp_path):
+    keeper, _, flushed = _keeper(tmp_path, snapshot_interval_s=0)
+    assert asyncio.run(keeper.before_commit({TP("events", 0): 4})) == {TP("events", 0): 4}
+    assert not flushed and not keeper.restore()
