@@ -15,27 +15,41 @@ from stream.settings import Settings
 from stream.worker import spawn_worker, stop_process
 
 
+def ready_state(settings: Settings) -> dict | None:
+    """The worker's /health/ready body when it is ready, else None."""
+    import json
+
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return json.loads(response.read()) if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def wait_until_ready(settings: Settings, process: subprocess.Popen, log_path: Path,
+                     timeout: float = 60.0) -> dict:
+    """Wait until /health/ready says the worker's partitions are assigned; its body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker not ready after {timeout} s:\n{log_path.read_text()[-3000:]}")
+        body = ready_state(settings)
+        if body is not None:
+            return body
+        time.sleep(0.1)
+
+
 @contextmanager
 def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60.0) -> Iterator[subprocess.Popen]:
     """Start a worker and wait until /health/ready says its partitions are assigned."""
     create_topics(settings.bootstrap_servers, settings.topic_specs())
-    log = open(log_path, "wb")
+    log = open(log_path, "ab")
     process = spawn_worker(settings, log)
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
-    deadline = time.monotonic() + ready_timeout
     try:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready after {ready_timeout} s:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        wait_until_ready(settings, process, log_path, ready_timeout)
         yield process
     finally:
         stop_process(process)

@@ -1,0 +1,119 @@
+"""kill -9 a worker mid-stream and start it again: nothing accepted is lost, the state continues.
+
+Counted exactly: every published event carries an ``event_id`` (some are published
+twice, as a retrying producer would), and after the restart the worker must have
+learned each distinct event exactly once: the snapshot holds what came before it,
+the replay from the committed offsets adds what came after, and the dedup window
+drops the copies. Every user's last event must have a list that answers it.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from stream.broker import create_topics, free_port
+from stream.clients import EventPublisher
+from stream.settings import Settings
+from stream.worker import spawn_worker, stop_process
+from tests.test_integration.conftest import ready_state, wait_until_ready
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+USERS = 150
+EVENTS = 6_000
+COPIES_EVERY = 20  # every 20th event is published a second time
+
+
+def _stream():
+    """Events with ids; a copy of every 20th one is published again a little later."""
+    out = []
+    for n in range(EVENTS):
+        event = {"user_id": f"c{n % USERS}", "item_id": f"i{(n * 7 + n // USERS) % 400}", "type": "click",
+                 "ts": 1_700_000_000 + n, "event_id": f"e{n}"}
+        out.append(event)
+        if n % COPIES_EVERY == 0 and n + USERS < EVENTS:
+            out.append(dict(event))  # a retry: same id, same content
+    return out
+
+
+def _answered_event_ids(bootstrap: str, topic: str, wanted: set[str], timeout: float) -> set[str]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while not wanted <= found and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                found.update(json.loads(r.value).get("event_id") for r in records)
+    finally:
+        consumer.close()
+    return found & wanted
+
+
+def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exactly_once(
+        kafka_bootstrap, tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, app_id=f"crash-{tag}", topic_events=f"events-{tag}",
+        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
+        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        partitions=4, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), snapshot_interval_s=1.0,
+        encoder_poll_s=3600.0)
+    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    log_path = tmp_path / "worker.log"
+    events = _stream()
+    distinct = len({e["event_id"] for e in events})
+
+    log = open(log_path, "ab")
+    worker = spawn_worker(settings, log)
+    try:
+        wait_until_ready(settings, worker, log_path)
+        publisher = EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=20)
+        sending = threading.Thread(target=publisher.replay, args=(events,), kwargs={"rate": 1_500.0})
+        sending.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # mid-stream, after at least one snapshot
+            body = ready_state(settings) or {}
+            if body.get("snapshots_written", 0) >= 1 and body.get("events_learned", 0) >= 1_000:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"no snapshot after 60 s: {ready_state(settings)}")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert sending.is_alive(), "the stream ended before the kill: raise EVENTS or lower the rate"
+        sending.join(60)
+        publisher.close()
+
+        worker = spawn_worker(settings, log)
+        restored = wait_until_ready(settings, worker, log_path)
+        assert restored["events_learned"] >= 1_000, f"the worker started cold: {restored}"
+
+        deadline = time.monotonic() + 90
+        body = restored
+        while time.monotonic() < deadline and body.get("events_learned") != distinct:
+            time.sleep(0.2)
+            body = ready_state(settings) or body
+        time.sleep(2.0)  # anything learned twice would show up now
+        body = ready_state(settings) or body
+        assert body["events_learned"] == distinct, body
+        assert body["duplicates_skipped"] > 0, body
+
+        last_of_user = {}
+        for event in events:
+            last_of_user[event["user_id"]] = event["event_id"]
+        wanted = set(last_of_user.values())
+        answered = _answered_event_ids(settings.bootstrap_servers, settings.topic_recommendations, wanted, 60)
+        assert answered == wanted, f"{len(wanted - answered)} users' last events have no list"
+        assert worker.poll() is None
+    finally:
+        stop_process(worker)
+        log.close()
