@@ -1,0 +1,95 @@
+"""Two workers in one consumer group split the partitions; when one dies the other takes them all.
+
+Events are keyed by user, so a user's events stay in one partition and one worker
+holds that user's history. After ``kill -9`` of one worker the group rebalances
+(after the session timeout), the survivor reads the dead worker's partitions from
+their last committed offsets, and every user still gets a list for their last event.
+"""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import pytest
+
+from stream.broker import create_topics, free_port
+from stream.clients import EventPublisher
+from stream.settings import Settings
+from stream.worker import spawn_worker, stop_process
+from tests.test_integration.conftest import ready_state, wait_until_ready
+from tests.test_integration.test_crash_recovery import _answered_event_ids
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _events(start, stop, users=120):
+    return [{"user_id": f"f{n % users}", "item_id": f"i{(n * 13) % 300}", "type": "click",
+             "ts": 1_700_000_000 + n, "event_id": f"f{n}"} for n in range(start, stop)]
+
+
+def _wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_bootstrap, tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    base = Settings(
+        bootstrap_servers=kafka_bootstrap, app_id=f"pair-{tag}", topic_events=f"events-{tag}",
+        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
+        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0)
+    create_topics(base.bootstrap_servers, base.topic_specs())
+    a = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "a"))
+    b = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "b"))
+    logs = {name: open(tmp_path / f"{name}.log", "ab") for name in "ab"}
+    worker_a = spawn_worker(a, logs["a"])
+    worker_b = None
+    try:
+        alone = wait_until_ready(a, worker_a, tmp_path / "a.log")["assigned_partitions"]
+        worker_b = spawn_worker(b, logs["b"])
+        wait_until_ready(b, worker_b, tmp_path / "b.log")
+
+        def split():
+            sa, sb = ready_state(a), ready_state(b)
+            if sa and sb and sa["assigned_partitions"] + sb["assigned_partitions"] == alone:
+                return sa["assigned_partitions"], sb["assigned_partitions"]
+            return None
+
+        share_a, share_b = _wait_for(split, 60, "the group to split the partitions")
+        assert share_a > 0 and share_b > 0
+
+        first = _events(0, 3_000)
+        with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
+            publisher.replay(first)
+        _wait_for(lambda: (ready_state(a) or {}).get("events_learned", 0)
+                  + (ready_state(b) or {}).get("events_learned", 0) >= len(first), 60, "both to learn")
+        learned_a, learned_b = ready_state(a)["events_learned"], ready_state(b)["events_learned"]
+        assert learned_a + learned_b == len(first)  # each event learned by exactly one of them
+        assert learned_a > 0 and learned_b > 0
+
+        worker_b.send_signal(signal.SIGKILL)
+        worker_b.wait(10)
+        _wait_for(lambda: (ready_state(a) or {}).get("assigned_partitions") == alone, 60,
+                  "the survivor to take every partition")
+
+        second = _events(3_000, 6_000)
+        with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
+            publisher.replay(second)
+        last_of_user = {e["user_id"]: e["event_id"] for e in first + second}
+        wanted = set(last_of_user.values())
+        answered = _answered_event_ids(a.bootstrap_servers, a.topic_recommendations, wanted, 60)
+        assert answered == wanted, f"{len(wanted - answered)} users' last events have no list"
+        assert worker_a.poll() is None
+    finally:
+        stop_process(worker_a)
+        if worker_b is not None:
+            stop_process(worker_b)
+        for log in logs.values():
+            log.close()
