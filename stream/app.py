@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from online.engine import StreamingRecommender
 from stream.durability import StateKeeper
-from stream.metrics import WorkerMetrics
+from stream.handoff import PartitionHandoff
+from stream.metrics import WorkerMetrics, install_periodic_metrics
 from stream.processor import EventProcessor, RawMessage
 from stream.sender import BatchSender
 from stream.settings import Settings
@@ -147,14 +148,23 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
+    install_periodic_metrics(app, metrics, processor)  # consumer lag per partition, prequential HR/NDCG
     # The aiokafka producer inside Faust's: sending through it (not a second producer) is what makes
     # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
     state_lock = asyncio.Lock()  # a micro-batch (learn + publish) and a snapshot never interleave
-    keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush())
+    handoff = PartitionHandoff(settings, processor) if settings.handoff_dir and settings.snapshot_interval_s > 0 \
+        else None
+    keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
     app.before_commit = keeper.before_commit
+
+    @app.on_partitions_assigned.connect
+    async def take_over_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        if handoff is not None:
+            async with state_lock:
+                handoff.on_assigned({tp.partition for tp in assigned if tp.topic == settings.topic_events})
 
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     updates_topic = app.topic(settings.topic_model_updates, partitions=1)

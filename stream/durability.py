@@ -41,8 +41,9 @@ class StateKeeper:
     """Snapshots ``processor``'s engine before commits and restores it when the worker starts."""
 
     def __init__(self, settings: Settings, processor: EventProcessor, lock: asyncio.Lock,
-                 flush: Callable[[], Awaitable[Any]]) -> None:
+                 flush: Callable[[], Awaitable[Any]], handoff: Any = None) -> None:
         self.settings = settings
+        self.handoff = handoff  # a stream.handoff.PartitionHandoff, or None
         self.processor = processor
         self.lock = lock
         self.flush = flush
@@ -103,9 +104,12 @@ class StateKeeper:
             data = snapshot_bytes(processor.engine, offsets=covered,
                                   metadata={"recent_ids": processor.recent_ids.export(),
                                             "committed": dict(self.committed), "source": self._source()})
+            handed = self.handoff.collect(covered, self.committed) if self.handoff is not None else {}
         try:
             await self.flush()  # every list of the batches in the snapshot is acknowledged
             await asyncio.to_thread(write_snapshot_bytes, data, self.path)
+            if handed:
+                await asyncio.to_thread(self.handoff.write, handed)
         except Exception as exc:  # disk full, broker gone: do not commit past the durable state
             self.failures += 1
             log.error("snapshot before commit failed, offsets not committed: %r", exc)

@@ -78,6 +78,8 @@ class EventProcessor:
         self.resume_floor: dict[str, int] = {}
         self.duplicates = 0
         self.replayed = 0
+        # user -> events partition, recorded only when stream.handoff needs it (None: off).
+        self.user_partition: dict[str, int] | None = None
 
     def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
                 committed: dict[str, int] | None = None) -> None:
@@ -112,6 +114,7 @@ class EventProcessor:
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
         next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
+        user_partition = self.user_partition
         for message in messages:
             where = f"{message.topic}/{message.partition}"
             if self.learned_below and self._already_learned(where, message.offset):
@@ -124,6 +127,8 @@ class EventProcessor:
                     result.duplicates += 1
                     continue
                 types[event.type] = types.get(event.type, 0) + 1
+                if user_partition is not None:
+                    user_partition[event.user_id] = message.partition
                 if event.type in schema.NON_POSITIVE_TYPES:
                     continue
                 learn.append(event)

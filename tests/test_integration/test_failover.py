@@ -4,28 +4,55 @@ Events are keyed by user, so a user's events stay in one partition and one worke
 holds that user's history. After ``kill -9`` of one worker the group rebalances
 (after the session timeout), the survivor reads the dead worker's partitions from
 their last committed offsets, and every user still gets a list for their last event.
+With a shared handoff folder the users' state follows their partition: the survivor
+knows what the dead worker's users had already seen and never recommends it again.
 """
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
 
 import pytest
 
+from kafka import KafkaConsumer, TopicPartition
+
 from stream.broker import create_topics, free_port
 from stream.clients import EventPublisher
 from stream.settings import Settings
 from stream.worker import spawn_worker, stop_process
 from tests.test_integration.conftest import ready_state, wait_until_ready
-from tests.test_integration.test_crash_recovery import _answered_event_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-def _events(start, stop, users=120):
-    return [{"user_id": f"f{n % users}", "item_id": f"i{(n * 13) % 300}", "type": "click",
+USERS = 120
+
+
+def _events(start, stop):
+    """Phase one: every user touches popular items p0..p29 (so they top any popularity ranking)."""
+    return [{"user_id": f"f{n % USERS}", "item_id": f"p{(n // USERS + n) % 30}", "type": "click",
              "ts": 1_700_000_000 + n, "event_id": f"f{n}"} for n in range(start, stop)]
+
+
+def _lists_by_event_id(bootstrap, topic, wanted, timeout):
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while not wanted <= set(found) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    value = json.loads(record.value)
+                    if value.get("event_id") in wanted:
+                        found[value["event_id"]] = [entry["item_id"] for entry in value["items"]]
+    finally:
+        consumer.close()
+    return found
 
 
 def _wait_for(condition, timeout, what):
@@ -44,7 +71,7 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
         bootstrap_servers=kafka_bootstrap, app_id=f"pair-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0)
+        partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0, handoff_dir=str(tmp_path / "handoff"))
     create_topics(base.bootstrap_servers, base.topic_specs())
     a = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "a"))
     b = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "b"))
@@ -65,7 +92,7 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
         share_a, share_b = _wait_for(split, 60, "the group to split the partitions")
         assert share_a > 0 and share_b > 0
 
-        first = _events(0, 3_000)
+        first = _events(0, 2_400)  # 20 events per user
         with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
             publisher.replay(first)
         _wait_for(lambda: (ready_state(a) or {}).get("events_learned", 0)
@@ -73,19 +100,27 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
         learned_a, learned_b = ready_state(a)["events_learned"], ready_state(b)["events_learned"]
         assert learned_a + learned_b == len(first)  # each event learned by exactly one of them
         assert learned_a > 0 and learned_b > 0
+        snapshots_b = ready_state(b)["snapshots_written"]
+        _wait_for(lambda: (ready_state(b) or {}).get("snapshots_written", 0) >= snapshots_b + 1, 30,
+                  "a snapshot of b that covers the first phase")
 
         worker_b.send_signal(signal.SIGKILL)
         worker_b.wait(10)
         _wait_for(lambda: (ready_state(a) or {}).get("assigned_partitions") == alone, 60,
                   "the survivor to take every partition")
 
-        second = _events(3_000, 6_000)
+        second = [{"user_id": f"f{u}", "item_id": f"new{u}", "type": "click", "ts": 1_800_000_000 + u,
+                   "event_id": f"g{u}"} for u in range(USERS)]
         with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
             publisher.replay(second)
-        last_of_user = {e["user_id"]: e["event_id"] for e in first + second}
-        wanted = set(last_of_user.values())
-        answered = _answered_event_ids(a.bootstrap_servers, a.topic_recommendations, wanted, 60)
-        assert answered == wanted, f"{len(wanted - answered)} users' last events have no list"
+        wanted = {e["event_id"] for e in second}
+        lists = _lists_by_event_id(a.bootstrap_servers, a.topic_recommendations, wanted, 60)
+        assert set(lists) == wanted, f"{len(wanted - set(lists))} users' last events have no list"
+        touched = {}
+        for event in first + second:
+            touched.setdefault(event["user_id"], set()).add(event["item_id"])
+        repeats = {e["user_id"]: touched[e["user_id"]] & set(lists[e["event_id"]]) for e in second}
+        assert not any(repeats.values()), f"recommended what users had seen: {repeats}"
         assert worker_a.poll() is None
     finally:
         stop_process(worker_a)

@@ -1,0 +1,116 @@
+"""Per-user state follows its partition from one worker to the next.
+
+With ``STREAMREC_HANDOFF_DIR`` set to a folder every worker can read and write
+(a shared volume), each snapshot (``stream.durability``) also leaves, for every
+events partition the worker owns, a file ``<dir>/<app_id>/<topic>/<partition>.users``
+with those users' state, the offset it covers and the offset last committed.
+A worker that is assigned a partition it did not own before (scale-out, or the
+previous owner died) imports that file's users and skips the messages the file
+already covers, exactly as it would after restoring its own snapshot.
+
+The files are pickles written by our own workers: keep the folder private to them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from online.handoff import export_users, import_users
+from online.state import write_snapshot_bytes
+from stream.processor import EventProcessor
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"streamrec-partition-users\n"
+
+
+class PartitionHandoff:
+    """Writes the owned partitions' users at each snapshot; imports the users of newly assigned ones."""
+
+    def __init__(self, settings: Settings, processor: EventProcessor) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.folder = Path(settings.handoff_dir) / settings.app_id / settings.topic_events
+        # Stable across restarts of the same worker (same host, same data_dir): its own files are
+        # never newer than its own snapshot, so it does not import them.
+        self.writer = f"{os.uname().nodename}:{os.path.abspath(settings.data_dir)}"
+        self.owned: set[int] = set()
+        self.imported_users = 0
+        processor.user_partition = {}  # the processor now records each user's partition
+
+    def path(self, partition: int) -> Path:
+        return self.folder / f"{partition}.users"
+
+    def collect(self, covered: dict[str, int], committed: dict[str, int]) -> dict[int, bytes]:
+        """File contents for every owned partition (call between two micro-batches)."""
+        processor = self.processor
+        topic = self.settings.topic_events
+        engine = processor.engine
+        by_partition: dict[int, list[str]] = {p: [] for p in self.owned}
+        held = engine._users if hasattr(engine, "_users") else {}
+        stale = []
+        for user_id, partition in processor.user_partition.items():
+            if user_id not in held:
+                stale.append(user_id)  # evicted from the engine: forget its partition too
+            elif partition in by_partition:
+                by_partition[partition].append(user_id)
+        for user_id in stale:
+            del processor.user_partition[user_id]
+        out = {}
+        for partition, users in by_partition.items():
+            where = f"{topic}/{partition}"
+            payload = {"writer": self.writer, "created": time.time(), "covered": covered.get(where),
+                       "committed": committed.get(where), "users": export_users(engine, users)}
+            out[partition] = MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        return out
+
+    def write(self, files: dict[int, bytes]) -> None:
+        for partition, data in files.items():
+            write_snapshot_bytes(data, self.path(partition))
+
+    def on_assigned(self, partitions: Iterable[int]) -> None:
+        """Import the users of partitions this worker did not own before."""
+        partitions = set(partitions)
+        for partition in sorted(partitions - self.owned):
+            self._import(partition)
+        self.owned = partitions
+
+    def _import(self, partition: int) -> None:
+        path = self.path(partition)
+        try:
+            with path.open("rb") as handle:
+                if handle.read(len(MAGIC)) != MAGIC:
+                    raise ValueError("not a streamrec partition-users file")
+                payload: dict[str, Any] = pickle.load(handle)
+        except FileNotFoundError:
+            return
+        except Exception as exc:  # a corrupt file costs the users' history, never the worker
+            log.error("could not take over the users of partition %s from %s: %r", partition, path, exc)
+            return
+        if payload.get("writer") == self.writer:
+            return  # our own, from before a revocation: our engine is newer
+        processor = self.processor
+        engine = processor.engine
+        where = f"{self.settings.topic_events}/{partition}"
+        mine = [u for u, p in processor.user_partition.items() if p == partition]
+        for user_id in mine:  # what we knew of them is older than the file
+            processor.user_partition.pop(user_id, None)
+        users = payload["users"]
+        n = import_users(engine, users)
+        for user_id in users:
+            processor.user_partition[user_id] = partition
+        covered, committed = payload.get("covered"), payload.get("committed")
+        if covered is not None:  # messages below it are in the imported users' state (and were answered)
+            processor.learned_below[where] = covered
+            if committed is not None:
+                processor.resume_floor[where] = committed
+            else:
+                processor.resume_floor.pop(where, None)
+        self.imported_users += n
+        log.info("took over %d users of partition %s from %s (covering offsets below %s)",
+                 n, partition, payload.get("writer"), covered)
