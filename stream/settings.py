@@ -105,6 +105,10 @@ class Settings:
         "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
     encoder_weight: float = field(default=0.3, metadata=_env(
         "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
+    handoff_dir: str = field(default="", metadata=_env(
+        "STREAMREC_HANDOFF_DIR",
+        "folder shared by all workers where each leaves its partitions' user state for the next owner "
+        "('' = off: a moved partition's users restart from what the new owner re-reads)"))
     # Kafka security (both clients: kafka-python and Faust/aiokafka)
     security_protocol: str = field(default="PLAINTEXT", metadata=_env(
         "STREAMREC_SECURITY_PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
@@ -126,6 +130,9 @@ class Settings:
     data_dir: str = field(default="/tmp/streamrec", metadata=_env(
         "STREAMREC_DATA_DIR", "worker's local data directory"))
     log_level: str = field(default="info", metadata=_env("STREAMREC_LOG_LEVEL", "log level"))
+    trainer_metrics_port: int = field(default=6067, metadata=_env(
+        "STREAMREC_TRAINER_METRICS_PORT",
+        "port of the trainer's /metrics and health endpoints (on metrics_host; 0 = a free port)"))
 
     def __post_init__(self) -> None:
         problems = []
