@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from online.engine import StreamingRecommender
 from stream.durability import StateKeeper
 from stream.handoff import PartitionHandoff
+from stream.replica import ReplicaReader
 from stream.metrics import WorkerMetrics, install_periodic_metrics
 from stream.processor import EventProcessor, RawMessage
 from stream.sender import BatchSender
@@ -160,11 +161,22 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     keeper.restore()
     app.before_commit = keeper.before_commit
 
+    replica = ReplicaReader(settings, processor, state_lock) if settings.learn_scope == "all" else None
+
     @app.on_partitions_assigned.connect
-    async def take_over_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        if handoff is not None:
-            async with state_lock:
-                handoff.on_assigned({tp.partition for tp in assigned if tp.topic == settings.topic_events})
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Take over the users (handoff) and stop learning as a replica what is now ours."""
+        mine = {tp.partition for tp in assigned if tp.topic == settings.topic_events}
+        async with state_lock:
+            if handoff is not None:
+                handoff.on_assigned(mine)
+            if replica is not None:
+                replica.on_assigned(mine)
+
+    if replica is not None:
+        @app.task
+        async def learn_other_partitions() -> None:
+            await replica.run()
 
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     updates_topic = app.topic(settings.topic_model_updates, partitions=1)
@@ -218,7 +230,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
             body = {"status": "ready" if assigned else "starting", "assigned_partitions": assigned,
                     "events_learned": processor.engine.events_learned,
                     "duplicates_skipped": processor.duplicates, "replayed_skipped": processor.replayed,
-                    "snapshots_written": keeper.snapshots_written, "snapshot_failures": keeper.failures,
+                    "snapshots_written": keeper.snapshots_written,
+                    "events_in_snapshot": keeper.events_in_snapshot, "snapshot_failures": keeper.failures,
                     "last_snapshot_seconds": keeper.last_seconds}
             return self.json(body, status=200 if assigned else 503)
 

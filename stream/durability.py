@@ -52,6 +52,7 @@ class StateKeeper:
         self.failures = 0
         self.last_written: float | None = None
         self.last_seconds: float | None = None
+        self.events_in_snapshot = 0  # the engine's events_learned when the last snapshot was taken
         self.committed: dict[str, int] = {}  # "topic/partition" -> offset last handed to Faust to commit
 
     @property
@@ -101,6 +102,7 @@ class StateKeeper:
         processor = self.processor
         async with self.lock:  # between two micro-batches: the engine and its offsets agree
             covered = dict(processor.next_offsets)
+            events_learned = processor.engine.events_learned
             data = snapshot_bytes(processor.engine, offsets=covered,
                                   metadata={"recent_ids": processor.recent_ids.export(),
                                             "committed": dict(self.committed), "source": self._source()})
@@ -115,6 +117,7 @@ class StateKeeper:
             log.error("snapshot before commit failed, offsets not committed: %r", exc)
             return None
         self.snapshots_written += 1
+        self.events_in_snapshot = events_learned
         self.last_written = time.time()
         self.last_seconds = time.perf_counter() - started
         events_topic = self.settings.topic_events

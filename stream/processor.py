@@ -80,6 +80,10 @@ class EventProcessor:
         self.replayed = 0
         # user -> events partition, recorded only when stream.handoff needs it (None: off).
         self.user_partition: dict[str, int] | None = None
+        # Partitions taken over from another worker whose messages below these offsets this worker
+        # already learned as a replica (stream.replica): they are answered with lists, not learned again.
+        self.answer_only_below: dict[str, int] = {}
+        self.replicated = 0
 
     def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
                 committed: dict[str, int] | None = None) -> None:
@@ -120,6 +124,12 @@ class EventProcessor:
             if self.learned_below and self._already_learned(where, message.offset):
                 result.replayed += 1  # re-read after a restart; the snapshot already holds it
                 continue
+            if self.answer_only_below and message.offset < self.answer_only_below.get(where, -1):
+                result.replayed += 1
+                for event in self._decode_events(message, result):
+                    if event.type not in schema.NON_POSITIVE_TYPES:
+                        latest[event.user_id] = (event, message.timestamp)
+                continue
             if message.offset >= next_offsets.get(where, 0):
                 next_offsets[where] = message.offset + 1
             for event in self._decode_events(message, result):
@@ -144,6 +154,30 @@ class EventProcessor:
         if self.metrics is not None:
             self._count(messages, types, result)
         return result
+
+    def learn_replica(self, messages: Sequence[RawMessage]) -> int:
+        """Learn events of partitions another worker owns (``STREAMREC_LEARN_SCOPE=all``).
+
+        No lists and no dead letters: the owner answers and dead-letters them. Messages below
+        ``next_offsets`` were learned already (by this worker's own agent, before a revocation).
+        Returns how many events were learned.
+        """
+        learn: list[Interaction] = []
+        next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
+        discard = BatchResult()
+        for message in messages:
+            where = f"{message.topic}/{message.partition}"
+            if message.offset < next_offsets.get(where, 0):
+                continue
+            next_offsets[where] = message.offset + 1
+            for event in self._decode_events(message, discard):
+                if event.event_id is not None and seen_before(event.event_id):
+                    continue
+                if event.type not in schema.NON_POSITIVE_TYPES:
+                    learn.append(event)
+        self.engine.learn_many(learn)
+        self.replicated += len(learn)
+        return len(learn)
 
     def _decode_events(self, message: RawMessage, result: BatchResult) -> list[Interaction]:
         raw = message.value

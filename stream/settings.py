@@ -105,6 +105,10 @@ class Settings:
         "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
     encoder_weight: float = field(default=0.3, metadata=_env(
         "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
+    learn_scope: str = field(default="partitions", metadata=_env(
+        "STREAMREC_LEARN_SCOPE",
+        "partitions: a worker learns only its partitions' events; all: it also learns every other "
+        "partition's events (item state from the whole stream; lists still only for its own users)"))
     handoff_dir: str = field(default="", metadata=_env(
         "STREAMREC_HANDOFF_DIR",
         "folder shared by all workers where each leaves its partitions' user state for the next owner "
@@ -150,6 +154,8 @@ class Settings:
             problems.append("group timeouts must be positive")
         if self.tuner_policy not in ("thompson", "ucb", "exp3", "epsilon"):
             problems.append(f"tuner_policy must be thompson, ucb, exp3 or epsilon (got {self.tuner_policy!r})")
+        if self.learn_scope not in ("partitions", "all"):
+            problems.append(f"learn_scope must be partitions or all (got {self.learn_scope!r})")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             problems.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, "
                             "SASL_PLAINTEXT, SASL_SSL")

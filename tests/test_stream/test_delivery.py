@@ -175,3 +175,22 @@ def test_a_worker_does_not_import_its_own_files(tmp_path):
     keeper.handoff.on_assigned({1})
     keeper.handoff.on_assigned({0, 1})  # partition 0 comes back: our engine is at least as new
     assert keeper.handoff.imported_users == 0
+
+
+def test_a_replica_learns_other_partitions_without_lists_or_dead_letters():
+    processor = EventProcessor(Settings())
+    learned = processor.learn_replica([_msg("u1", "a", 0, "e1", partition=3), RawMessage(b"junk", None, "events", 3, 1),
+                                       _msg("u1", "b", 2, "e2", partition=3)])
+    assert learned == 2 and processor.engine.events_learned == 2
+    assert processor.next_offsets == {"events/3": 3}
+    assert processor.learn_replica([_msg("u1", "a", 0, "e1", partition=3)]) == 0  # already learned
+
+
+def test_a_partition_taken_over_from_a_replica_is_answered_but_not_learned_twice():
+    processor = EventProcessor(Settings())
+    processor.learn_replica([_msg("u1", "a", 0, partition=3), _msg("u1", "b", 1, partition=3)])
+    processor.answer_only_below["events/3"] = processor.next_offsets["events/3"]  # the group gives us 3
+    result = processor.process_events([_msg("u1", "b", 1, partition=3), _msg("u2", "c", 2, partition=3)])
+    assert (result.replayed, result.events) == (1, 1)
+    assert {json.loads(o.value)["user_id"] for o in result.recommendations} == {"u1", "u2"}
+    assert processor.engine.events_learned == 3
