@@ -11,13 +11,23 @@ any scheme that shares item state perfectly (each user still lives on one worker
 
     python benchmarks/scale_out.py                       # ML-100K (read in place) and the generated stream
     python benchmarks/scale_out.py --workers 1,2,4 --engines fast,blend --json out.json
+    python benchmarks/scale_out.py --live                # real workers on the embedded broker (below)
+
+``--live`` runs real worker processes on a fresh embedded broker per configuration
+(1 worker; 2 workers, learn scope ``partitions``; 2 workers, scope ``all``): HR@10
+pooled from the workers' own prequential metrics while ML-100K is replayed at
+``--rate`` events/s, then throughput on ``--throughput-events`` pre-produced events
+(the time from the first to the last event processed by any worker). On a 2-core
+machine two workers share the cores with the broker and the client: expect no gain.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +76,116 @@ def measure(events, workers: int, partitions: int, engine: str) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def _live_config(name: str, workers: int, scope: str, events, rate: float, throughput_events) -> dict:
+    import subprocess
+
+    from stream.broker import EmbeddedBroker, create_topics, free_port
+    from stream.clients import EventPublisher
+    from stream.scrape import scrape, total
+    from stream.worker import spawn_worker, stop_process
+
+    work = Path(tempfile.mkdtemp(prefix="streamrec-scale-"))
+    out = {"config": name, "workers": workers, "learn_scope": scope}
+    for phase, data, paced in (("quality", events, rate), ("throughput", throughput_events, None)):
+        with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(work / f"broker-{phase}.log")) as broker:
+            base = Settings(bootstrap_servers=broker.bootstrap, app_id=f"scale-{phase}", learn_scope=scope,
+                            snapshot_interval_s=0, encoder_poll_s=3600.0)
+            create_topics(base.bootstrap_servers, base.topic_specs())
+            settings = [base.replace(metrics_port=free_port(), data_dir=str(work / f"{phase}-{i}"))
+                        for i in range(workers)]
+            procs: list[subprocess.Popen] = []
+            try:
+                for i, s in enumerate(settings):
+                    procs.append(spawn_worker(s, open(work / f"{phase}-{i}.log", "wb"), cwd=str(ROOT)))
+                _wait_split(settings, procs)
+                urls = [f"http://{s.metrics_host}:{s.metrics_port}/metrics" for s in settings]
+                if paced:
+                    with EventPublisher(base.bootstrap_servers, base.topic_events, batch_events=20) as publisher:
+                        publisher.replay(data, rate=paced)
+                else:
+                    with EventPublisher(base.bootstrap_servers, base.topic_events, batch_events=100,
+                                        extra_config={"linger_ms": 5}) as publisher:
+                        publisher.replay(data)
+                first = last = None
+                deadline = time.time() + 900
+                while time.time() < deadline:
+                    done = sum(total(scrape(url), "streamrec_events_processed_total") for url in urls)
+                    now = time.time()
+                    if done > 0 and first is None:
+                        first, first_done = now, done
+                    if done >= len(data):
+                        last = now
+                        break
+                    time.sleep(0.2)
+                if last is None:
+                    raise RuntimeError(f"{name}/{phase}: the workers did not finish; logs in {work}")
+                if paced:
+                    hits = evaluated = 0.0
+                    for url in urls:
+                        page = scrape(url)
+                        n = total(page, "streamrec_prequential_evaluated_events")
+                        hits += n * total(page, "streamrec_prequential_hit_rate", window="all")
+                        evaluated += n
+                    out["hr@10"] = hits / evaluated if evaluated else 0.0
+                    out["evaluated"] = int(evaluated)
+                else:
+                    out["events_per_s"] = (len(data) - first_done) / max(1e-9, last - first)
+            finally:
+                for proc in procs:
+                    stop_process(proc)
+    return out
+
+
+def _wait_split(settings, procs, timeout: float = 90.0) -> None:
+    """Until every worker has partitions and the assignment has been stable for a second."""
+    import urllib.request
+
+    deadline = time.time() + timeout
+    previous, stable = None, 0
+    while time.time() < deadline:
+        counts = []
+        for s, proc in zip(settings, procs):
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://{s.metrics_host}:{s.metrics_port}/health/ready",
+                                            timeout=1) as response:
+                    counts.append(json.loads(response.read())["assigned_partitions"])
+            except OSError:
+                counts.append(0)
+        stable = stable + 1 if all(counts) and counts == previous else 0
+        if stable >= 4:
+            return
+        previous = counts
+        time.sleep(0.3)
+    raise RuntimeError("the workers did not split the partitions in time")
+
+
+def live(args) -> int:
+    if not ML100K.exists():
+        print(f"skipping: {ML100K} is absent (MovieLens is read in place, never copied)")
+        return 0
+    events = load(ML100K, "movielens")[: args.live_events]
+    throughput_events = generate(args.throughput_events, seed=3)
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; "
+          f"ML-100K first {len(events):,} events at {args.rate:,.0f} ev/s (arrays of 20); "
+          f"throughput on {len(throughput_events):,} generated events", flush=True)
+    rows = []
+    for name, workers, scope in (("1 worker", 1, "partitions"), ("2 workers, partitions", 2, "partitions"),
+                                 ("2 workers, learn all", 2, "all")):
+        row = _live_config(name, workers, scope, events, args.rate, throughput_events)
+        rows.append(row)
+        print(f"{name:24} HR@10 {row['hr@10']:.4f} ({row['evaluated']:,} evaluated)   "
+              f"throughput {row['events_per_s']:,.0f} ev/s", flush=True)
+    base = rows[0]
+    for row in rows[1:]:
+        print(f"{row['config']:24} vs 1 worker: HR x{row['hr@10'] / base['hr@10']:.3f}, "
+              f"throughput x{row['events_per_s'] / base['events_per_s']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2,4", help="worker counts to compare (default 1,2,4)")
@@ -73,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=Settings().partitions)
     parser.add_argument("--generated-events", type=int, default=50_000)
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--live", action="store_true", help="real workers on the embedded broker (see above)")
+    parser.add_argument("--live-events", type=int, default=100_000, help="ML-100K events replayed live")
+    parser.add_argument("--rate", type=float, default=2_000.0, help="live replay rate, events/s")
+    parser.add_argument("--throughput-events", type=int, default=100_000)
     args = parser.parse_args(argv)
+    if args.live:
+        return live(args)
     data = []
     if ML100K.exists():
         data.append(("ml-100k", load(ML100K, "movielens")))

@@ -1,12 +1,19 @@
 """The encoder path end to end: `streamrec trainer` learns from `events`, announces a version on
 `model-updates`, and a running worker (with the blend) loads and serves it without a restart;
-a broken announcement is rejected and the served version stays."""
+a broken announcement, a truncated, corrupted, incompatible or booby-trapped checkpoint (each
+with a matching sha256 sidecar where that makes it harder) is rejected with a metric, and the
+served version stays."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -26,6 +33,45 @@ def _wait_for(url, name, value, timeout=60.0, **labels):
             return True
         time.sleep(0.2)
     return False
+
+
+class _Booby:
+    """Unpickling this would create a folder: a checkpoint must never be unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def _with_checksum(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    return path
+
+
+def _bad_checkpoints(good: Path, folder: Path, marker: Path) -> dict[str, Path]:
+    """Version 2..6 of the encoder, each broken in its own way."""
+    import torch
+
+    data = good.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0xFF
+    copy_flipped = folder / "encoder-v00000003.pt"
+    copy_flipped.write_bytes(bytes(flipped))
+    shutil.copy(good.with_name(good.name + ".sha256"), copy_flipped.with_name(copy_flipped.name + ".sha256"))
+    incompatible = torch.load(good, weights_only=True)
+    incompatible["format_version"] = 99
+    buffer, evil = io.BytesIO(), io.BytesIO()
+    torch.save(incompatible, buffer)
+    torch.save({"format_version": 1, "evil": _Booby(marker)}, evil)
+    return {
+        "truncated": _with_checksum(folder / "encoder-v00000002.pt", data[: len(data) // 2]),
+        "corrupted": copy_flipped,
+        "incompatible": _with_checksum(folder / "encoder-v00000004.pt", buffer.getvalue()),
+        "pickle": _with_checksum(folder / "encoder-v00000005.pt", evil.getvalue()),
+    }
 
 
 def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_settings, tmp_path):
@@ -60,6 +106,19 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
         producer.close()
         assert _wait_for(url, "streamrec_encoder_swaps_total", 1, result="rejected")
         assert total(scrape(url), "streamrec_encoder_version") == 1  # the old version keeps serving
+
+        marker = tmp_path / "pwned"
+        (tmp_path / "bad").mkdir()
+        bad = _bad_checkpoints(Path(announcement["path"]), tmp_path / "bad", marker)
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        for n, (why, path) in enumerate(bad.items(), start=2):
+            rejected = total(scrape(url), "streamrec_encoder_swaps_total", result="rejected")
+            producer.send(settings.topic_model_updates, value=json.dumps({"version": n, "path": str(path)}).encode())
+            producer.flush()
+            assert _wait_for(url, "streamrec_encoder_swaps_total", rejected + 1, result="rejected"), why
+            assert total(scrape(url), "streamrec_encoder_version") == 1, why
+        producer.close()
+        assert not marker.exists(), "a checkpoint was unpickled"
 
         before = total(scrape(url), "streamrec_recommendations_published_total")
         with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:  # still serving
