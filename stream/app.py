@@ -232,7 +232,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                     "duplicates_skipped": processor.duplicates, "replayed_skipped": processor.replayed,
                     "snapshots_written": keeper.snapshots_written,
                     "events_in_snapshot": keeper.events_in_snapshot, "snapshot_failures": keeper.failures,
-                    "last_snapshot_seconds": keeper.last_seconds}
+                    "last_snapshot_seconds": keeper.last_seconds,
+                    "last_snapshot_pause_seconds": keeper.last_pause_seconds}
             return self.json(body, status=200 if assigned else 503)
 
     return app

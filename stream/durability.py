@@ -5,10 +5,12 @@ The rule that makes "nothing accepted is lost" and "state continues" hold togeth
 the lists it produced are acknowledged by the broker.** Faust calls
 :meth:`StateKeeper.before_commit` from inside its commit (``stream.transport``); it
 
-1. freezes the engine between two micro-batches (under the agent's lock) into bytes,
-   together with the offsets it covers and the recent event ids;
+1. freezes the engine between two micro-batches (under the agent's lock), together with
+   the offsets it covers and the recent event ids: by default it forks, and the child
+   pickles its copy-on-write image while the worker goes on learning
+   (``STREAMREC_SNAPSHOT_FORK``); otherwise it pickles in place;
 2. flushes the producer, so every list of those batches is acknowledged;
-3. writes the bytes atomically (temporary file, fsync, rename) in a thread;
+3. waits until the file is written atomically (temporary file, fsync, rename);
 4. lets Faust commit, clamping the events topic's offsets to what the snapshot covers.
 
 After ``kill -9`` the worker restores the last snapshot; Faust resumes from the committed
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -52,6 +56,7 @@ class StateKeeper:
         self.failures = 0
         self.last_written: float | None = None
         self.last_seconds: float | None = None
+        self.last_pause_seconds: float | None = None  # how long learning waited for the snapshot
         self.events_in_snapshot = 0  # the engine's events_learned when the last snapshot was taken
         self.committed: dict[str, int] = {}  # "topic/partition" -> offset last handed to Faust to commit
 
@@ -103,15 +108,25 @@ class StateKeeper:
         async with self.lock:  # between two micro-batches: the engine and its offsets agree
             covered = dict(processor.next_offsets)
             events_learned = processor.engine.events_learned
-            data = snapshot_bytes(processor.engine, offsets=covered,
-                                  metadata={"recent_ids": processor.recent_ids.export(),
-                                            "committed": dict(self.committed), "source": self._source()})
-            handed = self.handoff.collect(covered, self.committed) if self.handoff is not None else {}
+            metadata = {"recent_ids": processor.recent_ids.export(), "committed": dict(self.committed),
+                        "source": self._source()}
+            paused = time.perf_counter()
+            if self.settings.snapshot_fork and hasattr(os, "fork"):
+                child = self._fork_writer(covered, metadata)  # the child pickles a copy-on-write image
+                data, handed = None, {}
+            else:
+                child = None
+                data = snapshot_bytes(processor.engine, offsets=covered, metadata=metadata)
+                handed = self.handoff.collect(covered, self.committed) if self.handoff is not None else {}
+            self.last_pause_seconds = time.perf_counter() - paused
         try:
             await self.flush()  # every list of the batches in the snapshot is acknowledged
-            await asyncio.to_thread(write_snapshot_bytes, data, self.path)
-            if handed:
-                await asyncio.to_thread(self.handoff.write, handed)
+            if child is not None:
+                await self._wait_for(child)
+            else:
+                await asyncio.to_thread(write_snapshot_bytes, data, self.path)
+                if handed:
+                    await asyncio.to_thread(self.handoff.write, handed)
         except Exception as exc:  # disk full, broker gone: do not commit past the durable state
             self.failures += 1
             log.error("snapshot before commit failed, offsets not committed: %r", exc)
@@ -130,6 +145,50 @@ class StateKeeper:
                 self.committed[where] = offset
             safe[tp] = offset
         return safe
+
+    def _fork_writer(self, covered: dict[str, int], metadata: dict[str, Any]) -> int:
+        """Fork; the child writes the snapshot (and the handoff files) and exits. Returns its pid.
+
+        The Redis way: ``fork`` copies the page tables, not the heap, so learning pauses for
+        milliseconds instead of the seconds pickling a million users takes. The child touches no
+        socket, lock or event loop: it pickles, writes with fsync and leaves with ``os._exit``.
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded process": see above
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                write_snapshot_bytes(snapshot_bytes(self.processor.engine, offsets=covered, metadata=metadata),
+                                     self.path)
+                if self.handoff is not None:
+                    self.handoff.write(self.handoff.collect(covered, self.committed))
+                code = 0
+            except BaseException as exc:  # report through stderr: logging may hold a parent's lock
+                try:
+                    os.write(2, f"streamrec snapshot writer failed: {exc!r}\n".encode())
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+        if self.handoff is not None:
+            self.handoff.prune()
+        return pid
+
+    async def _wait_for(self, pid: int, timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                if code != 0:
+                    raise OSError(f"the snapshot writer exited with {code}")
+                return
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise TimeoutError(f"the snapshot writer took more than {timeout:.0f} s")
+            await asyncio.sleep(0.02)
 
     def _source(self) -> str:
         """Where the state came from: a snapshot is only resumed against the same topic and group."""

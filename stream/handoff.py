@@ -69,6 +69,14 @@ class PartitionHandoff:
             out[partition] = MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         return out
 
+    def prune(self) -> None:
+        """Forget the partition of users the engine has evicted (when they are a fifth of the map)."""
+        processor = self.processor
+        held = getattr(processor.engine, "_users", None)
+        if held is None or len(processor.user_partition) <= 1.2 * len(held) + 1_000:
+            return
+        processor.user_partition = {u: p for u, p in processor.user_partition.items() if u in held}
+
     def write(self, files: dict[int, bytes]) -> None:
         for partition, data in files.items():
             write_snapshot_bytes(data, self.path(partition))

@@ -105,6 +105,9 @@ class Settings:
         "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
     encoder_weight: float = field(default=0.3, metadata=_env(
         "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
+    snapshot_fork: bool = field(default=True, metadata=_env(
+        "STREAMREC_SNAPSHOT_FORK",
+        "write snapshots from a forked child (learning pauses for the fork, not for the pickling)"))
     learn_scope: str = field(default="partitions", metadata=_env(
         "STREAMREC_LEARN_SCOPE",
         "partitions: a worker learns only its partitions' events; all: it also learns every other "

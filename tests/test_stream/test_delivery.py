@@ -5,6 +5,8 @@ import asyncio
 import json
 from collections import namedtuple
 
+import pytest
+
 from stream.durability import SNAPSHOT_NAME, StateKeeper
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
@@ -69,8 +71,9 @@ def test_before_commit_writes_a_snapshot_and_never_commits_past_it(tmp_path):
     assert flushed and (tmp_path / SNAPSHOT_NAME).exists()
 
 
-def test_a_restarted_worker_continues_from_the_snapshot_and_skips_what_it_holds(tmp_path):
-    keeper, processor, _ = _keeper(tmp_path)
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-writer", "in-place"])
+def test_a_restarted_worker_continues_from_the_snapshot_and_skips_what_it_holds(tmp_path, fork):
+    keeper, processor, _ = _keeper(tmp_path, snapshot_fork=fork)
     processor.process_events([_msg("u1", "a", 0, "e1"), _msg("u1", "b", 1, "e2")])
     asyncio.run(keeper.before_commit({TP("events", 0): 2}))
     processor.process_events([_msg("u1", "c", 2, "e3")])  # learned after the snapshot: lost in a crash
@@ -120,6 +123,15 @@ def test_a_snapshot_from_other_settings_or_a_corrupt_one_is_set_aside_and_the_wo
     broken, fresh, _ = _keeper(tmp_path)
     assert not broken.restore() and fresh.engine.events_learned == 0
     assert any(p.name.startswith(f"{SNAPSHOT_NAME}.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_a_snapshot_writer_that_fails_in_the_child_skips_the_commit(tmp_path):
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", "a", 0)])
+    keeper.path = tmp_path / "missing-folder-is-a-file" / SNAPSHOT_NAME
+    (tmp_path / "missing-folder-is-a-file").write_text("in the way")
+    assert asyncio.run(keeper.before_commit({TP("events", 0): 1})) is None
+    assert keeper.failures == 1
 
 
 def test_a_failed_snapshot_skips_the_commit(tmp_path):
