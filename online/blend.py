@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -267,6 +267,9 @@ class Blend:
         self.set_weights(dict.fromkeys(self.strategies, 1.0) if weights is None else
                          {name: weights.get(name, 0.0) for name in self.strategies})
         self.requests = 0
+        # tap(user_id, items, names, columns): sees every observed pool with every strategy's raw scores
+        # (one sequence per name); the online tuner scores other weights and models on it.
+        self.tap: Callable[[str, list[str], list[str], list], None] | None = None
 
     @property
     def weights(self) -> dict[str, float]:
@@ -317,19 +320,23 @@ class Blend:
             strategies[name].learn_many(interactions)
 
     def rank(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
-             k: int = 10, exclude: Iterable[str] = (), observe: bool = True) -> list[tuple[str, float]]:
+             k: int = 10, exclude: Iterable[str] = (), observe: bool = True,
+             weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
         """Top-``k`` ``(item, blended score)``, never an item in ``seen`` or ``exclude``.
 
-        ``observe`` lets the weight learner remember the pool as the one served.
+        ``observe`` lets the weight learner (and :attr:`tap`) remember the pool as the one served.
+        ``weights`` ranks this one request with other (normalised) weights: the tuner's arms.
         """
         self.requests += 1
         excluded: Collection[str] = seen
         if exclude:
             excluded = set(seen)
             excluded.update(exclude)
-        learning = self.learner is not None  # it needs every strategy's column
-        active = [(scorer_for(self.strategies[name], user_id, history), weight)
-                  for name, weight in self._weights.items() if weight > 0 or learning]
+        tap = self.tap if observe else None
+        learning = self.learner is not None or tap is not None  # they need every strategy's column
+        chosen = self._weights if weights is None else {name: weights.get(name, 0.0) for name in self.strategies}
+        names = [name for name, weight in chosen.items() if weight > 0 or learning]
+        active = [(scorer_for(self.strategies[name], user_id, history), chosen[name]) for name in names]
         pool: dict[str, None] = {}
         n = max(self.candidates, k)
         for scorer, _ in active:
@@ -343,6 +350,8 @@ class Blend:
         columns = [scorer.score(items) for scorer, _ in active]
         learner = self.learner if observe else None
         total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
+        if tap is not None:
+            tap(user_id, items, names, columns)
         if len(items) > k:
             top = np.argpartition(-total, k - 1)[:k]
             top = top[np.argsort(-total[top], kind="stable")]

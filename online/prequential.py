@@ -22,6 +22,9 @@ class PrequentialStats:
     >>> stats.record(["a", "b", "c"], "z")
     >>> stats.snapshot()["hr"], round(stats.snapshot()["ndcg"], 3)
     (0.5, 0.315)
+    >>> stats.record(["a", "b", "c"], "a")
+    >>> stats.snapshot()["hr_recent"], round(stats.snapshot()["ndcg_recent"], 3)
+    (0.5, 0.5)
     """
 
     k: int = 10
@@ -39,14 +42,14 @@ class PrequentialStats:
         try:
             rank = top.index(item_id)
         except ValueError:
-            hit = 0
+            gain = 0.0
         else:
-            hit = 1
+            gain = 1.0 / math.log2(rank + 2)
             self.hits += 1
-            self.ndcg_sum += 1.0 / math.log2(rank + 2)
+            self.ndcg_sum += gain
             self.mrr_sum += 1.0 / (rank + 1)
-        recent = self._recent
-        recent.append(hit)
+        recent = self._recent  # the gain of each recent outcome: 0 for a miss, > 0 for a hit
+        recent.append(gain)
         if len(recent) > self.window:
             recent.popleft()
 
@@ -59,5 +62,6 @@ class PrequentialStats:
             "hr": self.hits / n if n else 0.0,
             "ndcg": self.ndcg_sum / n if n else 0.0,
             "mrr": self.mrr_sum / n if n else 0.0,
-            "hr_recent": sum(recent) / len(recent) if recent else 0.0,
+            "hr_recent": sum(1 for gain in recent if gain) / len(recent) if recent else 0.0,
+            "ndcg_recent": sum(recent) / len(recent) if recent else 0.0,
         }

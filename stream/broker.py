@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from stream.errors import BrokerUnavailable
 from stream.topics import TopicSpec
@@ -41,8 +41,11 @@ def resolve_broker_binary() -> str:
         raise BrokerUnavailable(f"no Tansu broker binary: {exc}") from exc
 
 
-def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until a Kafka metadata request to ``bootstrap`` succeeds, or raise."""
+def wait_for_broker(bootstrap: str, timeout: float = 30.0, security: Mapping[str, Any] | None = None) -> None:
+    """Block until a Kafka metadata request to ``bootstrap`` succeeds, or raise.
+
+    ``security``: kafka-python security kwargs (``stream.security.kafka_python_security``).
+    """
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout
@@ -50,7 +53,7 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2_000,
-                                     client_id="streamrec-probe")
+                                     client_id="streamrec-probe", **dict(security or {}))
             try:
                 admin.list_topics()
                 return
@@ -62,14 +65,18 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     raise BrokerUnavailable(f"broker at {bootstrap} did not answer within {timeout:.0f} s: {last_error}")
 
 
-def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 15.0,
+                  security: Mapping[str, Any] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    ``security``: kafka-python security kwargs (``stream.security.kafka_python_security``).
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamrec-admin",
-                             request_timeout_ms=int(timeout * 1000))
+                             request_timeout_ms=int(timeout * 1000), **dict(security or {}))
     try:
         existing = set(admin.list_topics())
         wanted = [NewTopic(s.name, s.partitions, s.replication) for s in specs if s.name not in existing]

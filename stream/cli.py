@@ -79,9 +79,12 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     should_stop = _stop_requested()
+    trainer = StreamTrainer(settings)
+    metrics_url = trainer.serve_metrics()
     print(f"streamrec trainer: events from {settings.topic_events} at {settings.bootstrap_servers}; checkpoints in "
-          f"{settings.trainer_dir}; announcing on {settings.topic_model_updates}", file=sys.stderr, flush=True)
-    return StreamTrainer(settings).run(once=args.once, should_stop=should_stop)
+          f"{settings.trainer_dir}; announcing on {settings.topic_model_updates}; metrics {metrics_url}",
+          file=sys.stderr, flush=True)
+    return trainer.run(once=args.once, should_stop=should_stop)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -161,7 +164,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings = settings.replace(metrics_port=0)  # a free port, so a running worker is never in the way
     options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
                           batch_events=args.batch_events, json_path=args.json, hold=args.hold,
-                          timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer)
+                          timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer,
+                          report_path=args.report)
     summary = run_demo(settings, options)
     ok = summary["events_processed"] >= summary["events_published"] and summary["lists_received"] > 0
     return 0 if ok else 1
@@ -188,9 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trainer", help="refresh the sequence encoder from the events stream; announce versions")
     p.add_argument("--once", action="store_true",
                    help="train one version as soon as enough events arrived, then exit")
+    p.add_argument("--metrics-port", dest="set_trainer_metrics_port", type=int, default=None,
+                   metavar="STREAMREC_TRAINER_METRICS_PORT",
+                   help="port of the trainer's /metrics and health endpoints [default 6067; 0 = a free port]")
     _add_settings_flags(p, ("bootstrap_servers", "app_id", "topic_events", "topic_model_updates", "max_users",
                             "trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs",
-                            "trainer_device", "trainer_size"))
+                            "trainer_device", "trainer_size", "metrics_host"))
     p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("publish", help="replay a data file into the events topic")
@@ -230,8 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", action="store_true",
                    help="also run `streamrec trainer` (serves its encoder through the blend) and wait for a version")
     p.add_argument("--timeout", type=float, default=300.0)
-    p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None,
-                   help="worker metrics port (default: a free one)")
+    p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None, metavar="PORT",
+                   help="metrics ports: the worker's is PORT, the trainer's PORT+1, the demo's own PORT+2 "
+                        "(default: free ones)")
+    p.add_argument("--report", default=None, metavar="PATH",
+                   help="write a one-page report of the run (throughput, latency, HR@k, tuning) to PATH "
+                        "(.png or .html)")
     _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life", "blend",
                             "popularity_weight", "next_item_weight", "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)

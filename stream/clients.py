@@ -8,18 +8,30 @@
   partition assignment (no group join, which Tansu makes slow) and yields dicts.
 * :class:`RequestPublisher` asks for a list explicitly on ``rec-requests``.
 
-Neither opens a connection in ``__init__``; the first send/poll does.
+Neither opens a connection in ``__init__``; the first send/poll does. Build them with
+``from_settings(settings, ...)`` to get the topic and the Kafka security settings
+(``stream.security``) of a :class:`~stream.settings.Settings`; ``extra_config`` given
+there wins over both.
 """
 from __future__ import annotations
 
 import itertools
 import time
 import uuid
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from online.base import Interaction
 from stream import schema
+from stream.security import kafka_python_security
 from stream.sender import partition_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stream.settings import Settings
+
+
+def _client_config(settings: Settings, extra_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The security kwargs of ``settings``, then ``extra_config`` on top."""
+    return {**kafka_python_security(settings), **(extra_config or {})}
 
 
 def event_payload(event: Interaction | Mapping[str, Any]) -> dict[str, Any]:
@@ -61,6 +73,13 @@ class EventPublisher:
         self._partition_of: dict[str, int] = {}
         self.events_sent = 0
         self.messages_sent = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> "EventPublisher":
+        """A publisher to ``settings.topic_events`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topic_events)
+        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
 
     @property
     def producer(self) -> Any:
@@ -169,13 +188,22 @@ class RequestPublisher:
         self.extra_config = dict(extra_config or {})
         self._producer: Any = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> "RequestPublisher":
+        """A publisher to ``settings.topic_requests`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topic_requests)
+        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+
     def request(self, user_id: str, k: int = 10, exclude: Iterable[str] = (),
                 request_id: str | None = None) -> str:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers.split(","), linger_ms=0,
-                                           client_id="streamrec-requests", **self.extra_config)
+            config = {"bootstrap_servers": self.bootstrap_servers.split(","), "linger_ms": 0,
+                      "client_id": "streamrec-requests"}
+            config.update(self.extra_config)
+            self._producer = KafkaProducer(**config)
         request_id = request_id or uuid.uuid4().hex
         value = schema.encode({"request_id": request_id, "user_id": user_id, "k": k, "exclude": list(exclude)})
         self._producer.send(self.topic, key=user_id.encode(), value=value)
@@ -201,14 +229,23 @@ class RecommendationConsumer:
         self._consumer: Any = None
         self.bad_messages = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> "RecommendationConsumer":
+        """A consumer of ``settings.topic_recommendations`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topic_recommendations)
+        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+
     @property
     def consumer(self) -> Any:
         if self._consumer is None:
             from kafka import KafkaConsumer, TopicPartition
 
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers.split(","), group_id=None,
-                                     enable_auto_commit=False, fetch_max_wait_ms=self.fetch_max_wait_ms,
-                                     client_id="streamrec-consumer", **self.extra_config)
+            config = {"bootstrap_servers": self.bootstrap_servers.split(","), "group_id": None,
+                      "enable_auto_commit": False, "fetch_max_wait_ms": self.fetch_max_wait_ms,
+                      "client_id": "streamrec-consumer"}
+            config.update(self.extra_config)
+            consumer = KafkaConsumer(**config)
             partitions = None
             deadline = time.monotonic() + 10
             while not partitions and time.monotonic() < deadline:

@@ -7,10 +7,18 @@ what was published, what the worker processed and dead-lettered (scraped from it
 /metrics), lists received, throughput, event->list latency seen by the consumer,
 and the prequential HR@k the consumer measures ("was the next item a user touched
 in the last list we published for that user").
+
+Every process serves Prometheus metrics: the worker on ``--metrics-port`` P, the
+trainer on P+1, the demo itself (events replayed, lists consumed, latency seen by
+the consumer) on P+2. The demo writes a ``prometheus.yml`` for them into its work
+folder; with ``--hold`` everything keeps running until Ctrl-C so Prometheus (and the
+Grafana dashboards of ``deploy/``) can be pointed at it. ``--report PATH`` writes a
+one-page PNG or HTML report of the run.
 """
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tempfile
 import threading
@@ -21,11 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from prometheus_client import CollectorRegistry
+
 from online.base import Interaction
 from stream.broker import EmbeddedBroker, free_port
 from stream.clients import EventPublisher, RecommendationConsumer
 from stream.datasets import generate, load
-from stream.scrape import scrape, total
+from stream.metrics import DemoMetrics, serve_metrics
+from stream.scrape import MetricsHistory, scrape, total
 from stream.settings import Settings
 from stream.worker import spawn_process, spawn_worker, stop_process
 
@@ -55,13 +66,44 @@ class DemoOptions:
     trainer: bool = False
     timeout: float = 300.0
     seed: int = 7
+    report_path: str | None = None
+
+
+#: Prometheus job names, the same as in ``deploy/prometheus/prometheus.yml`` (dashboards and rules rely on them).
+JOBS = ("streamrec-worker", "streamrec-trainer", "streamrec-demo")
+RULES_FILE = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules.yml"
+
+
+def prometheus_config(targets: dict[str, list[str]], *, interval: str = "5s",
+                      rule_files: tuple[str, ...] = ()) -> str:
+    """A ``prometheus.yml`` (as JSON, which is YAML) scraping ``{job: [host:port, ...]}``."""
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": list(rule_files),
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": hosts}]}
+                           for job, hosts in targets.items() if hosts],
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def metrics_ports(base: int) -> tuple[int, int, int]:
+    """(worker, trainer, demo) metrics ports: ``base``, +1, +2; three free ports when ``base`` is 0."""
+    if base:
+        return base, base + 1, base + 2
+    ports: list[int] = []
+    while len(ports) < 3:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports[0], ports[1], ports[2]
 
 
 class ListCollector(threading.Thread):
     """Consumes ``recommendations`` in the background and keeps what the summary needs."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, metrics: DemoMetrics | None = None) -> None:
         super().__init__(daemon=True, name="streamrec-demo-consumer")
+        self.metrics = metrics
         self.consumer = RecommendationConsumer(bootstrap, topic, from_beginning=True)
         self.lists: list[tuple[str, str | None, tuple[str, ...], float | None, float]] = []
         self.stop_event = threading.Event()
@@ -74,7 +116,12 @@ class ListCollector(threading.Thread):
                 if self.first_arrival is None:
                     self.first_arrival = arrived
                 items = tuple(entry["item_id"] for entry in value.get("items", ()))
-                self.lists.append((value["user_id"], value.get("event_id"), items, value.get("source_ts"), arrived))
+                source_ts = value.get("source_ts")
+                self.lists.append((value["user_id"], value.get("event_id"), items, source_ts, arrived))
+                if self.metrics is not None:
+                    self.metrics.lists_received.inc()
+                    if source_ts is not None:
+                        self.metrics.list_latency.observe(max(0.0, arrived - source_ts))
         self.consumer.close()
 
 
@@ -117,7 +164,22 @@ def _load_events(options: DemoOptions) -> list[Interaction]:
     return [event._replace(event_id=f"e{n}") for n, event in enumerate(events)]
 
 
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> dict[str, Any]:
+    """Run the demo; SIGTERM (``docker stop``, a supervisor) stops it as Ctrl-C does, children included."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run_demo(settings, options, console)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run_demo(settings, options, console)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -126,18 +188,30 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
     if not events:
         raise ValueError("the data set is empty")
     workdir = Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
-    metrics_port = settings.metrics_port or free_port()
+    metrics_port, trainer_port, demo_port = metrics_ports(settings.metrics_port)
+    registry = CollectorRegistry()
+    demo_metrics = DemoMetrics.create(registry)
+    host = settings.metrics_host
+    demo_server, demo_base = serve_metrics(registry, host, demo_port)
+    history = MetricsHistory()
     console.print(f"[bold]streamrec demo[/]: {len(events):,} events "
                   f"({options.data or 'generated: tastes, Zipf popularity, sessions, drift halfway'})")
     with EmbeddedBroker(topics=settings.topic_specs(), log_path=str(workdir / "broker.log")) as broker:
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
-                                    data_dir=str(workdir / "worker"))
+                                    trainer_metrics_port=trainer_port, data_dir=str(workdir / "worker"))
         if options.trainer:  # the encoder is served through the blend; refresh early and often
             settings = settings.replace(
                 blend=settings.blend or "default", trainer_dir=str(workdir / "checkpoints"), trainer_refresh_s=5.0,
                 trainer_min_new_events=max(100, min(settings.trainer_min_new_events, len(events) // 4)),
                 trainer_epochs=1)
-        metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
+        metrics_url = f"http://{host}:{metrics_port}/metrics"
+        urls = {"streamrec-worker": metrics_url, "streamrec-demo": f"{demo_base}/metrics"}
+        if options.trainer:
+            urls["streamrec-trainer"] = f"http://{host}:{trainer_port}/metrics"
+        prometheus_yml = workdir / "prometheus.yml"
+        prometheus_yml.write_text(prometheus_config(
+            {job: [url.split("/")[2]] for job, url in urls.items()}, interval="5s",
+            rule_files=(str(RULES_FILE),) if RULES_FILE.is_file() else ()))
         console.print(f"broker     {broker.bootstrap} (Tansu, memory storage; log {broker.log_path})")
         worker_log = open(workdir / "worker.log", "wb")
         started = time.time()
@@ -148,24 +222,35 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
             trainer_log = open(workdir / "trainer.log", "wb")
             trainer = spawn_process(["trainer"], settings, trainer_log)
             console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.trainer_dir}; log {trainer_log.name}")
-        collector = ListCollector(broker.bootstrap, settings.topic_recommendations)
+        for job, url in urls.items():
+            console.print(f"metrics    {job:<18} {url}")
+        console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
+        collector = ListCollector(broker.bootstrap, settings.topic_recommendations, demo_metrics)
         collector.start()
         publisher = EventPublisher(broker.bootstrap, settings.topic_events, batch_events=options.batch_events)
         try:
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                               TimeElapsedColumn(), console=console, transient=False))
+                                               TimeElapsedColumn(), console=console, transient=False),
+                             demo_metrics, history)
+            demo_metrics.consumer_hit_rate.labels(str(settings.k)).set(summary[f"hr@{settings.k}_consumer"])
             if trainer is not None:
                 summary["encoder_version_served"] = _wait_for_encoder(metrics_url, worker, trainer, console,
-                                                                      started + options.timeout)
+                                                                      started + options.timeout, history)
+            summary["metrics_urls"] = urls
+            summary["prometheus_config"] = str(prometheus_yml)
             if options.hold:
-                console.print(f"[bold]holding[/]: broker {broker.bootstrap}, metrics {metrics_url}; Ctrl-C to stop")
+                console.print(f"[bold]holding[/]: broker {broker.bootstrap}; metrics {', '.join(urls.values())}; "
+                              f"Prometheus config {prometheus_yml}; Ctrl-C to stop")
                 try:
                     while worker.poll() is None:
+                        _sample(history, metrics_url)
                         time.sleep(1)
                 except KeyboardInterrupt:
                     pass
         finally:
+            demo_server.shutdown()
+            demo_server.server_close()
             collector.stop_event.set()
             publisher.close()
             stop_process(worker)
@@ -178,14 +263,28 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> d
     if options.json_path:
         Path(options.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"summary written to {options.json_path}")
+    if options.report_path:
+        write_report(options.report_path, history, collector.lists, summary, settings.k)
+        console.print(f"report written to {options.report_path}")
     return summary
 
 
-def _wait_for_encoder(url: str, worker: Any, trainer: Any, console: Any, deadline: float) -> int:
+def _sample(history: MetricsHistory, url: str) -> None:
+    try:
+        history.add(time.time(), scrape(url))
+    except OSError:
+        pass
+
+
+def _wait_for_encoder(url: str, worker: Any, trainer: Any, console: Any, deadline: float,
+                      history: MetricsHistory | None = None) -> int:
     """Block until the worker serves an encoder version (or the trainer died, or time is up)."""
     console.print("waiting for the trainer's first encoder version to be served ...")
     while time.time() < deadline and trainer.poll() is None:
-        version = int(total(_wait_metrics(url, worker, deadline), "streamrec_encoder_version"))
+        samples = _wait_metrics(url, worker, deadline)
+        if history is not None:
+            history.add(time.time(), samples)
+        version = int(total(samples, "streamrec_encoder_version"))
         if version >= 1:
             console.print(f"serving encoder version {version}")
             return version
@@ -207,11 +306,14 @@ def _wait_metrics(url: str, worker: subprocess.Popen, deadline: float) -> dict:
 
 def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], publisher: EventPublisher,
            collector: ListCollector, worker: subprocess.Popen, metrics_url: str, started: float,
-           console: Any, progress: Any) -> dict[str, Any]:
+           console: Any, progress: Any, metrics: DemoMetrics | None = None,
+           history: MetricsHistory | None = None) -> dict[str, Any]:
     deadline = started + options.timeout
     # 1. One probe event, to measure start -> first recommendation.
     publisher.publish(events[0])
     publisher.flush()
+    if metrics is not None:
+        metrics.events_published.inc()
     while collector.first_arrival is None:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode} before serving; see its log")
@@ -231,6 +333,8 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
 
         def advance(n: int) -> None:
             progress.update(sent, advance=n)
+            if metrics is not None:
+                metrics.events_published.inc(n)
 
         def mixed() -> Any:
             for n, event in enumerate(events[1:], 1):
@@ -244,9 +348,13 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
                                                                     on_progress=advance), daemon=True)
         replayer.start()
         processed = 0.0
+        last_sample = 0.0
         while time.time() < deadline:
             samples = _wait_metrics(metrics_url, worker, deadline)
             processed = total(samples, "streamrec_events_processed_total")
+            if history is not None and time.time() - last_sample >= 0.25:
+                last_sample = time.time()
+                history.add(last_sample, samples)
             progress.update(done, completed=processed)
             if not replayer.is_alive() and processed >= len(events):
                 break
@@ -292,3 +400,99 @@ def _print_summary(summary: dict[str, Any], console: Any) -> None:
             value = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.0f}"
         table.add_row(key, str(value))
     console.print(table)
+
+
+def _rate(times: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """Per-second increase of a counter sampled at ``times``."""
+    out_t: list[float] = []
+    out_v: list[float] = []
+    for (t0, v0), (t1, v1) in zip(zip(times, values), zip(times[1:], values[1:])):
+        if t1 > t0:
+            out_t.append(t1)
+            out_v.append(max(0.0, v1 - v0) / (t1 - t0))
+    return out_t, out_v
+
+
+def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], summary: dict[str, Any],
+                 k: int) -> Path:
+    """One page for people who would rather look than read: throughput, latency percentiles,
+    HR@k/NDCG@k over time and the tuner's curves (learning rates, strategy weights, arm
+    probabilities). ``.html`` embeds the PNG and the summary table; anything else is a PNG."""
+    import base64
+    import html
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    t0 = min(history.times[:1] + [arrived for *_, arrived in lists[:1]], default=time.time())
+    rel = (lambda ts: [t - t0 for t in ts])
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5), constrained_layout=True)
+    fig.suptitle(f"streamrec demo: {summary.get('events_published', 0):,} events, "
+                 f"{summary.get('lists_received', 0):,} lists, consumer HR@{k} "
+                 f"{summary.get(f'hr@{k}_consumer', float('nan')):.3f}")
+
+    ax = axes[0][0]
+    for name, label in (("streamrec_events_processed_total", "events/s"),
+                        ("streamrec_recommendations_published_total", "lists/s")):
+        times, values = _rate(*history.series(name))
+        ax.plot(rel(times), values, label=label)
+    ax.set(title="throughput (worker)", xlabel="seconds", ylabel="per second")
+    ax.legend(loc="best")
+
+    ax = axes[0][1]
+    latencies = [(arrived - t0, arrived - src) for _, _, _, src, arrived in lists if src is not None]
+    if latencies:
+        arr = np.array(latencies)
+        bins = np.floor(arr[:, 0]).astype(int)
+        seconds = np.unique(bins)
+        for q in (50, 95, 99):
+            ax.plot(seconds, [np.percentile(arr[bins == s, 1], q) * 1000 for s in seconds], label=f"p{q}")
+        ax.set_yscale("log")
+        ax.legend(loc="best")
+    ax.set(title="event -> list latency (consumer)", xlabel="seconds", ylabel="ms")
+
+    ax = axes[0][2]
+    for name, window, label in (("streamrec_prequential_hit_rate", "recent", f"HR@{k} recent"),
+                                ("streamrec_prequential_hit_rate", "all", f"HR@{k} all"),
+                                ("streamrec_prequential_ndcg", "recent", f"NDCG@{k} recent")):
+        times, values = history.series(name, window=window)
+        ax.plot(rel(times), values, label=label)
+    ax.set(title="prequential quality (worker)", xlabel="seconds")
+    ax.legend(loc="best")
+
+    panels = ((axes[1][0], "streamrec_tuner_learning_rate", ("model",), "learning rate per model", True),
+              (axes[1][1], "streamrec_blend_strategy_weight", ("strategy",), "blend strategy weights", False),
+              (axes[1][2], "streamrec_tuner_arm_probability", ("model", "arm"), "tuner arm probabilities", False))
+    for ax, name, labels, title, log in panels:
+        curves = history.by_label(name, *labels)
+        for label, (times, values) in sorted(curves.items()):
+            ax.plot(rel(times), values, label=label)
+        if curves:
+            ax.legend(loc="best", fontsize="small")
+            if log and all(v > 0 for _, values in curves.values() for v in values):
+                ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no tuner data\n(STREAMREC_TUNER=1 turns the tuner on)", ha="center", va="center",
+                    transform=ax.transAxes, color="grey")
+        ax.set(title=title, xlabel="seconds")
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".html", ".htm"):
+        rows = "".join(f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(value))}</td></tr>"
+                       for key, value in summary.items())
+        image = base64.b64encode(png.getvalue()).decode()
+        path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>streamrec demo report</title>"
+                        f"</head><body style='font-family:sans-serif'><h1>streamrec demo report</h1>"
+                        f"<img alt='run curves' style='max-width:100%' src='data:image/png;base64,{image}'>"
+                        f"<table border='1' cellpadding='4' style='border-collapse:collapse'>{rows}</table>"
+                        f"</body></html>\n")
+    else:
+        path.write_bytes(png.getvalue())
+    return path

@@ -2,8 +2,17 @@
 
 Registered by ``stream.cli`` through :func:`add_parser`. The engine is built the
 way the worker builds it (``Settings.from_env().engine_config()``), then
-``--strategy`` / ``--weights`` may swap in a blend or a single strategy; the
-replay itself is :func:`online.evaluation.iter_prequential`.
+``--strategy`` / ``--weights`` may swap in a blend or a single strategy and
+``--set`` changes single fields; the replay itself is
+:func:`online.evaluation.iter_prequential`.
+
+Tuning: ``--tuner`` defaults to what the worker would do (``STREAMREC_TUNER``,
+off unless set), so ``streamrec eval`` measures the engine the worker runs.
+``--tuner on`` wraps the engine in :class:`online.tuning.TunedRecommender` (and
+adds ``mf``, the model whose rate it tunes, to the blend if missing: see
+:func:`online.tuning.tuned_engine_config`); ``--tuner off`` runs one fixed
+configuration. Either way the run prints the trajectory of learning rates,
+strategy weights and reward, and ``--plot PATH`` draws it.
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from online.blend import STRATEGY_NAMES, BlendConfig
-from online.engine import EngineConfig
+from online.engine import EngineConfig, StreamingRecommender
 from online.evaluation import iter_prequential
 
 STRATEGY_CHOICES = ("engine", "blend") + tuple(name for name in STRATEGY_NAMES if name != "encoder")
@@ -51,6 +60,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="events per micro-batch; lists are recomputed once per batch (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N events (after sorting)")
     p.add_argument("--seed", type=int, default=7, help="seed of --generated (default 7)")
+    p.add_argument("--tuner", choices=("on", "off"), default=None,
+                   help="tune learning rates and strategy weights online (default: as the worker, "
+                        "STREAMREC_TUNER, off unless set); 'on' adds mf to the blend if missing")
+    p.add_argument("--tuner-policy", choices=("thompson", "ucb", "exp3", "epsilon"), default=None,
+                   help="bandit policy of the tuner (default: STREAMREC_TUNER_POLICY, thompson)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="set one field: a strategy weight (cooccurrence=0.5), a BlendConfig field (mf_lr=0.2) "
+                        "or an EngineConfig field (half_life=2000); repeatable, applied in order")
+    p.add_argument("--plot", type=Path, default=None, metavar="PATH",
+                   help="write a PNG of learning rates, strategy weights and reward over the stream")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
@@ -73,10 +92,59 @@ def engine_config_for(strategy: str, weights: str | None, fixed_weights: bool, k
     return dataclasses.replace(base, k=k, blend=blend)
 
 
-def _worker_engine_config() -> EngineConfig:
+def _worker_settings():
     from stream.settings import Settings
 
-    return Settings.from_env().engine_config()
+    return Settings.from_env()
+
+
+def _convert(raw: str, current: Any, name: str) -> Any:
+    """``raw`` as the type of the field's current value."""
+    text = raw.strip()
+    try:
+        if isinstance(current, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float) or current is None:
+            return None if text.lower() == "none" else float(text)
+    except ValueError:
+        raise UsageError(f"--set {name}: {raw!r} is not a valid {type(current).__name__}") from None
+    return text
+
+
+def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
+    """``--set name=value`` in order: a strategy weight, a ``BlendConfig`` field or an ``EngineConfig`` field.
+
+    >>> apply_sets(EngineConfig(blend=BlendConfig()), ["mf_lr=0.2", "mf=0.5", "k=5"]).blend.mf_lr
+    0.2
+    """
+    blend_fields = {f.name for f in dataclasses.fields(BlendConfig)} - {"weights"}
+    engine_fields = {f.name for f in dataclasses.fields(EngineConfig)} - {"blend"}
+    for item in sets:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set needs NAME=VALUE (got {item!r})")
+        try:
+            if name in STRATEGY_NAMES:
+                blend = config.blend or BlendConfig()
+                config = dataclasses.replace(config, blend=blend.with_weights(**{name: _convert(raw, 1.0, name)}))
+            elif name in blend_fields:
+                blend = config.blend or BlendConfig()
+                value = _convert(raw, getattr(blend, name), name)
+                config = dataclasses.replace(config, blend=dataclasses.replace(blend, **{name: value}))
+            elif name in engine_fields:
+                config = dataclasses.replace(config, **{name: _convert(raw, getattr(config, name), name)})
+            else:
+                raise UsageError(f"--set: unknown name {name!r} (a strategy, a BlendConfig or an EngineConfig field)")
+        except ValueError as exc:
+            raise UsageError(f"--set {name}: {exc}") from None
+    return config
 
 
 def _describe(config: EngineConfig) -> str:
@@ -125,9 +193,19 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be >= 1")
+    settings = _worker_settings()
+    tuner = (args.tuner == "on") if args.tuner is not None else bool(settings.tuner)
+    policy = args.tuner_policy or settings.tuner_policy
     try:
         config = engine_config_for(args.strategy, args.weights, args.fixed_weights, args.k,
-                                   _worker_engine_config())
+                                   settings.engine_config())
+        if tuner:
+            from online.tuning import tuned_engine_config
+
+            config = tuned_engine_config(config)
+        config = apply_sets(config, args.sets)
+        if config.k != args.k:
+            raise UsageError("set the list length with --k, not --set k=")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     events, source = _load(args)
@@ -138,20 +216,40 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
+    engine: Any = StreamingRecommender(config)
+    if tuner:
+        from online.tuning import TunedRecommender, TunerConfig
+
+        engine = TunedRecommender(engine, TunerConfig(policy=policy, seed=0))
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
-                  f"batch {args.batch_size}; {_describe(config)}")
+                  f"batch {args.batch_size}; {_describe(config)}; tuner {f'on ({policy})' if tuner else 'off'}")
     final: dict[str, Any] = {}
+    trajectory: list[dict[str, Any]] = []
     progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("HR@{task.fields[k]} {task.fields[hr]:.4f}"), TimeRemainingColumn(),
                         console=console, disable=args.no_progress, transient=True)
     with progress:
         task = progress.add_task("replay", total=len(events), k=args.k, hr=0.0)
-        for snap in iter_prequential(events, config, batch_size=args.batch_size, every=max(1, len(events) // 50),
+        for snap in iter_prequential(events, engine=engine, batch_size=args.batch_size,
+                                     every=max(1, len(events) // 50),
                                      on_progress=lambda done, _total: progress.update(task, completed=done)):
             progress.update(task, hr=snap[f"hr@{args.k}"])
+            trajectory.append(_trajectory_point(engine, snap, trajectory, args.k))
             final = snap
     report = _report(final, args, source, config)
+    if tuner:
+        report["engine"] = report["engine"].replace("fixed weights", "tuned weights")
+    report["tuner"] = {"on": tuner, "policy": policy if tuner else None, "trajectory": trajectory}
+    if tuner:
+        report["tuner"]["final"] = engine.tuning_snapshot()
     _print_table(report, args.k)
+    _print_trajectory(trajectory)
+    if args.plot is not None:
+        try:
+            plot_trajectory(trajectory, args.plot, title=f"{report['engine']} on {source}")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
+        console.print(f"wrote {args.plot}")
     if args.json is not None:
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +271,86 @@ def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config
     report["strategy"] = args.weights or args.strategy
     report["engine"] = _describe(config)
     return report
+
+
+def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Rates, weights and reward at one snapshot; reward is HR@k over the events since the last point."""
+    hits, evaluated = snap["hits"], snap["evaluated"]
+    before = so_far[-1] if so_far else {"hits": 0, "evaluated": 0}
+    span = evaluated - before["evaluated"]
+    point: dict[str, Any] = {"step": snap["events"], "hits": hits, "evaluated": evaluated,
+                             "reward": (hits - before["hits"]) / span if span else 0.0,
+                             "learning_rates": {}, "weights": {}, "drift_events": 0}
+    if hasattr(engine, "tuning_snapshot"):
+        tuning = engine.tuning_snapshot()
+        point["learning_rates"] = {name: m["learning_rate"] for name, m in tuning["models"].items()}
+        point["weights"] = dict(tuning["strategies"]["weights"])
+        point["drift_events"] = tuning["drift_events"]
+        point["reward_rate"] = tuning["reward_rate"]
+    elif engine.blend is not None:
+        point["weights"] = engine.blend.weights
+        point["learning_rates"] = {name: float(strategy.lr) for name, strategy in engine.blend.strategies.items()
+                                   if "lr" in getattr(strategy, "_mutable_attributes", ())}
+    return point
+
+
+def _print_trajectory(trajectory: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not trajectory:
+        return
+    models = list(trajectory[-1]["learning_rates"])
+    strategies = list(trajectory[-1]["weights"])
+    table = Table(title="tuning trajectory (reward: HR over the events since the previous row)",
+                  title_justify="left")
+    table.add_column("events", justify="right")
+    for name in models:
+        table.add_column(f"{name} lr", justify="right")
+    for name in strategies:
+        table.add_column(f"w {name}", justify="right")
+    table.add_column("reward", justify="right")
+    table.add_column("drifts", justify="right")
+    step = max(1, len(trajectory) // 10)
+    rows = trajectory[step - 1::step]
+    if rows[-1] is not trajectory[-1]:
+        rows.append(trajectory[-1])
+    for point in rows:
+        table.add_row(f"{point['step']:,}", *[f"{point['learning_rates'].get(n, float('nan')):.4g}" for n in models],
+                      *[f"{point['weights'].get(n, 0.0):.3f}" for n in strategies], f"{point['reward']:.4f}",
+                      str(point["drift_events"]))
+    Console().print(table)
+
+
+def plot_trajectory(trajectory: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """PNG with three panels over the stream: learning rates (log), strategy weights, reward."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [p["step"] for p in trajectory]
+    fig, (ax_lr, ax_w, ax_r) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    for name in (trajectory[-1]["learning_rates"] if trajectory else {}):
+        ax_lr.plot(steps, [p["learning_rates"].get(name) for p in trajectory], label=name)
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    for name in (trajectory[-1]["weights"] if trajectory else {}):
+        ax_w.plot(steps, [p["weights"].get(name, 0.0) for p in trajectory], label=name)
+    ax_w.set_ylabel("strategy weight")
+    ax_r.plot(steps, [p["reward"] for p in trajectory], label="HR@k since previous point")
+    cumulative = [p["hits"] / p["evaluated"] if p["evaluated"] else 0.0 for p in trajectory]
+    ax_r.plot(steps, cumulative, label="cumulative HR@k")
+    ax_r.set_ylabel("reward")
+    ax_r.set_xlabel("events")
+    for ax in (ax_lr, ax_w, ax_r):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _print_table(report: dict[str, Any], k: int) -> None:

@@ -1,20 +1,50 @@
-"""The worker's domain metrics: one object built on an injected registry.
+"""Prometheus metrics of every streamrec process: one object per role, built on an injected registry.
 
-Modelled on faust's ``FaustMetrics.create``: tests pass a fresh
-``CollectorRegistry``; processes pass the one their ``/metrics`` page serves.
-Names follow design.md (prefix ``streamrec_``, base units, ``_total`` counters).
-Label values are bounded: event types, DLQ reasons and triggers are fixed sets.
+Modelled on faust's ``FaustMetrics.create``: tests pass a fresh ``CollectorRegistry``;
+processes pass the one their ``/metrics`` page serves. Names follow design.md (prefix
+``streamrec_``, base units, ``_total`` counters). Label values are bounded: event types,
+DLQ reasons, triggers, strategies, tuner arms and models are small fixed sets; consumer lag
+is per assigned partition.
+
+- :class:`WorkerMetrics` (``streamrec worker``; faust's own sensor adds ``streamrec_faust_*``),
+  with :func:`record_tuning`, :func:`record_prequential` and :func:`install_periodic_metrics`
+  (consumer lag per partition, prequential HR/NDCG) to fill it;
+- :class:`TrainerMetrics` (``streamrec trainer``) and :class:`DemoMetrics` (``streamrec demo``),
+  served with :func:`serve_metrics` (``/metrics``, ``/health/live``, ``/health/ready``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+import logging
+import threading
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from stream.schema import DLQ_REASONS, EVENT_TYPES
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
+REFRESH_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_800.0, 3_600.0)
+log = logging.getLogger(__name__)
+
+
+class _VersionGauge(Gauge):
+    """A gauge whose ``set(version)`` with a version >= 1 also stamps a companion timestamp gauge.
+
+    ``encoder_version.set(v)`` is how the worker reports a swap (``stream.app``), so the
+    encoder's load time (``streamrec_encoder_loaded_timestamp_seconds``; its age is
+    ``time() - that``) needs no second call at the swap site.
+    """
+
+    stamp: Gauge | None = None
+
+    def set(self, value: float) -> None:
+        super().set(value)
+        if self.stamp is not None and value >= 1:
+            self.stamp.set_to_current_time()
 
 
 class WorkerMetrics(NamedTuple):
@@ -32,9 +62,27 @@ class WorkerMetrics(NamedTuple):
     prequential_evaluated: Gauge
     encoder_version: Gauge
     encoder_swaps: Counter
+    prequential_ndcg: Gauge
+    encoder_loaded_timestamp: Gauge
+    consumer_lag: Gauge
+    tuner_arm_probability: Gauge
+    tuner_arm_reward: Gauge
+    tuner_learning_rate: Gauge
+    blend_strategy_weight: Gauge
+    tuner_strategy_probability: Gauge
+    tuner_reward_rate: Gauge
+    tuner_drift_events: Counter
+    tuner_resets: Counter
+    #: last cumulative counts seen in tuner snapshots (``record_tuning`` turns them into increments)
+    seen: dict
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "WorkerMetrics":
+        loaded = Gauge(f"{prefix}_encoder_loaded_timestamp_seconds",
+                       "When the served encoder version was loaded (Unix time; 0 = none yet)", registry=registry)
+        version = _VersionGauge(f"{prefix}_encoder_version", "Encoder version being served (0 = none)",
+                                registry=registry)
+        version.stamp = loaded
         metrics = cls(
             events_processed=Counter(f"{prefix}_events_processed", "Valid events processed, by type",
                                      ["type"], registry=registry),
@@ -61,15 +109,45 @@ class WorkerMetrics(NamedTuple):
             state_items=Gauge(f"{prefix}_state_items", "Items held in worker memory", registry=registry),
             prequential_hit_rate=Gauge(
                 f"{prefix}_prequential_hit_rate",
-                "Share of events whose item was in the last list served to that user",
+                "Share of events whose item was in the last list served to that user (HR@k)",
                 ["k", "window"], registry=registry),
             prequential_evaluated=Gauge(f"{prefix}_prequential_evaluated_events",
                                         "Events scored against a previously served list", registry=registry),
-            encoder_version=Gauge(f"{prefix}_encoder_version", "Encoder version being served (0 = none)",
-                                  registry=registry),
+            encoder_version=version,
             encoder_swaps=Counter(f"{prefix}_encoder_swaps", "Encoder announcements handled, by result",
                                   ["result"], registry=registry),
+            prequential_ndcg=Gauge(
+                f"{prefix}_prequential_ndcg",
+                "NDCG@k of the last list served to each user against the item they touched next",
+                ["k", "window"], registry=registry),
+            encoder_loaded_timestamp=loaded,
+            consumer_lag=Gauge(
+                f"{prefix}_consumer_lag",
+                "Messages not yet committed: the partition's high watermark minus the group's committed offset",
+                ["topic", "partition"], registry=registry),
+            tuner_arm_probability=Gauge(
+                f"{prefix}_tuner_arm_probability",
+                "Probability that the tuner serves each learning-rate arm (relative to the champion)",
+                ["model", "arm"], registry=registry),
+            tuner_arm_reward=Gauge(f"{prefix}_tuner_arm_reward", "Recent reward rate of each tuner arm",
+                                   ["model", "arm"], registry=registry),
+            tuner_learning_rate=Gauge(f"{prefix}_tuner_learning_rate", "Learning rate served, per model",
+                                      ["model"], registry=registry),
+            blend_strategy_weight=Gauge(f"{prefix}_blend_strategy_weight", "Current blend weight of each strategy",
+                                        ["strategy"], registry=registry),
+            tuner_strategy_probability=Gauge(
+                f"{prefix}_tuner_strategy_probability",
+                "Probability the tuner gives each strategy (its share of the blend's decisions)",
+                ["strategy"], registry=registry),
+            tuner_reward_rate=Gauge(f"{prefix}_tuner_reward_rate",
+                                    "Recent reward rate of the served configuration", registry=registry),
+            tuner_drift_events=Counter(f"{prefix}_tuner_drift_events", "Drifts the tuner detected",
+                                       registry=registry),
+            tuner_resets=Counter(f"{prefix}_tuner_resets", "Tuner resets (after a drift), per model", ["model"],
+                                 registry=registry),
+            seen={},
         )
+        ProcessCollector(registry=registry)
         # Touch every bounded label so each series exists (and PromQL returns data) from the start.
         for kind in sorted(EVENT_TYPES):
             metrics.events_processed.labels(kind)
@@ -80,3 +158,223 @@ class WorkerMetrics(NamedTuple):
         for trigger in ("push", "request"):
             metrics.recommendations_published.labels(trigger)
         return metrics
+
+
+def record_prequential(metrics: WorkerMetrics, snapshot: Mapping[str, float], k: int) -> None:
+    """Export an ``online.prequential.PrequentialStats.snapshot()``: HR@k and NDCG@k, overall and recent."""
+    label = str(k)
+    metrics.prequential_hit_rate.labels(label, "all").set(snapshot["hr"])
+    metrics.prequential_hit_rate.labels(label, "recent").set(snapshot["hr_recent"])
+    metrics.prequential_ndcg.labels(label, "all").set(snapshot["ndcg"])
+    metrics.prequential_ndcg.labels(label, "recent").set(snapshot.get("ndcg_recent", snapshot["ndcg"]))
+    metrics.prequential_evaluated.set(snapshot["evaluated"])
+
+
+def _count_up(metrics: WorkerMetrics, counter: Counter, key: tuple, total: float) -> None:
+    """Advance ``counter`` to a cumulative ``total`` reported by the tuner (a lower total: it restarted)."""
+    last = metrics.seen.get(key, 0)
+    step = total - last if total >= last else total
+    if step > 0:
+        counter.inc(step)
+    metrics.seen[key] = total
+
+
+def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
+    """Set the tuner's gauges and counters from its snapshot dict.
+
+    Shape: ``{"step", "policy", "reward_rate", "drift_events", "models": {name: {"learning_rate",
+    "arms": {arm: {"probability", "learning_rate", "reward"}}, "resets"}}, "strategies":
+    {"weights": {name: w}, "probabilities": {name: p}}}``; missing parts are left alone.
+    ``drift_events`` and ``resets`` are cumulative: the counters grow by the difference.
+    """
+    if snapshot.get("reward_rate") is not None:
+        metrics.tuner_reward_rate.set(snapshot["reward_rate"])
+    if snapshot.get("drift_events") is not None:
+        _count_up(metrics, metrics.tuner_drift_events, ("drift",), snapshot["drift_events"])
+    for model, state in (snapshot.get("models") or {}).items():
+        if state.get("learning_rate") is not None:
+            metrics.tuner_learning_rate.labels(model).set(state["learning_rate"])
+        for arm, arm_state in (state.get("arms") or {}).items():
+            if arm_state.get("probability") is not None:
+                metrics.tuner_arm_probability.labels(model, arm).set(arm_state["probability"])
+            if arm_state.get("reward") is not None:
+                metrics.tuner_arm_reward.labels(model, arm).set(arm_state["reward"])
+        metrics.tuner_resets.labels(model)  # the series exists before the first reset
+        _count_up(metrics, metrics.tuner_resets.labels(model), ("resets", model), state.get("resets") or 0)
+    strategies = snapshot.get("strategies") or {}
+    for name, weight in (strategies.get("weights") or {}).items():
+        metrics.blend_strategy_weight.labels(name).set(weight)
+    for name, probability in (strategies.get("probabilities") or {}).items():
+        metrics.tuner_strategy_probability.labels(name).set(probability)
+
+
+def update_consumer_lag(app: Any, gauge: Gauge, exported: set) -> None:
+    """Set ``gauge{topic,partition}`` to high watermark minus committed offset for every assigned partition.
+
+    Faust's sensor exports both offsets (``streamrec_faust_topic_partition_end_offset`` and
+    ``..._offset_commited``), but the end offset only when records arrive; here the high
+    watermark comes from the consumer's last fetch response, every call. A partition with no
+    commit yet counts from offset 0. Series of partitions no longer assigned are removed
+    (``exported`` remembers what was set). On Tansu the high watermark undercounts batched
+    topics (notes/pipe-findings.md), so lag reads low there.
+    """
+    if getattr(app, "_consumer", None) is None:
+        return
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # not started or rebalancing
+        return
+    committed = getattr(consumer, "_committed_offset", None)  # faust-streaming 0.11-0.15
+    if committed is None:
+        committed = getattr(app.monitor, "tp_committed_offsets", None) or {}
+    current = set()
+    for tp in assigned:
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # revoked meanwhile, or no fetch response yet
+            continue
+        if high is None:
+            continue
+        labels = (tp.topic, str(tp.partition))
+        gauge.labels(*labels).set(max(0, high - (committed.get(tp) or 0)))
+        current.add(labels)
+    for labels in exported - current:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+    exported.clear()
+    exported.update(current)
+
+
+def record_blend(metrics: WorkerMetrics, blend: Any) -> None:
+    """Export the blend's current weights (``online.blend.Blend.weights``, normalised) if it runs one."""
+    if blend is None:
+        return
+    for name, weight in blend.weights.items():
+        metrics.blend_strategy_weight.labels(name).set(weight)
+
+
+def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, interval: float = 1.0) -> None:
+    """Register a Faust timer that refreshes consumer lag, the prequential HR/NDCG gauges and the blend weights.
+
+    Call once from ``create_app`` before the app starts. ``processor.engine`` (read at every
+    tick: a restore may replace it) is the worker's ``online.engine.StreamingRecommender``.
+    """
+    exported: set = set()
+    reported: set = set()
+
+    @app.timer(interval, name="streamrec.periodic_metrics")
+    async def periodic_metrics() -> None:
+        try:
+            update_consumer_lag(app, metrics.consumer_lag, exported)
+            engine = processor.engine
+            record_prequential(metrics, engine.prequential.snapshot(), engine.config.k)
+            record_blend(metrics, getattr(engine, "blend", None))
+        except Exception as exc:  # metrics must never stop the worker; say so once per kind of failure
+            if repr(exc) not in reported:
+                reported.add(repr(exc))
+                log.exception("periodic metrics failed: %r", exc)
+
+
+class TrainerMetrics(NamedTuple):
+    events_consumed: Counter
+    messages_consumed: Counter
+    buffered_users: Gauge
+    training_loss: Gauge
+    sequences_trained: Counter
+    sequences_per_second: Gauge
+    refresh_duration: Histogram
+    checkpoints: Counter
+    encoder_version: Gauge
+    encoder_published: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "TrainerMetrics":
+        metrics = cls(
+            events_consumed=Counter(f"{prefix}_trainer_events_consumed", "Valid events the trainer buffered",
+                                    registry=registry),
+            messages_consumed=Counter(f"{prefix}_trainer_messages_consumed",
+                                      "Kafka messages the trainer read from the events topic", registry=registry),
+            buffered_users=Gauge(f"{prefix}_trainer_buffered_users", "Users whose sequences the trainer holds",
+                                 registry=registry),
+            training_loss=Gauge(f"{prefix}_trainer_training_loss", "Mean training loss of the last epoch",
+                                registry=registry),
+            sequences_trained=Counter(f"{prefix}_trainer_sequences_trained",
+                                      "Training sequences processed (all epochs)", registry=registry),
+            sequences_per_second=Gauge(f"{prefix}_trainer_sequences_per_second",
+                                       "Training throughput of the last epoch", registry=registry),
+            refresh_duration=Histogram(f"{prefix}_trainer_refresh_duration_seconds",
+                                       "Time to train, write and announce one encoder version",
+                                       buckets=REFRESH_BUCKETS, registry=registry),
+            checkpoints=Counter(f"{prefix}_trainer_checkpoints", "Encoder versions written and announced",
+                                registry=registry),
+            encoder_version=Gauge(f"{prefix}_trainer_encoder_version", "Last encoder version published (0 = none)",
+                                  registry=registry),
+            encoder_published=Gauge(f"{prefix}_encoder_published_timestamp_seconds",
+                                    "When the last encoder version was announced (Unix time; 0 = none yet)",
+                                    registry=registry),
+        )
+        ProcessCollector(registry=registry)
+        return metrics
+
+    def record_epoch(self, report: Any) -> None:
+        """Export a ``models.trainer.EpochReport``."""
+        self.training_loss.set(report.loss)
+        self.sequences_trained.inc(report.sequences)
+        self.sequences_per_second.set(report.sequences_per_s)
+
+
+class DemoMetrics(NamedTuple):
+    events_published: Counter
+    lists_received: Counter
+    list_latency: Histogram
+    consumer_hit_rate: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "DemoMetrics":
+        metrics = cls(
+            events_published=Counter(f"{prefix}_demo_events_published", "Events the demo replayed",
+                                     registry=registry),
+            lists_received=Counter(f"{prefix}_demo_lists_received", "Recommendation lists the demo consumed",
+                                   registry=registry),
+            list_latency=Histogram(
+                f"{prefix}_demo_list_latency_seconds",
+                "From the triggering message's broker timestamp to the list reaching the demo's consumer",
+                buckets=LATENCY_BUCKETS, registry=registry),
+            consumer_hit_rate=Gauge(f"{prefix}_demo_consumer_hit_rate",
+                                    "HR@k measured by the demo's consumer", ["k"], registry=registry),
+        )
+        ProcessCollector(registry=registry)
+        return metrics
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int,
+                  ready: Callable[[], bool] = lambda: True) -> tuple[Any, str]:
+    """Serve ``/metrics``, ``/health/live`` and ``/health/ready`` in a daemon thread.
+
+    Port 0 takes a free port. Returns ``(server, base URL)``; ``server.shutdown()`` stops it.
+    """
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/metrics", "/"):
+            return metrics_app(environ, start_response)
+        if path in ("/health/live", "/health/ready"):
+            ok = path == "/health/live" or bool(ready())
+            body = json.dumps({"status": ("live" if path == "/health/live" else "ready") if ok else "starting"})
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [body.encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"metrics-{port}").start()
+    return server, f"http://{host}:{server.server_port}"

@@ -6,7 +6,9 @@ bounded per-user sequences, and every ``trainer_refresh_s`` seconds (when at lea
 ``trainer_min_new_events`` arrived) trains a fresh encoder on them
 (``models.train_offline``, all items, no hold-out), writes a versioned checkpoint
 and announces it on ``model-updates``. Workers load announced versions into their
-``ModelSlot`` (``stream.app``) without a restart.
+``ModelSlot`` (``stream.app``) without a restart. Its metrics (``stream.metrics.TrainerMetrics``:
+events consumed, training loss, throughput, checkpoints, when the last version was published)
+live on its own registry, served by :meth:`StreamTrainer.serve_metrics`.
 
 A refresh retrains from scratch on the buffered sequences: simple and always
 consistent with the current item vocabulary; warm-starting is future work.
@@ -19,7 +21,10 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
+from prometheus_client import CollectorRegistry
+
 from stream import schema
+from stream.metrics import TrainerMetrics, serve_metrics
 from stream.schema import Invalid
 from stream.settings import Settings
 
@@ -77,11 +82,15 @@ def events_of(raw: bytes) -> list[Any]:
 class StreamTrainer:
     """Consume events, refresh the encoder on a schedule, announce each version."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 registry: CollectorRegistry | None = None) -> None:
         from models import EncoderConfig, TrainerConfig
 
         self.settings = settings
         self.clock = clock
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = TrainerMetrics.create(self.registry)
+        self._metrics_server: Any = None
         preset = EncoderConfig.large if settings.trainer_size == "large" else EncoderConfig.tiny
         self.encoder_config = preset()
         self.trainer_config = TrainerConfig(device=settings.trainer_device, epochs=settings.trainer_epochs,
@@ -110,14 +119,19 @@ class StreamTrainer:
         """Read what arrived; returns the number of valid events added."""
         if self._consumer is None:
             self._connect()
-        added = 0
+        added = messages = 0
         for records in self._consumer.poll(timeout_ms=int(timeout * 1000)).values():
+            messages += len(records)
             for record in records:
                 for event in events_of(record.value or b""):
                     self.store.add(event.user_id, event.item_id)
                     added += 1
         self.new_events += added
         self.events_seen += added
+        m = self.metrics
+        m.messages_consumed.inc(messages)
+        m.events_consumed.inc(added)
+        m.buffered_users.set(len(self.store))
         return added
 
     def due(self, last_refresh: float) -> bool:
@@ -131,14 +145,19 @@ class StreamTrainer:
         s = self.settings
         users, items = self.store.arrays()
         version = next_version(s.trainer_dir)
+        m = self.metrics
         started = time.perf_counter()
         path = train_offline(users, items, self.encoder_config, self.trainer_config, s.trainer_dir, holdout=0,
-                             version=version)
+                             version=version, on_epoch_end=m.record_epoch)
         announcement = {"version": version, "path": str(path), "ts": time.time(),
                         "metrics": {"train_seconds": round(time.perf_counter() - started, 3),
                                     "users": len(self.store), "events_seen": self.events_seen}}
         self._producer.send(s.topic_model_updates, value=json.dumps(announcement).encode())
         self._producer.flush()
+        m.checkpoints.inc()
+        m.encoder_version.set(version)
+        m.encoder_published.set(announcement["ts"])
+        m.refresh_duration.observe(time.perf_counter() - started)
         if self._consumer is not None:
             self._consumer.commit()  # the events this version learned from
         self.new_events = 0
@@ -159,8 +178,20 @@ class StreamTrainer:
         self.close()
         return 0
 
+    def serve_metrics(self) -> str:
+        """Serve this trainer's ``/metrics`` and ``/health/*`` on ``metrics_host:trainer_metrics_port``;
+        returns the metrics URL (ready once the consumer is connected)."""
+        s = self.settings
+        self._metrics_server, base = serve_metrics(self.registry, s.metrics_host, s.trainer_metrics_port,
+                                                   ready=lambda: self._consumer is not None)
+        return f"{base}/metrics"
+
     def close(self) -> None:
         for client in (self._consumer, self._producer):
             if client is not None:
                 client.close()
         self._consumer = self._producer = None
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None

@@ -67,3 +67,49 @@ def test_user_errors_are_one_line_and_exit_2(csv_file, capsys, argv, message):
     assert _run(argv + ["--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_tuner_on_prints_the_trajectory_writes_the_plot_and_the_tuning_json(tmp_path, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "plots" / "tuning.png"
+    assert _run(["--generated", "1500", "--tuner", "on", "--tuner-policy", "ucb", "--set", "mf_lr=0.05",
+                 "--set", "popularity=0.1", "--json", str(out), "--plot", str(png), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    tuner = report["tuner"]
+    assert tuner["on"] and tuner["policy"] == "ucb" and tuner["final"]["policy"] == "ucb"
+    assert tuner["trajectory"][0]["learning_rates"]["mf"] == 0.05  # --set picked the starting rate
+    assert set(tuner["final"]["models"]["mf"]["arms"]) == {"x0.5", "x1", "x2"}
+    assert "mf=" in report["engine"] and "tuned weights" in report["engine"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tuning trajectory" in capsys.readouterr().out
+
+
+def test_tuner_off_runs_one_fixed_configuration_set_by_set(tmp_path):
+    out = tmp_path / "r.json"
+    assert _run(["--generated", "800", "--tuner", "off", "--strategy", "blend", "--fixed-weights",
+                 "--set", "cooccurrence=0.5", "--set", "cooc_window=4", "--set", "half_life=100",
+                 "--json", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["tuner"]["on"] is False and "final" not in report["tuner"]
+    assert "cooccurrence=0.5" in report["engine"] and "fixed" in report["engine"]
+    weights = report["tuner"]["trajectory"][-1]["weights"]
+    assert weights == report["tuner"]["trajectory"][0]["weights"]  # nothing moves them
+
+
+def test_tuner_default_follows_the_worker_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMREC_TUNER", "1")
+    out = tmp_path / "r.json"
+    assert _run(["--generated", "600", "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["tuner"]["on"] is True
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--generated", "100", "--set", "bogus=1"], "unknown name"),
+    (["--generated", "100", "--set", "mf_lr"], "NAME=VALUE"),
+    (["--generated", "100", "--set", "mf_lr=fast"], "not a valid float"),
+    (["--generated", "100", "--set", "popularity=-1"], "finite number >= 0"),
+    (["--generated", "100", "--tuner", "on", "--set", "k=3"], "--k"),
+])
+def test_set_errors_are_one_line(capsys, argv, message):
+    assert _run(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
