@@ -149,7 +149,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
-    install_periodic_metrics(app, metrics, processor)  # consumer lag per partition, prequential HR/NDCG
     # The aiokafka producer inside Faust's: sending through it (not a second producer) is what makes
     # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),
@@ -160,6 +159,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
     app.before_commit = keeper.before_commit
+    # consumer lag per partition, prequential HR/NDCG, blend weights, delivery and snapshot counts
+    install_periodic_metrics(app, metrics, processor, keeper=keeper)
 
     replica = ReplicaReader(settings, processor, state_lock) if settings.learn_scope == "all" else None
 

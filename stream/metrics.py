@@ -73,6 +73,12 @@ class WorkerMetrics(NamedTuple):
     tuner_reward_rate: Gauge
     tuner_drift_events: Counter
     tuner_resets: Counter
+    events_duplicate: Counter
+    events_replayed: Counter
+    events_replicated: Counter
+    snapshots: Counter
+    snapshot_pause: Gauge
+    snapshot_timestamp: Gauge
     #: last cumulative counts seen in tuner snapshots (``record_tuning`` turns them into increments)
     seen: dict
 
@@ -145,8 +151,27 @@ class WorkerMetrics(NamedTuple):
                                        registry=registry),
             tuner_resets=Counter(f"{prefix}_tuner_resets", "Tuner resets (after a drift), per model", ["model"],
                                  registry=registry),
+            events_duplicate=Counter(
+                f"{prefix}_events_duplicate", "Events not learned again: their event_id was in the dedup window",
+                registry=registry),
+            events_replayed=Counter(
+                f"{prefix}_events_replayed",
+                "Messages re-read after a restart or a takeover that the state already held (skipped or only answered)",
+                registry=registry),
+            events_replicated=Counter(
+                f"{prefix}_events_replicated",
+                "Events of other workers' partitions learned here (STREAMREC_LEARN_SCOPE=all)", registry=registry),
+            snapshots=Counter(f"{prefix}_snapshots", "State snapshots before offset commits, by result",
+                              ["result"], registry=registry),
+            snapshot_pause=Gauge(f"{prefix}_snapshot_pause_seconds",
+                                 "How long learning waited for the last snapshot", registry=registry),
+            snapshot_timestamp=Gauge(f"{prefix}_snapshot_timestamp_seconds",
+                                     "When the last snapshot was written (Unix time; 0 = none yet)",
+                                     registry=registry),
             seen={},
         )
+        for result in ("written", "failed"):
+            metrics.snapshots.labels(result)
         ProcessCollector(registry=registry)
         # Touch every bounded label so each series exists (and PromQL returns data) from the start.
         for kind in sorted(EVENT_TYPES):
@@ -208,8 +233,13 @@ def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
         metrics.tuner_strategy_probability.labels(name).set(probability)
 
 
-def update_consumer_lag(app: Any, gauge: Gauge, exported: set) -> None:
-    """Set ``gauge{topic,partition}`` to high watermark minus committed offset for every assigned partition.
+def update_consumer_lag(app: Any, gauge: Gauge, exported: set, positions: dict[str, int] | None = None) -> None:
+    """Set ``gauge{topic,partition}`` to high watermark minus the next offset to process, per assigned partition.
+
+    ``positions`` ("topic/partition" -> next offset processed, ``EventProcessor.next_offsets``)
+    is used where it is ahead of the committed offset: with snapshots on, offsets are committed
+    only every ``snapshot_interval_s`` (``stream.durability``), and lag measured from commits
+    would show the commit cadence, not how far processing is behind.
 
     Faust's sensor exports both offsets (``streamrec_faust_topic_partition_end_offset`` and
     ``..._offset_commited``), but the end offset only when records arrive; here the high
@@ -237,7 +267,10 @@ def update_consumer_lag(app: Any, gauge: Gauge, exported: set) -> None:
         if high is None:
             continue
         labels = (tp.topic, str(tp.partition))
-        gauge.labels(*labels).set(max(0, high - (committed.get(tp) or 0)))
+        done = committed.get(tp) or 0
+        if positions:
+            done = max(done, positions.get(f"{tp.topic}/{tp.partition}", 0))
+        gauge.labels(*labels).set(max(0, high - done))
         current.add(labels)
     for labels in exported - current:
         try:
@@ -256,7 +289,22 @@ def record_blend(metrics: WorkerMetrics, blend: Any) -> None:
         metrics.blend_strategy_weight.labels(name).set(weight)
 
 
-def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, interval: float = 1.0) -> None:
+def record_delivery(metrics: WorkerMetrics, processor: Any, keeper: Any = None) -> None:
+    """Export the processor's and the snapshot keeper's cumulative counts (``stream.durability``)."""
+    _count_up(metrics, metrics.events_duplicate, ("duplicate",), processor.duplicates)
+    _count_up(metrics, metrics.events_replayed, ("replayed",), processor.replayed)
+    _count_up(metrics, metrics.events_replicated, ("replicated",), getattr(processor, "replicated", 0))
+    if keeper is not None:
+        _count_up(metrics, metrics.snapshots.labels("written"), ("snap", "written"), keeper.snapshots_written)
+        _count_up(metrics, metrics.snapshots.labels("failed"), ("snap", "failed"), keeper.failures)
+        if keeper.last_pause_seconds is not None:
+            metrics.snapshot_pause.set(keeper.last_pause_seconds)
+        if keeper.last_written is not None:
+            metrics.snapshot_timestamp.set(keeper.last_written)
+
+
+def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, interval: float = 1.0,
+                             keeper: Any = None) -> None:
     """Register a Faust timer that refreshes consumer lag, the prequential HR/NDCG gauges and the blend weights.
 
     Call once from ``create_app`` before the app starts. ``processor.engine`` (read at every
@@ -268,7 +316,8 @@ def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, i
     @app.timer(interval, name="streamrec.periodic_metrics")
     async def periodic_metrics() -> None:
         try:
-            update_consumer_lag(app, metrics.consumer_lag, exported)
+            update_consumer_lag(app, metrics.consumer_lag, exported, processor.next_offsets)
+            record_delivery(metrics, processor, keeper)
             engine = processor.engine
             record_prequential(metrics, engine.prequential.snapshot(), engine.config.k)
             record_blend(metrics, getattr(engine, "blend", None))

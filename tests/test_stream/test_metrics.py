@@ -1,0 +1,189 @@
+"""stream.metrics on fresh registries: names, labels, and how snapshots become gauges and counters."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.metrics import (DemoMetrics, TrainerMetrics, WorkerMetrics, record_blend, record_prequential,
+                            record_tuning, serve_metrics, update_consumer_lag)
+
+
+def _snapshot(step=1, drift=0, resets=0, lr=0.05):
+    return {"step": step, "policy": "thompson", "reward_rate": 0.25, "drift_events": drift,
+            "models": {"mf": {"learning_rate": lr, "resets": resets,
+                              "arms": {"x0.5": {"probability": 0.2, "learning_rate": lr / 2, "reward": 0.1},
+                                       "x1": {"probability": 0.7, "learning_rate": lr, "reward": 0.3},
+                                       "x2": {"probability": 0.1, "learning_rate": lr * 2, "reward": 0.05}}}},
+            "strategies": {"weights": {"popularity": 0.3, "next_item": 0.7},
+                           "probabilities": {"popularity": 0.4, "next_item": 0.6}}}
+
+
+def test_record_tuning_sets_every_tuner_metric():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    record_tuning(metrics, _snapshot())
+    get = registry.get_sample_value
+    assert get("streamrec_tuner_learning_rate", {"model": "mf"}) == 0.05
+    assert get("streamrec_tuner_arm_probability", {"model": "mf", "arm": "x1"}) == 0.7
+    assert get("streamrec_tuner_arm_reward", {"model": "mf", "arm": "x0.5"}) == 0.1
+    assert get("streamrec_blend_strategy_weight", {"strategy": "next_item"}) == 0.7
+    assert get("streamrec_tuner_strategy_probability", {"strategy": "popularity"}) == 0.4
+    assert get("streamrec_tuner_reward_rate") == 0.25
+    assert get("streamrec_tuner_drift_events_total") == 0
+    assert get("streamrec_tuner_resets_total", {"model": "mf"}) == 0  # the series exists before any reset
+
+
+def test_record_tuning_turns_cumulative_counts_into_increments():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    get = registry.get_sample_value
+    for drift, resets in ((1, 0), (1, 0), (3, 2), (3, 2)):
+        record_tuning(metrics, _snapshot(drift=drift, resets=resets))
+    assert get("streamrec_tuner_drift_events_total") == 3
+    assert get("streamrec_tuner_resets_total", {"model": "mf"}) == 2
+    record_tuning(metrics, _snapshot(drift=1))  # the tuner restarted and counts from zero again
+    assert get("streamrec_tuner_drift_events_total") == 4
+
+
+def test_record_tuning_leaves_missing_parts_alone():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    record_tuning(metrics, _snapshot(lr=0.01))
+    record_tuning(metrics, {"step": 2})
+    assert registry.get_sample_value("streamrec_tuner_learning_rate", {"model": "mf"}) == 0.01
+
+
+def test_record_prequential_exports_hr_and_ndcg_overall_and_recent():
+    from online.prequential import PrequentialStats
+
+    stats = PrequentialStats(k=3, window=2)
+    for served, item in ((["a", "b", "c"], "b"), (["a", "b", "c"], "z"), (["a", "b", "c"], "a")):
+        stats.record(served, item)
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    record_prequential(metrics, stats.snapshot(), 3)
+    get = registry.get_sample_value
+    assert get("streamrec_prequential_hit_rate", {"k": "3", "window": "all"}) == pytest.approx(2 / 3)
+    assert get("streamrec_prequential_hit_rate", {"k": "3", "window": "recent"}) == 0.5
+    assert get("streamrec_prequential_ndcg", {"k": "3", "window": "recent"}) == 0.5
+    assert get("streamrec_prequential_ndcg", {"k": "3", "window": "all"}) == pytest.approx((1 / 1.58496 + 1) / 3,
+                                                                                          rel=1e-4)
+    assert get("streamrec_prequential_evaluated_events") == 3
+
+
+def test_record_blend_exports_the_blend_weights():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    record_blend(metrics, None)
+    record_blend(metrics, SimpleNamespace(weights={"popularity": 0.25, "cooccurrence": 0.75}))
+    assert registry.get_sample_value("streamrec_blend_strategy_weight", {"strategy": "cooccurrence"}) == 0.75
+
+
+def test_setting_the_encoder_version_stamps_its_load_time():
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    assert registry.get_sample_value("streamrec_encoder_loaded_timestamp_seconds") == 0
+    before = time.time()
+    metrics.encoder_version.set(4)
+    assert registry.get_sample_value("streamrec_encoder_version") == 4
+    assert before <= registry.get_sample_value("streamrec_encoder_loaded_timestamp_seconds") <= time.time()
+
+
+class _TP(SimpleNamespace):
+    def __hash__(self):
+        return hash((self.topic, self.partition))
+
+
+def test_consumer_lag_is_high_watermark_minus_committed_and_forgets_revoked_partitions():
+    tp0, tp1, tp2 = _TP(topic="events", partition=0), _TP(topic="events", partition=1), _TP(topic="events", partition=2)
+    highwater = {tp0: 120, tp1: 7, tp2: None}
+    consumer = SimpleNamespace(assignment=lambda: {tp0, tp1, tp2}, highwater=lambda tp: highwater[tp],
+                               _committed_offset={tp0: 100})
+    app = SimpleNamespace(_consumer=consumer, consumer=consumer, monitor=SimpleNamespace())
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    exported: set = set()
+    update_consumer_lag(app, metrics.consumer_lag, exported)
+    get = registry.get_sample_value
+    assert get("streamrec_consumer_lag", {"topic": "events", "partition": "0"}) == 20
+    assert get("streamrec_consumer_lag", {"topic": "events", "partition": "1"}) == 7  # nothing committed yet
+    assert get("streamrec_consumer_lag", {"topic": "events", "partition": "2"}) is None  # no fetch response yet
+    consumer.assignment = lambda: {tp1}
+    update_consumer_lag(app, metrics.consumer_lag, exported)
+    assert get("streamrec_consumer_lag", {"topic": "events", "partition": "0"}) is None
+    update_consumer_lag(SimpleNamespace(_consumer=None), metrics.consumer_lag, exported)  # not started: no-op
+
+
+def test_consumer_lag_counts_from_what_was_processed_when_that_is_ahead_of_the_last_commit():
+    tp0 = _TP(topic="events", partition=0)
+    consumer = SimpleNamespace(assignment=lambda: {tp0}, highwater=lambda tp: 120, _committed_offset={tp0: 100})
+    app = SimpleNamespace(_consumer=consumer, consumer=consumer, monitor=SimpleNamespace())
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    update_consumer_lag(app, metrics.consumer_lag, set(), {"events/0": 118})  # commits wait for the snapshot
+    assert registry.get_sample_value("streamrec_consumer_lag", {"topic": "events", "partition": "0"}) == 2
+
+
+def test_trainer_and_demo_metrics_have_the_documented_names():
+    registry = CollectorRegistry()
+    trainer = TrainerMetrics.create(registry)
+    trainer.record_epoch(SimpleNamespace(loss=2.5, sequences=300, sequences_per_s=1500.0))
+    trainer.checkpoints.inc()
+    trainer.encoder_published.set(1.7e9)
+    get = registry.get_sample_value
+    assert get("streamrec_trainer_training_loss") == 2.5
+    assert get("streamrec_trainer_sequences_trained_total") == 300
+    assert get("streamrec_trainer_sequences_per_second") == 1500
+    assert get("streamrec_trainer_checkpoints_total") == 1
+    assert get("streamrec_encoder_published_timestamp_seconds") == 1.7e9
+    assert get("streamrec_trainer_events_consumed_total") == 0
+    demo_registry = CollectorRegistry()
+    demo = DemoMetrics.create(demo_registry)
+    demo.list_latency.observe(0.02)
+    assert demo_registry.get_sample_value("streamrec_demo_list_latency_seconds_count") == 1
+    assert demo_registry.get_sample_value("process_cpu_seconds_total") is not None
+
+
+def test_serve_metrics_answers_metrics_and_health():
+    registry = CollectorRegistry()
+    TrainerMetrics.create(registry)
+    ready = {"now": False}
+    server, base = serve_metrics(registry, "127.0.0.1", 0, ready=lambda: ready["now"])
+    try:
+        body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert "streamrec_trainer_checkpoints_total" in body
+        assert json.loads(urllib.request.urlopen(f"{base}/health/live", timeout=5).read())["status"] == "live"
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/health/ready", timeout=5)
+        assert not_ready.value.code == 503
+        ready["now"] = True
+        assert json.loads(urllib.request.urlopen(f"{base}/health/ready", timeout=5).read())["status"] == "ready"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{base}/nothing", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_delivery_counts_are_exported_as_counters_that_only_grow():
+    from stream.metrics import record_delivery
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    processor = SimpleNamespace(duplicates=3, replayed=5, replicated=0)
+    keeper = SimpleNamespace(snapshots_written=2, failures=1, last_pause_seconds=0.004, last_written=1_700_000_000.0)
+    record_delivery(metrics, processor, keeper)
+    processor.duplicates = 4
+    record_delivery(metrics, processor, keeper)
+    get = registry.get_sample_value
+    assert get("streamrec_events_duplicate_total") == 4
+    assert get("streamrec_events_replayed_total") == 5
+    assert get("streamrec_snapshots_total", {"result": "written"}) == 2
+    assert get("streamrec_snapshots_total", {"result": "failed"}) == 1
+    assert get("streamrec_snapshot_pause_seconds") == 0.004
