@@ -79,8 +79,8 @@ class StateKeeper:
             self._set_aside("corrupt")
             log.error("could not restore the learned state, starting cold: %s", exc)
             return False
-        wanted = self.settings.engine_config()
-        found = getattr(snapshot.engine, "config", None)
+        fresh = self.processor.engine  # built from the current settings (stream.processor.build_engine)
+        wanted, found = (type(fresh), fresh.config), (type(snapshot.engine), getattr(snapshot.engine, "config", None))
         source = snapshot.metadata.get("source")
         if found != wanted or source != self._source():
             self._set_aside("stale")

@@ -54,6 +54,16 @@ class BatchResult:
     replayed: int = 0  # messages below the restored snapshot's offsets: already in the state
 
 
+def build_engine(settings: Settings) -> StreamingRecommender:
+    """The engine a worker with ``settings`` runs: the fast engine, the blend, or the tuned blend."""
+    config = settings.engine_config()
+    if not settings.tuner:
+        return StreamingRecommender(config)
+    from online.tuning import TunedRecommender, TunerConfig, tuned_engine_config
+
+    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), TunerConfig(policy=settings.tuner_policy))
+
+
 class EventProcessor:
     """Turns raw ``events`` and ``rec-requests`` messages into lists and dead letters."""
 
@@ -61,7 +71,7 @@ class EventProcessor:
                  metrics: WorkerMetrics | None = None, clock: Callable[[], float] = time.time,
                  model_version: str = "online-v1") -> None:
         self.settings = settings
-        self.engine = engine or StreamingRecommender(settings.engine_config())
+        self.engine = engine or build_engine(settings)
         self.metrics = metrics
         self.clock = clock
         self.model_version = model_version
