@@ -9,11 +9,16 @@ item-level state stays where it was learned (see README, "Guarantees").
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from online.engine import StreamingRecommender
 
 UserExport = dict[str, tuple[list[str], list[str]]]
+
+
+def _inner(engine: Any) -> StreamingRecommender:
+    """The engine holding user state: an ``online.tuning.TunedRecommender`` wraps one as ``.engine``."""
+    return engine if isinstance(engine, StreamingRecommender) else engine.engine
 
 
 def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserExport:
@@ -31,7 +36,7 @@ def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserE
     >>> [item for item, _ in new.recommend("u1")]  # knows what u1 has seen: recommends nothing old
     []
     """
-    users = engine._users
+    users = _inner(engine)._users
     out: UserExport = {}
     for user_id in user_ids:
         state = users.get(user_id)
@@ -42,6 +47,7 @@ def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserE
 
 def import_users(engine: StreamingRecommender, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
     """Replace (or add) these users' state in ``engine``; returns how many were imported."""
+    engine = _inner(engine)
     cfg = engine.config
     for user_id, (history, seen) in states.items():
         state = engine._user(user_id)

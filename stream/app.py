@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from online.engine import StreamingRecommender
 from stream.durability import StateKeeper
 from stream.handoff import PartitionHandoff
 from stream.replica import ReplicaReader
-from stream.metrics import WorkerMetrics, install_periodic_metrics
-from stream.processor import EventProcessor, RawMessage
+from stream.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
+from stream.processor import EventProcessor, Output, RawMessage
 from stream.sender import BatchSender
 from stream.settings import Settings
 from stream.transport import PerBatchPrometheusMonitor, PromptTableManager, StreamrecFaustApp
@@ -214,6 +215,19 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def swap_encoder(stream: Any) -> None:
         async for raw in stream:
             await encoder.handle(raw)
+
+    tuning_key = f"{settings.app_id}:{os.uname().nodename}:{os.getpid()}".encode()
+
+    @app.timer(settings.tuner_publish_s)
+    async def publish_tuning() -> None:
+        """The tuner's state: to the gauges and, as JSON, to the ``tuning`` topic."""
+        engine = processor.engine
+        if not hasattr(engine, "tuning_snapshot"):
+            return
+        snapshot = engine.tuning_snapshot()
+        record_tuning(metrics, snapshot)
+        snapshot = {**snapshot, "worker": tuning_key.decode(), "ts": time.time()}
+        await sender.send([Output(settings.topic_tuning, tuning_key, json.dumps(snapshot).encode())])
 
     @app.timer(settings.encoder_poll_s)
     async def poll_checkpoints() -> None:

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 MAGIC = b"streamrec-partition-users\n"
 
 
+def _users_of(engine: Any) -> Any:
+    """The engine's users (an ``online.tuning.TunedRecommender`` holds them in its inner ``.engine``)."""
+    return getattr(engine, "_users", None) or getattr(getattr(engine, "engine", None), "_users", {})
+
+
 class PartitionHandoff:
     """Writes the owned partitions' users at each snapshot; imports the users of newly assigned ones."""
 
@@ -52,7 +57,7 @@ class PartitionHandoff:
         topic = self.settings.topic_events
         engine = processor.engine
         by_partition: dict[int, list[str]] = {p: [] for p in self.owned}
-        held = engine._users if hasattr(engine, "_users") else {}
+        held = _users_of(engine)
         stale = []
         for user_id, partition in processor.user_partition.items():
             if user_id not in held:
@@ -72,8 +77,8 @@ class PartitionHandoff:
     def prune(self) -> None:
         """Forget the partition of users the engine has evicted (when they are a fifth of the map)."""
         processor = self.processor
-        held = getattr(processor.engine, "_users", None)
-        if held is None or len(processor.user_partition) <= 1.2 * len(held) + 1_000:
+        held = _users_of(processor.engine)
+        if len(processor.user_partition) <= 1.2 * len(held) + 1_000:
             return
         processor.user_partition = {u: p for u, p in processor.user_partition.items() if u in held}
 

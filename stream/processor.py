@@ -256,7 +256,8 @@ class EventProcessor:
         value = schema.recommendation(
             rec_id=f"{self._rec_prefix}{next(self._rec_ids)}", user_id=user_id, items=items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
-            model_version=self.model_version, strategy=self.strategy)
+            model_version=self.model_version, strategy=self.strategy,
+            arm=getattr(self.engine, "last_arm", None) or "default")
         return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:

@@ -1,0 +1,65 @@
+"""A worker with STREAMREC_TUNER tunes itself on a live stream, and says so: the ``tuning`` topic,
+the tuner's gauges and the ``arm`` field of every list."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from stream.broker import free_port
+from stream.clients import EventPublisher
+from stream.datasets import generate
+from stream.scrape import scrape, total
+from stream.settings import Settings
+from tests.test_integration.conftest import worker_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _read(bootstrap, topic, want, timeout):
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not want(found):
+            for records in consumer.poll(timeout_ms=200).values():
+                found.extend(json.loads(r.value) for r in records)
+    finally:
+        consumer.close()
+    return found
+
+
+def test_a_tuned_worker_publishes_its_tuning_and_labels_each_list_with_its_arms(kafka_bootstrap, tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, app_id=f"tuned-{tag}", topic_events=f"events-{tag}",
+        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
+        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), tuner=True,
+        tuner_publish_s=1.0, encoder_poll_s=3600.0)
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    events = generate(6_000, n_users=200, n_items=300, seed=5)
+    with worker_process(settings, tmp_path / "worker.log"):
+        with EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=20) as publisher:
+            publisher.replay(events, rate=3_000)
+        snapshots = _read(settings.bootstrap_servers, settings.topic_tuning,
+                          lambda found: any(s["step"] >= len(events) for s in found), timeout=90)
+        page = scrape(url)
+    assert snapshots, "nothing on the tuning topic"
+    last = max(snapshots, key=lambda s: s["step"])
+    assert last["step"] == len(events) and last["policy"] == "thompson"
+    arms = last["models"]["mf"]["arms"]
+    assert set(arms) == {"x0.5", "x1", "x2"}
+    assert sum(arm["probability"] for arm in arms.values()) == pytest.approx(1.0)
+    assert sum(last["strategies"]["weights"].values()) == pytest.approx(1.0)
+    assert total(page, "streamrec_tuner_learning_rate", model="mf") == pytest.approx(last["models"]["mf"]["learning_rate"])
+    assert total(page, "streamrec_tuner_arm_probability", model="mf") == pytest.approx(1.0, abs=1e-6)
+    assert total(page, "streamrec_blend_strategy_weight") == pytest.approx(1.0)
+    lists = _read(settings.bootstrap_servers, settings.topic_recommendations, lambda found: len(found) >= 50, 30)
+    assert lists and all(listing["arm"] != "default" and listing["strategy"] == "blend" for listing in lists)
