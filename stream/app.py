@@ -23,6 +23,7 @@ from online.engine import StreamingRecommender
 from stream.durability import StateKeeper
 from stream.handoff import PartitionHandoff
 from stream.replica import ReplicaReader
+from stream.security import aiokafka_security, faust_security
 from stream.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
 from stream.processor import EventProcessor, Output, RawMessage
 from stream.sender import BatchSender
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         web_host=settings.metrics_host,
         table_standby_replicas=0,
         TableManager=PromptTableManager,
+        broker_credentials=faust_security(settings),
         # With snapshots on, every commit first writes one (stream.durability): commit on a clock
         # at the snapshot interval, not every N messages.
         **({"broker_commit_interval": settings.snapshot_interval_s, "broker_commit_every": 1 << 40}
@@ -163,7 +165,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     # consumer lag per partition, prequential HR/NDCG, blend weights, delivery and snapshot counts
     install_periodic_metrics(app, metrics, processor, keeper=keeper)
 
-    replica = ReplicaReader(settings, processor, state_lock) if settings.learn_scope == "all" else None
+    replica = ReplicaReader(settings, processor, state_lock, aiokafka_security(settings)) \
+        if settings.learn_scope == "all" else None
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

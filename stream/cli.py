@@ -95,7 +95,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     events = load(args.data, args.format, limit=args.limit)
-    publisher = EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=args.batch_events)
+    publisher = EventPublisher.from_settings(settings, batch_events=args.batch_events)
     started = time.perf_counter()
     with Progress(transient=False) as progress, publisher:
         task = progress.add_task(f"publishing to {settings.topic_events}", total=len(events))
@@ -110,8 +110,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from stream.clients import RecommendationConsumer
 
     settings = settings_from_args(args)
-    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations,
-                                      from_beginning=args.from_beginning)
+    consumer = RecommendationConsumer.from_settings(settings, from_beginning=args.from_beginning)
     received = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
@@ -136,9 +135,9 @@ def cmd_request(args: argparse.Namespace) -> int:
     from stream.clients import RecommendationConsumer, RequestPublisher
 
     settings = settings_from_args(args)
-    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
+    consumer = RecommendationConsumer.from_settings(settings)
     consumer.consumer  # assign before asking, so the answer cannot be missed
-    requests = RequestPublisher(settings.bootstrap_servers, settings.topic_requests)
+    requests = RequestPublisher.from_settings(settings)
     request_id = requests.request(args.user, k=args.k or settings.k, exclude=args.exclude or ())
     requests.close()
     deadline = time.monotonic() + args.timeout

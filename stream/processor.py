@@ -219,11 +219,11 @@ class EventProcessor:
         check_sizes = len(raw) > settings.max_event_bytes  # only then can one element be too big
         for index, obj in enumerate(payload):
             try:
-                if check_sizes and len(schema.encode(obj)) > settings.max_event_bytes:
+                if check_sizes and schema.encoded_size(obj) > settings.max_event_bytes:
                     raise Invalid("oversized_event", f"element {index} exceeds {settings.max_event_bytes} bytes")
                 events.append(schema.validate_event(obj))
             except Invalid as bad:
-                result.dead_letters.append(self._dead_letter(message, schema.encode(obj), bad, index))
+                result.dead_letters.append(self._dead_letter(message, schema.dead_letter_original(obj), bad, index))
         return events
 
     # -- requests -------------------------------------------------------------------------

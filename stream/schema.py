@@ -48,8 +48,10 @@ def decode_json(raw: bytes) -> Any:
     event is rejected for its invalid *value*, which is the more useful reason."""
     try:
         return _decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter inside strings
         pass
+    except RecursionError:
+        raise Invalid("not_json", "nested too deeply") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -64,13 +66,40 @@ def _identifier(obj: dict, name: str) -> str:
     value = obj.get(name)
     if value is None:
         raise Invalid("missing_field", f"{name} is required")
-    if isinstance(value, str):
-        if not value or len(value) > MAX_ID_LENGTH:
-            raise Invalid("wrong_type", f"{name} must be 1..{MAX_ID_LENGTH} characters")
-        return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise Invalid("wrong_type", f"{name} must be a string or an integer, not {type(value).__name__}")
+        value = str(value) if -10 ** MAX_ID_LENGTH < value < 10 ** MAX_ID_LENGTH else ""
+    elif not isinstance(value, str):
+        raise Invalid("wrong_type", f"{name} must be a string or an integer, not {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise Invalid("wrong_type", f"{name} must be 1..{MAX_ID_LENGTH} characters")
+    _check_unicode(value, name)
+    return value
+
+
+def _check_unicode(value: str, name: str) -> None:
+    """JSON can carry lone surrogates ("\\ud800") that no UTF-8 encoder accepts; an id holding one
+    would be learned and then break every list that contains it."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid("wrong_type", f"{name} is not valid Unicode (a lone surrogate)") from None
+
+
+def dead_letter_original(obj: Any) -> bytes:
+    """An array element as JSON for its dead letter: NaN stays NaN, lone surrogates stay escaped."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode()
+    except (TypeError, ValueError, RecursionError):
+        return repr(obj)[:10_000].encode("utf-8", "backslashreplace")
+
+
+def encoded_size(obj: Any) -> int:
+    """Bytes ``obj`` takes as JSON (for the per-event size limit inside an array)."""
+    try:
+        return len(encode(obj))
+    except (UnicodeEncodeError, TypeError, ValueError, OverflowError, RecursionError):
+        return len(dead_letter_original(obj))
 
 
 def validate_event(obj: Any) -> Interaction:
@@ -93,18 +122,21 @@ def validate_event(obj: Any) -> Interaction:
     except (ValueError, OverflowError) as exc:
         raise Invalid("invalid_ts", str(exc)[:200]) from None
     value = obj.get("value", 1.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid("invalid_value", "value must be a finite number")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range
+        raise Invalid("invalid_value", "value must be a finite number") from None
+    if not math.isfinite(value):
         raise Invalid("invalid_value", "value must be a finite number")
     event_id = obj.get("event_id")
-    if event_id is not None and not isinstance(event_id, str):
-        if isinstance(event_id, int) and not isinstance(event_id, bool):
-            event_id = str(event_id)
-        else:
-            raise Invalid("wrong_type", "event_id must be a string")
+    if event_id is not None:
+        event_id = _identifier(obj, "event_id")
     for optional, kind_ in (("rec_id", str), ("context", dict)):
         if obj.get(optional) is not None and not isinstance(obj[optional], kind_):
             raise Invalid("wrong_type", f"{optional} must be a {kind_.__name__}")
-    return Interaction(user_id, item_id, ts, kind, float(value), event_id)
+    return Interaction(user_id, item_id, ts, kind, value, event_id)
 
 
 @dataclass(frozen=True)
@@ -122,14 +154,19 @@ def validate_request(obj: Any, default_k: int, max_k: int) -> Request:
         raise Invalid("not_an_object", "a request must be a JSON object")
     user_id = _identifier(obj, "user_id")
     request_id = obj.get("request_id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise Invalid("wrong_type", "request_id must be a string")
+    if request_id is not None:
+        if not isinstance(request_id, str):
+            raise Invalid("wrong_type", "request_id must be a string")
+        request_id = _identifier(obj, "request_id")
     k = obj.get("k", default_k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
         raise Invalid("invalid_k", f"k must be an integer in 1..{max_k}")
     exclude = obj.get("exclude") or []
     if not isinstance(exclude, list) or not all(isinstance(x, (str, int)) for x in exclude):
         raise Invalid("wrong_type", "exclude must be a list of item ids")
+    for item in exclude:
+        if isinstance(item, str):
+            _check_unicode(item, "exclude")
     return Request(request_id, user_id, k, tuple(str(x) for x in exclude))
 
 

@@ -89,6 +89,21 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for a plain aiokafka client (the replica reader); ``{}`` for PLAINTEXT."""
+    check_security(settings)
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in SASL_PROTOCOLS:
+        out.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                   sasl_plain_password=settings.sasl_password)
+    if protocol in SSL_PROTOCOLS:
+        out["ssl_context"] = ssl_context(settings)
+    return out
+
+
 def faust_security(settings: Settings) -> Credentials | None:
     """The Faust app's ``broker_credentials``: ``None`` for PLAINTEXT."""
     check_security(settings)

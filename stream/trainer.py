@@ -105,15 +105,18 @@ class StreamTrainer:
     def _connect(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+        from stream.security import kafka_python_security
+
         s = self.settings
+        security = kafka_python_security(s)
         consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers.split(","), group_id=f"{s.app_id}-trainer",
                                  enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
-                                 client_id="streamrec-trainer")
+                                 client_id="streamrec-trainer", **security)
         partitions = consumer.partitions_for_topic(s.topic_events) or {0}
         consumer.assign([TopicPartition(s.topic_events, p) for p in sorted(partitions)])
         self._consumer = consumer
         self._producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers.split(","),
-                                       client_id="streamrec-trainer")
+                                       client_id="streamrec-trainer", **security)
 
     def poll(self, timeout: float = 0.5) -> int:
         """Read what arrived; returns the number of valid events added."""

@@ -304,8 +304,6 @@ def test_metrics_and_health_bind_to_loopback_by_default_and_are_configurable():
     assert worker_environment(Settings())["STREAMREC_METRICS_HOST"] == "127.0.0.1"  # what the demo's worker gets
 
 
-@pytest.mark.xfail(strict=True, reason="stream/app.py create_app does not pass broker_credentials yet "
-                                       "(remove this marker when it does)")
 def test_the_worker_app_gets_the_credentials():
     from faust.auth import SASLCredentials
 
@@ -314,3 +312,19 @@ def test_the_worker_app_gets_the_credentials():
     app = create_app(sasl())
     assert isinstance(app.conf.broker_credentials, SASLCredentials)
     assert app.conf.broker_credentials.username == "svc-streamrec"
+
+
+def test_the_replica_reader_s_aiokafka_client_gets_the_same_credentials():
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.security import aiokafka_security
+
+    kwargs = aiokafka_security(sasl())
+    assert kwargs["sasl_plain_username"] == "svc-streamrec" and kwargs["security_protocol"] == sasl().security_protocol
+    async def build():
+        return AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **kwargs)  # accepted without connecting
+
+    import asyncio
+
+    asyncio.run(build())
+    assert aiokafka_security(Settings()) == {}
