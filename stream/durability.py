@@ -130,6 +130,11 @@ class StateKeeper:
         except Exception as exc:  # disk full, broker gone: do not commit past the durable state
             self.failures += 1
             log.error("snapshot before commit failed, offsets not committed: %r", exc)
+            if child is not None:
+                try:
+                    await self._wait_for(child)  # reap it; what it wrote is consistent, just not committed
+                except Exception:
+                    pass
             return None
         self.snapshots_written += 1
         self.events_in_snapshot = events_learned

@@ -8,6 +8,7 @@ the good events in order, and build one fresh list per user seen (push mode).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from stream import schema
 from stream.metrics import WorkerMetrics
 from stream.schema import Invalid
 from stream.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,16 @@ class BatchResult:
     events: int = 0
     duplicates: int = 0  # events whose event_id was learned before (within the dedup window)
     replayed: int = 0  # messages below the restored snapshot's offsets: already in the state
+
+
+def _invalid(exc: Exception, message: RawMessage) -> Invalid:
+    """The DLQ reason for an exception met while reading one message: its own, or "unprocessable"
+    for one the validation did not foresee (logged: it is a bug to fix in ``stream.schema``)."""
+    if isinstance(exc, Invalid):
+        return exc
+    log.exception("unexpected error reading %s[%s]@%s; dead-lettered as unprocessable",
+                  message.topic, message.partition, message.offset)
+    return Invalid("unprocessable", f"{type(exc).__name__}: {exc}"[:500])
 
 
 def build_engine(settings: Settings) -> StreamingRecommender:
@@ -94,6 +107,7 @@ class EventProcessor:
         # already learned as a replica (stream.replica): they are answered with lists, not learned again.
         self.answer_only_below: dict[str, int] = {}
         self.replicated = 0
+        self.lists_failed = 0
 
     def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
                 committed: dict[str, int] | None = None) -> None:
@@ -127,6 +141,7 @@ class EventProcessor:
         learn: list[Interaction] = []
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
+        learned_from: dict[int, RawMessage] = {}
         next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
         user_partition = self.user_partition
         for message in messages:
@@ -153,14 +168,27 @@ class EventProcessor:
                     continue
                 learn.append(event)
                 latest[event.user_id] = (event, message.timestamp)
-        self.engine.learn_many(learn)
+                learned_from[id(message)] = message
+        try:
+            self.engine.learn_many(learn)
+        except Exception as exc:  # a bug in a model: keep the worker up, keep the input (in the DLQ)
+            log.exception("learning a micro-batch of %d events failed; its messages go to the DLQ", len(learn))
+            failed = Invalid("processing_failed", f"learning failed: {exc!r}"[:500])
+            for message in learned_from.values():
+                result.dead_letters.append(self._dead_letter(message, message.value or b"", failed, None))
+            latest = {}
         result.events = sum(types.values())
         self.duplicates += result.duplicates
         self.replayed += result.replayed
         if settings.push:
             now = self.clock()
             for user_id, (event, source_ts) in latest.items():
-                result.recommendations.append(self._list_for(user_id, settings.k, (), None, event, source_ts, now))
+                try:
+                    result.recommendations.append(self._list_for(user_id, settings.k, (), None, event, source_ts,
+                                                                 now))
+                except Exception:  # a bug in a model: this user misses one list, the batch goes on
+                    self.lists_failed += 1
+                    log.exception("building the list of user %r failed", user_id[:100])
         if self.metrics is not None:
             self._count(messages, types, result)
         return result
@@ -206,14 +234,14 @@ class EventProcessor:
                                   f"{len(payload)} events > {settings.max_events_per_message}")
             elif len(raw) > settings.max_event_bytes:
                 raise Invalid("oversized_event", f"{len(raw)} bytes > {settings.max_event_bytes}")
-        except Invalid as bad:
-            result.dead_letters.append(self._dead_letter(message, raw or b"", bad, None))
+        except Exception as exc:
+            result.dead_letters.append(self._dead_letter(message, raw or b"", _invalid(exc, message), None))
             return []
         if not isinstance(payload, list):
             try:
                 return [schema.validate_event(payload)]
-            except Invalid as bad:
-                result.dead_letters.append(self._dead_letter(message, raw, bad, None))
+            except Exception as exc:
+                result.dead_letters.append(self._dead_letter(message, raw, _invalid(exc, message), None))
                 return []
         events: list[Interaction] = []
         check_sizes = len(raw) > settings.max_event_bytes  # only then can one element be too big
@@ -222,8 +250,9 @@ class EventProcessor:
                 if check_sizes and schema.encoded_size(obj) > settings.max_event_bytes:
                     raise Invalid("oversized_event", f"element {index} exceeds {settings.max_event_bytes} bytes")
                 events.append(schema.validate_event(obj))
-            except Invalid as bad:
-                result.dead_letters.append(self._dead_letter(message, schema.dead_letter_original(obj), bad, index))
+            except Exception as exc:
+                result.dead_letters.append(self._dead_letter(message, schema.dead_letter_original(obj),
+                                                             _invalid(exc, message), index))
         return events
 
     # -- requests -------------------------------------------------------------------------
@@ -237,8 +266,8 @@ class EventProcessor:
                 if len(raw) > settings.max_event_bytes:
                     raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_event_bytes}")
                 request = schema.validate_request(schema.decode_json(raw), settings.k, settings.max_k)
-            except Invalid as bad:
-                result.dead_letters.append(self._dead_letter(message, raw, bad, None))
+            except Exception as exc:
+                result.dead_letters.append(self._dead_letter(message, raw, _invalid(exc, message), None))
                 continue
             result.recommendations.append(self._list_for(
                 request.user_id, request.k, request.exclude, request.request_id, None, message.timestamp, now))

@@ -26,6 +26,9 @@ DLQ_REASONS = (
     "oversized_message", "not_utf8", "not_json", "not_an_object", "empty_batch", "too_many_events",
     "oversized_event", "missing_field", "wrong_type", "unknown_type", "invalid_ts", "invalid_value",
     "invalid_k",
+    # not a contract violation we foresaw: a bug in validation ("unprocessable") or in a model
+    # while learning the message's events ("processing_failed"); logged with the traceback
+    "unprocessable", "processing_failed",
 )
 MAX_ID_LENGTH = 256
 

@@ -142,8 +142,8 @@ def test_a_failed_snapshot_skips_the_commit(tmp_path):
         raise ConnectionError("broker gone")
 
     keeper.flush = broker_gone
-    assert asyncio.run(keeper.before_commit({TP("events", 0): 1})) is None
-    assert keeper.failures == 1 and not (tmp_path / SNAPSHOT_NAME).exists()
+    assert asyncio.run(keeper.before_commit({TP("events", 0): 1})) is None  # the lists may be lost: no commit
+    assert keeper.failures == 1
 
 
 def test_with_snapshots_off_commits_pass_through(tmp_path):

@@ -106,3 +106,29 @@ def test_the_list_names_the_strategy_that_made_it_and_the_blend_can_serve():
         (listing,) = [json.loads(o.value) for o in processor.process_events([_msg(_event("u3", "a"))]).recommendations]
         assert listing["strategy"] == strategy
         assert "b" in [entry["item_id"] for entry in listing["items"]]  # b follows a, in either engine
+
+
+def test_an_unforeseen_error_in_validation_dead_letters_the_message_instead_of_crashing(monkeypatch):
+    processor, registry = make()
+
+    def broken(obj):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("stream.schema.validate_event", broken)
+    result = processor.process_events([_msg(_event("u1", "a")), _msg([_event("u1", "b"), _event("u2", "c")])])
+    assert [(json.loads(o.value)["reason"], json.loads(o.value)["index"]) for o in result.dead_letters] == [
+        ("unprocessable", None), ("unprocessable", 0), ("unprocessable", 1)]
+    assert registry.get_sample_value("streamrec_events_dlq_total", {"reason": "unprocessable"}) == 3
+
+
+def test_a_model_that_fails_to_learn_sends_the_batch_to_the_dlq_and_the_worker_goes_on():
+    processor, registry = make()
+
+    def broken(interactions):
+        raise FloatingPointError("a model bug")
+
+    processor.engine.learn_many = broken
+    result = processor.process_events([_msg(_event("u1", "a"), offset=1), _msg(b"not json", offset=2)])
+    reasons = sorted(json.loads(o.value)["reason"] for o in result.dead_letters)
+    assert reasons == ["not_json", "processing_failed"] and not result.recommendations
+    assert json.loads([o for o in result.dead_letters if o.reason == "processing_failed"][0].value)["offset"] == 1
