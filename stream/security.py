@@ -90,16 +90,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for a plain aiokafka client (the replica reader); ``{}`` for PLAINTEXT."""
-    check_security(settings)
-    protocol = settings.security_protocol
-    if protocol == "PLAINTEXT":
-        return {}
-    out: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in SASL_PROTOCOLS:
-        out.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                   sasl_plain_password=settings.sasl_password)
-    if protocol in SSL_PROTOCOLS:
+    """Keyword arguments for a plain aiokafka client (the replica reader); ``{}`` for PLAINTEXT.
+
+    kafka-python's, with the certificate files turned into one ``ssl_context`` (aiokafka's way).
+    """
+    out = {key: value for key, value in kafka_python_security(settings).items() if not key.startswith("ssl_")}
+    if settings.security_protocol in SSL_PROTOCOLS:
         out["ssl_context"] = ssl_context(settings)
     return out
 

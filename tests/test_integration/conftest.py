@@ -6,13 +6,35 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from stream.broker import create_topics, free_port
 from stream.settings import Settings
 from stream.worker import spawn_worker, stop_process
+
+
+def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeout: float = 30.0) -> list:
+    """``(key, JSON value)`` of every message of ``topic`` from the beginning, until ``until(found)``
+    holds or ``timeout`` seconds pass (Tansu's end offsets undercount, so we cannot read "to the end")."""
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(found) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                found.extend((record.key, json.loads(record.value)) for record in records)
+    finally:
+        consumer.close()
+    return found
 
 
 def ready_state(settings: Settings) -> dict | None:

@@ -8,20 +8,17 @@ drops the copies. Every user's last event must have a list that answers it.
 """
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-
 from stream.broker import create_topics, free_port
 from stream.clients import EventPublisher
 from stream.settings import Settings
 from stream.worker import spawn_worker, stop_process
-from tests.test_integration.conftest import ready_state, wait_until_ready
+from tests.test_integration.conftest import read_topic, ready_state, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -43,19 +40,8 @@ def _stream():
 
 
 def _answered_event_ids(bootstrap: str, topic: str, wanted: set[str], timeout: float) -> set[str]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    found: set[str] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while not wanted <= found and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                found.update(json.loads(r.value).get("event_id") for r in records)
-    finally:
-        consumer.close()
-    return found & wanted
+    found = read_topic(bootstrap, topic, lambda got: wanted <= {v.get("event_id") for _, v in got}, timeout)
+    return {value.get("event_id") for _, value in found} & wanted
 
 
 def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exactly_once(

@@ -9,20 +9,17 @@ knows what the dead worker's users had already seen and never recommends it agai
 """
 from __future__ import annotations
 
-import json
 import signal
 import time
 import uuid
 
 import pytest
 
-from kafka import KafkaConsumer, TopicPartition
-
 from stream.broker import create_topics, free_port
 from stream.clients import EventPublisher
 from stream.settings import Settings
 from stream.worker import spawn_worker, stop_process
-from tests.test_integration.conftest import ready_state, wait_until_ready
+from tests.test_integration.conftest import read_topic, ready_state, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -37,22 +34,8 @@ def _events(start, stop):
 
 
 def _lists_by_event_id(bootstrap, topic, wanted, timeout):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    found = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while not wanted <= set(found) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    value = json.loads(record.value)
-                    if value.get("event_id") in wanted:
-                        found[value["event_id"]] = [entry["item_id"] for entry in value["items"]]
-    finally:
-        consumer.close()
-    return found
+    found = read_topic(bootstrap, topic, lambda got: wanted <= {v.get("event_id") for _, v in got}, timeout)
+    return {v["event_id"]: [entry["item_id"] for entry in v["items"]] for _, v in found if v.get("event_id") in wanted}
 
 
 def _wait_for(condition, timeout, what):

@@ -5,11 +5,12 @@ import json
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from stream.clients import EventPublisher, RecommendationConsumer, RequestPublisher
 from stream.datasets import generate
 from stream.scrape import scrape, total
+from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -17,23 +18,9 @@ LIST_KEYS = {"rec_id", "request_id", "user_id", "items", "k", "strategy", "arm",
 
 
 def read_all(bootstrap, topic, want, timeout=30.0, match=lambda value: True):
-    """Read ``topic`` from the beginning until ``want`` matching JSON values arrived (or time is up)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    found = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(found) < want and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    value = json.loads(record.value)
-                    if match(value):
-                        found.append((record.key, value))
-    finally:
-        consumer.close()
-    return found
+    """``want`` matching ``(key, value)`` pairs of ``topic`` read from the beginning (or fewer when time is up)."""
+    found = read_topic(bootstrap, topic, lambda got: sum(1 for _, v in got if match(v)) >= want, timeout)
+    return [(key, value) for key, value in found if match(value)]
 
 
 def test_an_outside_kafka_python_producer_gets_valid_lists_back(running_worker):

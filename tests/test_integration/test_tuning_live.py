@@ -2,37 +2,21 @@
 the tuner's gauges and the ``arm`` field of every list."""
 from __future__ import annotations
 
-import json
-import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-
 from stream.broker import free_port
 from stream.clients import EventPublisher
 from stream.datasets import generate
 from stream.scrape import scrape, total
 from stream.settings import Settings
-from tests.test_integration.conftest import worker_process
+from tests.test_integration.conftest import read_topic, worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def _read(bootstrap, topic, want, timeout):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    found = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not want(found):
-            for records in consumer.poll(timeout_ms=200).values():
-                found.extend(json.loads(r.value) for r in records)
-    finally:
-        consumer.close()
-    return found
+    return [value for _, value in read_topic(bootstrap, topic, lambda got: want([v for _, v in got]), timeout)]
 
 
 def test_a_tuned_worker_publishes_its_tuning_and_labels_each_list_with_its_arms(kafka_bootstrap, tmp_path):
