@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a one-page report of the run (throughput, latency, HR@k, tuning) to PATH "
                         "(.png or .html)")
     _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life", "blend",
-                            "popularity_weight", "next_item_weight", "metrics_host"))
+                            "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)
 
     for module_name in ("stream.evaluate_cli", "stream.encoder_cli"):

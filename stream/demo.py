@@ -197,6 +197,8 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
     console.print(f"[bold]streamrec demo[/]: {len(events):,} events "
                   f"({options.data or 'generated: tastes, Zipf popularity, sessions, drift halfway'})")
     with EmbeddedBroker(topics=settings.topic_specs(), log_path=str(workdir / "broker.log")) as broker:
+        if settings.tuner:  # a demo is short: show the tuner's state every second
+            settings = settings.replace(tuner_publish_s=min(settings.tuner_publish_s, 1.0))
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
                                     trainer_metrics_port=trainer_port, data_dir=str(workdir / "worker"))
         if options.trainer:  # the encoder is served through the blend; refresh early and often
@@ -387,8 +389,23 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         f"hr@{k}_consumer": consumer_hr["hr"],
         "hr_evaluated_events": consumer_hr["evaluated"],
         f"hr@{k}_worker": total(samples, "streamrec_prequential_hit_rate", window="all"),
+        **_tuning_summary(samples),
         "metrics_url": metrics_url,
     }
+
+
+def _tuning_summary(samples: dict) -> dict[str, Any]:
+    """What the tuner settled on, read from the worker's gauges (nothing when it is off)."""
+    rates = {dict(labels).get("model"): value for (name, labels), value in samples.items()
+             if name == "streamrec_tuner_learning_rate"}
+    if not rates:
+        return {}
+    weights = {dict(labels).get("strategy"): value for (name, labels), value in samples.items()
+               if name == "streamrec_blend_strategy_weight"}
+    return {"tuner_learning_rates": ", ".join(f"{m}={v:.4g}" for m, v in sorted(rates.items())),
+            "tuner_strategy_weights": ", ".join(f"{n}={w:.2f}" for n, w in sorted(weights.items(), key=lambda x: -x[1])),
+            "tuner_reward_rate": total(samples, "streamrec_tuner_reward_rate"),
+            "tuner_drift_events": int(total(samples, "streamrec_tuner_drift_events_total"))}
 
 
 def _print_summary(summary: dict[str, Any], console: Any) -> None:
