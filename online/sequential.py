@@ -95,7 +95,9 @@ class NextItem(Tunable):
         self.half_life = half_life
         self.max_users = int(max_users)
         self.staleness = float(staleness)
-        self._followers: dict[str, dict[str, float]] = {}
+        # Ordered so that the oldest item leaves in O(1) once max_items is reached: a plain dict's
+        # next(iter(d)) scans the deleted slots at its front and slows down with every eviction.
+        self._followers: OrderedDict[str, dict[str, float]] = OrderedDict()
         # item -> (its table's weight when built, its strongest followers normalised to the first);
         # rebuilt on the next request once the table's weight outgrows ``1 + staleness`` times that.
         self._top: dict[str, tuple[float, list[tuple[str, float]]]] = {}
@@ -124,8 +126,8 @@ class NextItem(Tunable):
         table = followers.get(prev)
         if table is None:
             if len(followers) >= self.max_items:
-                evicted = next(iter(followers))  # oldest inserted item
-                del followers[evicted], self._mass[evicted]
+                evicted, _ = followers.popitem(last=False)  # oldest inserted item
+                del self._mass[evicted]
                 self._top.pop(evicted, None)
             table = followers[prev] = {}
             self._mass[prev] = 0.0
