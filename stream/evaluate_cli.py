@@ -323,7 +323,7 @@ def _print_trajectory(trajectory: list[dict[str, Any]]) -> None:
 
 
 def plot_trajectory(trajectory: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """PNG with three panels over the stream: learning rates (log), strategy weights, reward."""
+    """PNG with three panels over the stream: learning rates (log), strategy weights, reward; drifts dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -343,6 +343,10 @@ def plot_trajectory(trajectory: list[dict[str, Any]], path: Path, title: str = "
     ax_r.plot(steps, cumulative, label="cumulative HR@k")
     ax_r.set_ylabel("reward")
     ax_r.set_xlabel("events")
+    drifts = [b["step"] for a, b in zip(trajectory, trajectory[1:]) if b["drift_events"] > a["drift_events"]]
+    for n, step in enumerate(drifts):  # a change in reward detected (exploration re-opened) before this point
+        for ax in (ax_lr, ax_w, ax_r):
+            ax.axvline(step, color="grey", linestyle=":", linewidth=1, label="drift detected" if n == 0 else None)
     for ax in (ax_lr, ax_w, ax_r):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
