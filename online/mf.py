@@ -50,6 +50,18 @@ class _RowTable:
         rows[key] = row
         return row, True
 
+    def touch_all(self, keys: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Rows for ``keys`` (each marked most recently used), and the rows allocated just now."""
+        out = np.empty(len(keys), dtype=np.intp)
+        fresh: list[int] = []
+        touch = self.touch
+        for n, key in enumerate(keys):
+            row, new = touch(key)
+            out[n] = row
+            if new:
+                fresh.append(row)
+        return out, fresh
+
 
 class ImplicitMF(Tunable):
     """Matrix factorisation learned online from positives and sampled negatives.
@@ -149,14 +161,7 @@ class ImplicitMF(Tunable):
 
     def _rows(self, table: _RowTable, keys: Sequence[str], matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows for ``keys`` (allocated and initialised as needed); returns (rows, grown matrix)."""
-        out = np.empty(len(keys), dtype=np.intp)
-        fresh: list[int] = []
-        touch = table.touch
-        for n, key in enumerate(keys):
-            row, new = touch(key)
-            out[n] = row
-            if new:
-                fresh.append(row)
+        out, fresh = table.touch_all(keys)
         if fresh:
             need = len(table)
             if need > len(matrix):

@@ -114,14 +114,7 @@ class StackedMF:
 
     def _rows(self, table, keys: Sequence[str], which: str) -> np.ndarray:
         lead = self.models[0]
-        out = np.empty(len(keys), dtype=np.intp)
-        fresh: list[int] = []
-        touch = table.touch
-        for n, key in enumerate(keys):
-            row, new = touch(key)
-            out[n] = row
-            if new:
-                fresh.append(row)
+        out, fresh = table.touch_all(keys)
         if fresh:
             attr = "_SP" if which == "P" else "_SQ"
             stack = self._grow(getattr(self, attr), len(table), table.capacity)
