@@ -12,3 +12,13 @@ def test_partition_for_matches_kafka_default_partitioner(user_id, partitions):
     key = user_id.encode()
     everything = list(range(partitions))
     assert partition_for(key, partitions) == DefaultPartitioner()(key, everything, everything)
+
+
+def test_the_sender_s_partition_cache_is_bounded_and_stays_right():
+    from stream.sender import BatchSender
+
+    sender = BatchSender(producer_getter=None, partition_cache=100)
+    for n in range(1_000):
+        key = f"user-{n}".encode()
+        assert sender._partition(key, 8) == partition_for(key, 8)
+        assert len(sender._partition_cache) <= 100
