@@ -22,7 +22,8 @@ class Interaction(NamedTuple):
 
     ``ts`` is epoch seconds; ``value`` is the event's weight (a rating, a price,
     or 1.0). ``event_id`` is optional and used for de-duplication and for
-    matching published lists to the events they answered.
+    matching published lists to the events they answered; ``rec_id`` names the
+    published list the user acted on, when the client says so.
     """
 
     user_id: str
@@ -31,6 +32,7 @@ class Interaction(NamedTuple):
     type: str = "click"
     value: float = 1.0
     event_id: str | None = None
+    rec_id: str | None = None  # the served list this event answers (live bandit feedback), if any
 
 
 @runtime_checkable

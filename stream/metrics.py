@@ -79,6 +79,7 @@ class WorkerMetrics(NamedTuple):
     snapshots: Counter
     snapshot_pause: Gauge
     snapshot_timestamp: Gauge
+    tuner_feedback_events: Counter
     #: last cumulative counts seen in tuner snapshots (``record_tuning`` turns them into increments)
     seen: dict
 
@@ -168,8 +169,14 @@ class WorkerMetrics(NamedTuple):
             snapshot_timestamp=Gauge(f"{prefix}_snapshot_timestamp_seconds",
                                      "When the last snapshot was written (Unix time; 0 = none yet)",
                                      registry=registry),
+            tuner_feedback_events=Counter(
+                f"{prefix}_tuner_feedback_events",
+                "Events naming a served list (rec_id) given to the tuner as bandit feedback, by whether it knew "
+                "the list", ["result"], registry=registry),
             seen={},
         )
+        for result in ("matched", "unknown"):
+            metrics.tuner_feedback_events.labels(result)
         for result in ("written", "failed"):
             metrics.snapshots.labels(result)
         ProcessCollector(registry=registry)
@@ -294,6 +301,10 @@ def record_delivery(metrics: WorkerMetrics, processor: Any, keeper: Any = None) 
     _count_up(metrics, metrics.events_duplicate, ("duplicate",), processor.duplicates)
     _count_up(metrics, metrics.events_replayed, ("replayed",), processor.replayed)
     _count_up(metrics, metrics.events_replicated, ("replicated",), getattr(processor, "replicated", 0))
+    _count_up(metrics, metrics.tuner_feedback_events.labels("matched"), ("feedback", "matched"),
+              getattr(processor, "feedback_matched", 0))
+    _count_up(metrics, metrics.tuner_feedback_events.labels("unknown"), ("feedback", "unknown"),
+              getattr(processor, "feedback_unknown", 0))
     if keeper is not None:
         _count_up(metrics, metrics.snapshots.labels("written"), ("snap", "written"), keeper.snapshots_written)
         _count_up(metrics, metrics.snapshots.labels("failed"), ("snap", "failed"), keeper.failures)

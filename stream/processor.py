@@ -74,7 +74,8 @@ def build_engine(settings: Settings) -> StreamingRecommender:
         return StreamingRecommender(config)
     from online.tuning import TunedRecommender, TunerConfig, tuned_engine_config
 
-    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), TunerConfig(policy=settings.tuner_policy))
+    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)),
+                            TunerConfig(policy=settings.tuner_policy, feedback=settings.tuner_feedback))
 
 
 class EventProcessor:
@@ -108,6 +109,8 @@ class EventProcessor:
         self.answer_only_below: dict[str, int] = {}
         self.replicated = 0
         self.lists_failed = 0
+        self.feedback_matched = 0
+        self.feedback_unknown = 0
 
     def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
                 committed: dict[str, int] | None = None) -> None:
@@ -142,6 +145,7 @@ class EventProcessor:
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
         learned_from: dict[int, RawMessage] = {}
+        answered: list[Interaction] = []  # events that name the list they act on (rec_id)
         next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
         user_partition = self.user_partition
         for message in messages:
@@ -162,6 +166,8 @@ class EventProcessor:
                     result.duplicates += 1
                     continue
                 types[event.type] = types.get(event.type, 0) + 1
+                if event.rec_id is not None:
+                    answered.append(event)
                 if user_partition is not None:
                     user_partition[event.user_id] = message.partition
                 if event.type in schema.NON_POSITIVE_TYPES:
@@ -169,6 +175,8 @@ class EventProcessor:
                 learn.append(event)
                 latest[event.user_id] = (event, message.timestamp)
                 learned_from[id(message)] = message
+        if answered and getattr(getattr(self.engine, "tuner_config", None), "feedback", None) == "bandit":
+            self._feedback(answered)
         try:
             self.engine.learn_many(learn)
         except Exception as exc:  # a bug in a model: keep the worker up, keep the input (in the DLQ)
@@ -192,6 +200,17 @@ class EventProcessor:
         if self.metrics is not None:
             self._count(messages, types, result)
         return result
+
+    def _feedback(self, answered: list[Interaction]) -> None:
+        """Reward the lists these events name: a positive event pays 1 if its item was in the list,
+        an impression or a skip pays 0 (``online.tuning`` IPS for the arms that did not serve)."""
+        feedback = self.engine.feedback
+        for event in answered:
+            reward = 0.0 if event.type in schema.NON_POSITIVE_TYPES else 1.0
+            if feedback(event.rec_id, event.item_id, reward):
+                self.feedback_matched += 1
+            else:
+                self.feedback_unknown += 1  # another worker's list, or older than the tuner remembers
 
     def learn_replica(self, messages: Sequence[RawMessage]) -> int:
         """Learn events of partitions another worker owns (``STREAMREC_LEARN_SCOPE=all``).
@@ -281,9 +300,14 @@ class EventProcessor:
     # -- helpers --------------------------------------------------------------------------
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, now: float) -> Output:
-        items = self.engine.recommend(user_id, k, exclude)
+        rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
+        engine = self.engine
+        if hasattr(engine, "feedback"):  # the tuner logs which arms served this list, for its feedback
+            items = engine.recommend(user_id, k, exclude, rec_id=rec_id)
+        else:
+            items = engine.recommend(user_id, k, exclude)
         value = schema.recommendation(
-            rec_id=f"{self._rec_prefix}{next(self._rec_ids)}", user_id=user_id, items=items, k=k,
+            rec_id=rec_id, user_id=user_id, items=items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
             model_version=self.model_version, strategy=self.strategy,
             arm=getattr(self.engine, "last_arm", None) or "default")

@@ -139,7 +139,10 @@ def validate_event(obj: Any) -> Interaction:
     for optional, kind_ in (("rec_id", str), ("context", dict)):
         if obj.get(optional) is not None and not isinstance(obj[optional], kind_):
             raise Invalid("wrong_type", f"{optional} must be a {kind_.__name__}")
-    return Interaction(user_id, item_id, ts, kind, value, event_id)
+    rec_id = obj.get("rec_id")
+    if rec_id is not None:
+        rec_id = _identifier(obj, "rec_id")
+    return Interaction(user_id, item_id, ts, kind, value, event_id, rec_id)
 
 
 @dataclass(frozen=True)

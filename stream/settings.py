@@ -80,6 +80,10 @@ class Settings:
         "STREAMREC_TUNER", "tune learning rates and blend weights online (turns the default blend on if none is set)"))
     tuner_policy: str = field(default="thompson", metadata=_env(
         "STREAMREC_TUNER_POLICY", "bandit policy of the tuner: thompson, ucb, exp3 or epsilon"))
+    tuner_feedback: str = field(default="full", metadata=_env(
+        "STREAMREC_TUNER_FEEDBACK",
+        "full: every event scores every arm (it is the user's next item); bandit: only events naming a served "
+        "list (rec_id) reward it, the served arm is sampled with a logged propensity, the others get IPS estimates"))
     tuner_publish_s: float = field(default=5.0, metadata=_env(
         "STREAMREC_TUNER_PUBLISH_S", "seconds between tuner snapshots on the tuning topic"))
     # Delivery and state (issue 7)
@@ -157,6 +161,8 @@ class Settings:
             problems.append("group timeouts must be positive")
         if self.tuner_policy not in ("thompson", "ucb", "exp3", "epsilon"):
             problems.append(f"tuner_policy must be thompson, ucb, exp3 or epsilon (got {self.tuner_policy!r})")
+        if self.tuner_feedback not in ("full", "bandit"):
+            problems.append(f"tuner_feedback must be full or bandit (got {self.tuner_feedback!r})")
         if self.learn_scope not in ("partitions", "all"):
             problems.append(f"learn_scope must be partitions or all (got {self.learn_scope!r})")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):

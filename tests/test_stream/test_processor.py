@@ -132,3 +132,24 @@ def test_a_model_that_fails_to_learn_sends_the_batch_to_the_dlq_and_the_worker_g
     reasons = sorted(json.loads(o.value)["reason"] for o in result.dead_letters)
     assert reasons == ["not_json", "processing_failed"] and not result.recommendations
     assert json.loads([o for o in result.dead_letters if o.reason == "processing_failed"][0].value)["offset"] == 1
+
+
+def test_with_bandit_feedback_an_event_naming_a_served_list_rewards_the_arms_that_made_it():
+    processor, registry = make(tuner=True, tuner_feedback="bandit")
+    first = processor.process_events([_msg([_event("u1", f"i{n}", ts=n) for n in range(6)]
+                                           + [_event("u2", f"i{n}", ts=10 + n) for n in range(3)])])
+    served = {json.loads(o.value)["user_id"]: json.loads(o.value) for o in first.recommendations}
+    listing = served["u2"]
+    assert listing["arm"] != "default"  # the sampled arms, whose propensities the tuner logged
+    clicked = listing["items"][0]["item_id"]
+    processor.process_events([_msg(_event("u2", clicked, ts=20, rec_id=listing["rec_id"])),
+                              _msg(_event("u2", "i0", ts=21, rec_id="somebody-elses-list"))])
+    assert (processor.feedback_matched, processor.feedback_unknown) == (1, 1)
+    assert processor.engine.logged >= 1 and processor.engine.tuning_snapshot()["feedback"] == "bandit"
+    assert sum(processor.engine.ips.get("mf", {}).values()) > 0  # the served mf arm got its reward / propensity
+
+
+def test_with_full_feedback_rec_ids_are_not_needed_and_not_counted():
+    processor, _ = make(tuner=True)
+    processor.process_events([_msg(_event("u1", "a", rec_id="x"))])
+    assert (processor.feedback_matched, processor.feedback_unknown) == (0, 0)

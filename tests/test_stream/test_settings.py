@@ -28,7 +28,7 @@ def test_every_field_is_read_from_its_environment_variable(name, env, default):
     if name == "metrics_port":
         expected, raw = 7000, "7000"
     choices = {"tuner_policy": "ucb", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-               "learn_scope": "all"}
+               "learn_scope": "all", "tuner_feedback": "bandit"}
     if name in choices:
         expected = raw = choices[name]
     assert getattr(Settings.from_env({env: raw}), name) == expected
@@ -77,7 +77,7 @@ def test_the_blend_setting_selects_the_engine_path():
 
 @pytest.mark.parametrize("field, value", [("tuner_policy", "greedy"), ("security_protocol", "TLS"),
                                           ("sasl_mechanism", "GSSAPI"), ("dedup_window", -1),
-                                          ("learn_scope", "everything")])
+                                          ("learn_scope", "everything"), ("tuner_feedback", "clicks")])
 def test_choices_outside_their_set_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         Settings(**{field: value})
