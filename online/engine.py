@@ -144,11 +144,15 @@ class StreamingRecommender:
             self.blend.learn_many(interactions)
         self.events_learned += len(interactions)
 
+    #: The arms behind the last list (``online.tuning`` sets it; a fixed engine has none).
+    last_arm: str | None = None
+
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
-                  record: bool = True) -> list[tuple[str, float]]:
+                  record: bool = True, rec_id: str | None = None) -> list[tuple[str, float]]:
         """Top-``k`` (item, score) for a user, never items the user touched or ``exclude``.
 
-        ``record`` remembers the list as the one served, for prequential hit rate.
+        ``record`` remembers the list as the one served, for prequential hit rate. ``rec_id``
+        names the list for engines that learn from feedback on it (``online.tuning``); ignored here.
         """
         if self.blend is not None:
             return self._recommend_blend(user_id, k, exclude, record)

@@ -329,9 +329,7 @@ def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, i
         try:
             update_consumer_lag(app, metrics.consumer_lag, exported, processor.next_offsets)
             record_delivery(metrics, processor, keeper)
-            engine = processor.engine
-            record_prequential(metrics, engine.prequential.snapshot(), engine.config.k)
-            record_blend(metrics, getattr(engine, "blend", None))
+            record_blend(metrics, getattr(processor.engine, "blend", None))
         except Exception as exc:  # metrics must never stop the worker; say so once per kind of failure
             if repr(exc) not in reported:
                 reported.add(repr(exc))

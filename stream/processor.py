@@ -18,7 +18,7 @@ from online.base import Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
 from stream import schema
-from stream.metrics import WorkerMetrics
+from stream.metrics import WorkerMetrics, record_prequential
 from stream.schema import Invalid
 from stream.settings import Settings
 
@@ -111,6 +111,8 @@ class EventProcessor:
         self.lists_failed = 0
         self.feedback_matched = 0
         self.feedback_unknown = 0
+        # Only then do events that name a served list (rec_id) reward the tuner's arms.
+        self.bandit_feedback = settings.tuner and settings.tuner_feedback == "bandit"
 
     def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
                 committed: dict[str, int] | None = None) -> None:
@@ -144,8 +146,9 @@ class EventProcessor:
         learn: list[Interaction] = []
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
-        learned_from: dict[int, RawMessage] = {}
+        learned_from: list[RawMessage] = []  # messages with events in ``learn`` (for the DLQ if learning fails)
         answered: list[Interaction] = []  # events that name the list they act on (rec_id)
+        bandit = self.bandit_feedback
         next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
         user_partition = self.user_partition
         for message in messages:
@@ -161,12 +164,13 @@ class EventProcessor:
                 continue
             if message.offset >= next_offsets.get(where, 0):
                 next_offsets[where] = message.offset + 1
+            learned_before = len(learn)
             for event in self._decode_events(message, result):
                 if event.event_id is not None and seen_before(event.event_id):
                     result.duplicates += 1
                     continue
                 types[event.type] = types.get(event.type, 0) + 1
-                if event.rec_id is not None:
+                if bandit and event.rec_id is not None:
                     answered.append(event)
                 if user_partition is not None:
                     user_partition[event.user_id] = message.partition
@@ -174,15 +178,16 @@ class EventProcessor:
                     continue
                 learn.append(event)
                 latest[event.user_id] = (event, message.timestamp)
-                learned_from[id(message)] = message
-        if answered and getattr(getattr(self.engine, "tuner_config", None), "feedback", None) == "bandit":
+            if len(learn) > learned_before:
+                learned_from.append(message)
+        if answered:
             self._feedback(answered)
         try:
             self.engine.learn_many(learn)
         except Exception as exc:  # a bug in a model: keep the worker up, keep the input (in the DLQ)
             log.exception("learning a micro-batch of %d events failed; its messages go to the DLQ", len(learn))
             failed = Invalid("processing_failed", f"learning failed: {exc!r}"[:500])
-            for message in learned_from.values():
+            for message in learned_from:
                 result.dead_letters.append(self._dead_letter(message, message.value or b"", failed, None))
             latest = {}
         result.events = sum(types.values())
@@ -302,15 +307,11 @@ class EventProcessor:
                   event: Interaction | None, source_ts: float | None, now: float) -> Output:
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
         engine = self.engine
-        if hasattr(engine, "feedback"):  # the tuner logs which arms served this list, for its feedback
-            items = engine.recommend(user_id, k, exclude, rec_id=rec_id)
-        else:
-            items = engine.recommend(user_id, k, exclude)
+        items = engine.recommend(user_id, k, exclude, rec_id=rec_id)  # the tuner logs the arms behind rec_id
         value = schema.recommendation(
             rec_id=rec_id, user_id=user_id, items=items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
-            model_version=self.model_version, strategy=self.strategy,
-            arm=getattr(self.engine, "last_arm", None) or "default")
+            model_version=self.model_version, strategy=self.strategy, arm=engine.last_arm or "default")
         return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:
@@ -332,9 +333,5 @@ class EventProcessor:
         engine = self.engine
         m.state_users.set(engine.n_users)
         m.state_items.set(engine.n_items)
-        snap = engine.prequential.snapshot()
-        k = str(engine.config.k)
-        m.prequential_hit_rate.labels(k, "all").set(snap["hr"])
-        m.prequential_hit_rate.labels(k, "recent").set(snap["hr_recent"])
-        m.prequential_evaluated.set(snap["evaluated"])
+        record_prequential(m, engine.prequential.snapshot(), engine.config.k)
 
