@@ -30,7 +30,7 @@ from online.engine import StreamingRecommender
 from online.errors import SnapshotError
 
 MAGIC = b"streamrec-engine-snapshot\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-user state pickles as a tuple (UserState.__getstate__)
 
 
 @dataclass

@@ -54,8 +54,6 @@ class TunerConfig:
         (every policy forgets, the next decision comes after a quarter period).
     reward_window
         Events in the recent reward rate.
-    trace_every
-        Events between two points of the tuning trajectory (for ``streamrec eval --plot``).
     """
 
     policy: str = "thompson"
@@ -80,7 +78,6 @@ class TunerConfig:
     max_evidence: int = 5_000
     drift_delta: float = 0.0002
     reward_window: int = 1_000
-    trace_every: int = 500
     max_pending: int = 100_000
 
     def __post_init__(self) -> None:
@@ -93,7 +90,7 @@ class TunerConfig:
             problems.append("lr_step must be > 1 and weight_step in (0, 1]")
         if not 0 < self.lr_low < self.lr_high:
             problems.append("need 0 < lr_low < lr_high")
-        for name in ("period", "weight_period", "check_every", "reward_window", "trace_every", "max_pending"):
+        for name in ("period", "weight_period", "check_every", "reward_window", "max_pending"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if not 0 <= self.explore <= 1 or not 0 <= self.floor < 0.5:

@@ -149,8 +149,6 @@ class TunedRecommender:
         self.ips: dict[str, dict[str, float]] = {}
         self.logged = 0
         self.last_arm: str | None = None  # the arms behind the last list (the ``arm`` field of a published list)
-        self.trajectory: list[dict[str, Any]] = []
-        self._since_trace = 0
         blend.tap = self._tap
 
     # -- the engine's public API ------------------------------------------------------------------
@@ -191,10 +189,6 @@ class TunedRecommender:
                 self.blend.strategies[name] = search.champion
         if self.weights is not None and self.weights.after_batch(n) is not None:
             self.blend.set_weights(self.weights.weights)
-        self._since_trace += n
-        if self._since_trace >= self.tuner_config.trace_every:
-            self._since_trace = 0
-            self._trace()
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
                   rec_id: str | None = None) -> list[tuple[str, float]]:
@@ -368,12 +362,3 @@ class TunedRecommender:
         return {"step": self.engine.events_learned, "policy": self.tuner_config.policy,
                 "feedback": self.tuner_config.feedback, "reward_rate": self.reward_rate,
                 "drift_events": self.drift_events, "models": models, "strategies": strategies}
-
-    def _trace(self) -> None:
-        point = {"step": self.engine.events_learned, "reward_rate": self.reward_rate,
-                 "drift_events": self.drift_events,
-                 "learning_rates": {name: float(search.value) for name, search in self.searches.items()},
-                 "weights": self.blend.weights}
-        self.trajectory.append(point)
-        if len(self.trajectory) > 20_000:
-            del self.trajectory[::2]  # keep the whole run, at half the resolution
