@@ -14,7 +14,6 @@ import argparse
 import platform
 import sys
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -120,7 +120,7 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
                 if last is None:
                     raise RuntimeError(f"{name}/{phase}: the workers did not finish; logs in {work}")
                 if paced:
-                    time.sleep(3.0)  # the prequential gauges are refreshed once a second
+                    time.sleep(3.0)  # the last micro-batches' lists and gauges
                     hits = evaluated = 0.0
                     for url in urls:
                         page = scrape(url)

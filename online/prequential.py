@@ -34,6 +34,11 @@ class PrequentialStats:
     ndcg_sum: float = 0.0
     mrr_sum: float = 0.0
     _recent: deque = field(default_factory=deque, repr=False)
+    # Running totals of the recent window, so that snapshot() (called per micro-batch by the worker)
+    # is O(1) instead of summing the window (~45 µs at 1,000).
+    _recent_hits: int = field(default=0, repr=False)
+    _recent_gain: float = field(default=0.0, repr=False)
+    _since_resync: int = field(default=0, repr=False)
 
     def record(self, served: list[str] | tuple[str, ...], item_id: str) -> None:
         """Score one event against the list that was served before it."""
@@ -50,8 +55,16 @@ class PrequentialStats:
             self.mrr_sum += 1.0 / (rank + 1)
         recent = self._recent  # the gain of each recent outcome: 0 for a miss, > 0 for a hit
         recent.append(gain)
+        self._recent_hits += gain > 0
+        self._recent_gain += gain
         if len(recent) > self.window:
-            recent.popleft()
+            gone = recent.popleft()
+            self._recent_hits -= gone > 0
+            self._recent_gain -= gone
+            self._since_resync += 1
+            if self._since_resync >= self.window:  # no drift from adding and subtracting floats
+                self._since_resync = 0
+                self._recent_gain = math.fsum(recent)
 
     def snapshot(self) -> dict[str, float]:
         n = self.evaluated
@@ -62,6 +75,6 @@ class PrequentialStats:
             "hr": self.hits / n if n else 0.0,
             "ndcg": self.ndcg_sum / n if n else 0.0,
             "mrr": self.mrr_sum / n if n else 0.0,
-            "hr_recent": sum(1 for gain in recent if gain) / len(recent) if recent else 0.0,
-            "ndcg_recent": sum(recent) / len(recent) if recent else 0.0,
+            "hr_recent": self._recent_hits / len(recent) if recent else 0.0,
+            "ndcg_recent": max(0.0, self._recent_gain) / len(recent) if recent else 0.0,
         }

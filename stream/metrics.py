@@ -231,7 +231,6 @@ def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
                 metrics.tuner_arm_probability.labels(model, arm).set(arm_state["probability"])
             if arm_state.get("reward") is not None:
                 metrics.tuner_arm_reward.labels(model, arm).set(arm_state["reward"])
-        metrics.tuner_resets.labels(model)  # the series exists before the first reset
         _count_up(metrics, metrics.tuner_resets.labels(model), ("resets", model), state.get("resets") or 0)
     strategies = snapshot.get("strategies") or {}
     for name, weight in (strategies.get("weights") or {}).items():
@@ -316,7 +315,9 @@ def record_delivery(metrics: WorkerMetrics, processor: Any, keeper: Any = None) 
 
 def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, interval: float = 1.0,
                              keeper: Any = None) -> None:
-    """Register a Faust timer that refreshes consumer lag, the prequential HR/NDCG gauges and the blend weights.
+    """Register a Faust timer that refreshes consumer lag, the blend weights and the delivery counters.
+
+    (The prequential HR/NDCG gauges are set per micro-batch by ``EventProcessor``.)
 
     Call once from ``create_app`` before the app starts. ``processor.engine`` (read at every
     tick: a restore may replace it) is the worker's ``online.engine.StreamingRecommender``.
