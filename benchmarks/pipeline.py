@@ -42,7 +42,7 @@ from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.datasets import generate  # noqa: E402
 from stream.scrape import scrape, total  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.worker import spawn_worker, stop_process  # noqa: E402
+from stream.worker import spawn_worker, stop_process, wait_until_ready  # noqa: E402
 
 LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "0"))
 LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
@@ -168,16 +168,7 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
-        import urllib.request
-
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(url, timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_ready(settings, process)
         events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
         publisher = EventPublisher(bootstrap, settings.topic_events, batch_events=1,
                                    extra_config={"linger_ms": LINGER_MS})

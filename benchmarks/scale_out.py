@@ -139,21 +139,14 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
 
 def _wait_split(settings, procs, timeout: float = 90.0) -> None:
     """Until every worker has partitions and the assignment has been stable for a second."""
-    import urllib.request
+    from stream.worker import ready_state
 
     deadline = time.time() + timeout
     previous, stable = None, 0
     while time.time() < deadline:
-        counts = []
-        for s, proc in zip(settings, procs):
-            if proc.poll() is not None:
-                raise RuntimeError(f"a worker exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://{s.metrics_host}:{s.metrics_port}/health/ready",
-                                            timeout=1) as response:
-                    counts.append(json.loads(response.read())["assigned_partitions"])
-            except OSError:
-                counts.append(0)
+        if any(proc.poll() is not None for proc in procs):
+            raise RuntimeError("a worker exited; see its log")
+        counts = [(ready_state(s) or {}).get("assigned_partitions", 0) for s in settings]
         stable = stable + 1 if all(counts) and counts == previous else 0
         if stable >= 4:
             return

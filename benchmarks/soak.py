@@ -32,7 +32,6 @@ import platform
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -47,6 +46,7 @@ from stream.broker import EmbeddedBroker, create_topics  # noqa: E402
 from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.scrape import scrape, total  # noqa: E402
 from stream.settings import Settings  # noqa: E402
+from stream.worker import wait_until_ready  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -62,20 +62,6 @@ def rss_bytes(pid: int) -> int:
                     return int(line.split()[1]) * 1024
         raise RuntimeError(f"no VmRSS for pid {pid}")
     return int(psutil.Process(pid).memory_info().rss)
-
-
-def wait_ready(settings: Settings, timeout: float = 60.0) -> None:
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"worker not ready after {timeout:.0f} s")
 
 
 def rss_trend(samples: list[tuple[float, float]]) -> dict[str, float]:
@@ -296,7 +282,7 @@ def main() -> int:
         create_topics(bootstrap, settings.topic_specs())
         process = start_worker(settings, "soak-worker")
         try:
-            wait_ready(settings)
+            wait_until_ready(settings, process, LOGS / "soak-worker.log")
             return run_soak(settings, process.pid, rate=args.rate, duration=args.duration, users=args.users,
                             items=args.items, report_every=args.report_every, batch_events=args.batch_events,
                             linger_s=args.linger_ms / 1000, broker_pid=broker_pid)

@@ -1,10 +1,14 @@
 """``streamrec worker``: run the Faust app in the foreground until SIGINT/SIGTERM."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 from stream.settings import Settings
@@ -80,3 +84,34 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def ready_state(settings: Settings) -> dict | None:
+    """The worker's ``/health/ready`` body when it is ready, else None."""
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return json.loads(response.read()) if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def wait_until_ready(settings: Settings, process: subprocess.Popen, log_path: Path | None = None,
+                     timeout: float = 60.0) -> dict:
+    """Wait until ``/health/ready`` says the worker's partitions are assigned; its body.
+
+    Fails at once, with the end of its log, if the worker exits meanwhile.
+    """
+    def tail() -> str:
+        return Path(log_path).read_text(errors="replace")[-3000:] if log_path is not None else ""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}:\n{tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker not ready after {timeout:.0f} s:\n{tail()}")
+        body = ready_state(settings)
+        if body is not None:
+            return body
+        time.sleep(0.1)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -12,7 +11,7 @@ import pytest
 
 from stream.broker import create_topics, free_port
 from stream.settings import Settings
-from stream.worker import spawn_worker, stop_process
+from stream.worker import spawn_worker, stop_process, wait_until_ready
 
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeout: float = 30.0) -> list:
@@ -35,33 +34,6 @@ def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeou
     finally:
         consumer.close()
     return found
-
-
-def ready_state(settings: Settings) -> dict | None:
-    """The worker's /health/ready body when it is ready, else None."""
-    import json
-
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return json.loads(response.read()) if response.status == 200 else None
-    except OSError:
-        return None
-
-
-def wait_until_ready(settings: Settings, process: subprocess.Popen, log_path: Path,
-                     timeout: float = 60.0) -> dict:
-    """Wait until /health/ready says the worker's partitions are assigned; its body."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"worker exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"worker not ready after {timeout} s:\n{log_path.read_text()[-3000:]}")
-        body = ready_state(settings)
-        if body is not None:
-            return body
-        time.sleep(0.1)
 
 
 @contextmanager

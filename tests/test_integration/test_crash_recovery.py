@@ -17,8 +17,8 @@ import pytest
 from stream.broker import create_topics, free_port
 from stream.clients import EventPublisher
 from stream.settings import Settings
-from stream.worker import spawn_worker, stop_process
-from tests.test_integration.conftest import read_topic, ready_state, wait_until_ready
+from stream.worker import ready_state, spawn_worker, stop_process, wait_until_ready
+from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
