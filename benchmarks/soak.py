@@ -64,10 +64,11 @@ def rss_bytes(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
-def rss_trend(samples: list[tuple[float, float]]) -> dict[str, float]:
+def rss_trend(samples: list[tuple[float, float]]) -> dict[str, Any]:
     """Least-squares slope of RSS (MB) against time over the last half of ``samples``."""
     if len(samples) < 4:
-        return {"slope_mb_per_min": float("nan"), "growth_mb": float("nan"), "flat": False}
+        return {"slope_mb_per_min": float("nan"), "growth_mb": float("nan"), "flat": False,
+                "verdict": "too short to tell"}
     end = samples[-1][0]
     half = [(t, m) for t, m in samples if t >= end / 2]
     if len(half) < 3:
@@ -77,8 +78,9 @@ def rss_trend(samples: list[tuple[float, float]]) -> dict[str, float]:
     slope = float(np.polyfit(t, mb, 1)[0])  # MB per second
     growth = slope * float(t[-1] - t[0])
     # Flat: the fitted growth over the last half is under 10 MB or 5% of the RSS, whichever is larger.
+    flat = bool(growth < max(10.0, 0.05 * float(mb.mean())))
     return {"slope_mb_per_min": 60 * slope, "growth_mb": growth, "from_mb": float(mb[0]), "to_mb": float(mb[-1]),
-            "flat": bool(growth < max(10.0, 0.05 * float(mb.mean())))}
+            "flat": flat, "verdict": "FLAT" if flat else "GROWING"}
 
 
 @dataclass
@@ -252,7 +254,7 @@ def summary_table(summary: dict[str, Any]) -> str:
                                           f"{summary['worker_rss_mb']['max']:.1f} / "
                                           f"{summary['worker_rss_mb']['last']:.1f} MB"),
         ("worker RSS, last half", f"slope {trend['slope_mb_per_min']:+.2f} MB/min, fitted growth "
-                                  f"{trend['growth_mb']:+.1f} MB -> {'FLAT' if trend['flat'] else 'GROWING'}"),
+                                  f"{trend['growth_mb']:+.1f} MB -> {trend['verdict']}"),
         ("broker RSS at end", f"{summary['broker_rss_mb_last']:.0f} MB" if summary["broker_rss_mb_last"] else "-"),
     ]
     width = max(len(k) for k, _ in rows)
