@@ -77,7 +77,11 @@ def snapshot_bytes(engine: Any, *, offsets: Mapping[str, Any] | None = None,
 
 
 def write_snapshot_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync the folder.
+
+    The same steps as ``models.checkpoint._atomic_write``; ``online`` and ``models`` may not import each
+    other (``tests/test_layering.py``), so each keeps its own twelve lines.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -93,6 +97,14 @@ def write_snapshot_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
         except FileNotFoundError:
             pass
         raise
+    try:  # make the rename itself durable, as models.checkpoint does; not every file system allows it
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass
     return path
 
 
