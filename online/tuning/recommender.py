@@ -149,7 +149,8 @@ class TunedRecommender:
         self.ips: dict[str, dict[str, float]] = {}
         self.logged = 0
         self.last_arm: str | None = None  # the arms behind the last list (the ``arm`` field of a published list)
-        blend.tap = self._tap
+        # Full information scores every arm on the pools served; bandit feedback never reads them.
+        blend.tap = self._tap if config.feedback == "full" else None
 
     # -- the engine's public API ------------------------------------------------------------------
     @property
@@ -176,9 +177,9 @@ class TunedRecommender:
         """Score every arm on the users' served pools, learn the batch everywhere, then decide."""
         if not interactions:
             return
-        full = self.tuner_config.feedback == "full"
-        for event in interactions:
-            self._score_event(event, full)
+        if self.tuner_config.feedback == "full":
+            for event in interactions:
+                self._score_event(event)
         self.engine.learn_many(interactions)
         for search in self.searches.values():
             search.learn(interactions)
@@ -243,14 +244,13 @@ class TunedRecommender:
         if len(pools) > self.tuner_config.max_pending:
             pools.popitem(last=False)
 
-    def _score_event(self, event: Interaction, full: bool) -> None:
+    def _score_event(self, event: Interaction) -> None:
         state = self.engine.user_state(event.user_id)
         if state is None or state.last_list is None:
             return
-        if full:
-            self._served_reward(int(event.item_id in state.last_list[: self.k]))
+        self._served_reward(int(event.item_id in state.last_list[: self.k]))
         pool = self._pools.pop(event.user_id, None)
-        if pool is None or not full:
+        if pool is None:
             return
         if event.item_id not in pool.items:
             return  # no arm could have ranked it: no information
