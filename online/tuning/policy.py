@@ -174,6 +174,19 @@ class ArmPolicy:
         self._diff2 = dict.fromkeys(self.arms, 0.0)
         self._cache = None
 
+    # -- barring (the probabilities are cached: every change goes through here) --------------------
+    def bar(self, arm: str) -> None:
+        self.barred.add(arm)
+        self._cache = None
+
+    def unbar(self, arm: str) -> None:
+        self.barred.discard(arm)
+        self._cache = None
+
+    def clear_bars(self) -> None:
+        self.barred.clear()
+        self._cache = None
+
     # -- deciding ---------------------------------------------------------------------------------
     def open_arms(self) -> list[str]:
         arms = [arm for arm in self.arms if arm not in self.barred]

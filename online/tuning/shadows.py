@@ -153,7 +153,7 @@ class ShadowSearch:
         for label, until in list(self._barred_until.items()):
             if self.events >= until:
                 del self._barred_until[label]
-                self.policy.barred.discard(label)
+                self.policy.unbar(label)
         if self._since_check >= self.check_every:
             self._since_check = 0
             self.check()
@@ -190,8 +190,7 @@ class ShadowSearch:
         else:
             self.models[label] = self._copy(self.champion, getattr(self.models[label], self.param))
         self._barred_until[label] = self.events + self.bar_events
-        self.policy.barred.add(label)
-        self.policy._cache = None
+        self.policy.bar(label)
 
     def reopen(self) -> None:
         """After a change in reward: forget the evidence and decide again after a quarter period."""
@@ -218,7 +217,7 @@ class ShadowSearch:
     def _promote(self, label: str) -> None:
         self.moves += 1
         self._barred_until.clear()
-        self.policy.barred.clear()
+        self.policy.clear_bars()
         self._respawn(self.models[label])
 
     def snapshot(self) -> dict[str, Any]:
