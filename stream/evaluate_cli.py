@@ -147,13 +147,14 @@ def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
     return config
 
 
-def _describe(config: EngineConfig) -> str:
+def _describe(config: EngineConfig, tuner: bool = False) -> str:
     if config.blend is None:
         return (f"engine: popularity {config.popularity_weight:g} + next-item {config.next_item_weight:g} "
                 f"(fixed)")
     blend = config.blend
     weights = ", ".join(f"{name}={weight:g}" for name, weight in blend.weights)
-    return f"blend: {weights} ({'learned' if blend.learn_weights else 'fixed'} weights, {blend.normalise})"
+    how = "tuned" if tuner else "learned" if blend.learn_weights else "fixed"
+    return f"blend: {weights} ({how} weights, {blend.normalise})"
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -222,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
 
         engine = TunedRecommender(engine, TunerConfig(policy=policy, seed=0))
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
-                  f"batch {args.batch_size}; {_describe(config)}; tuner {f'on ({policy})' if tuner else 'off'}")
+                  f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}")
     final: dict[str, Any] = {}
     trajectory: list[dict[str, Any]] = []
     progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
@@ -234,11 +235,9 @@ def _run(args: argparse.Namespace) -> int:
                                      every=max(1, len(events) // 50),
                                      on_progress=lambda done, _total: progress.update(task, completed=done)):
             progress.update(task, hr=snap[f"hr@{args.k}"])
-            trajectory.append(_trajectory_point(engine, snap, trajectory, args.k))
+            trajectory.append(_trajectory_point(engine, snap, trajectory))
             final = snap
-    report = _report(final, args, source, config)
-    if tuner:
-        report["engine"] = report["engine"].replace("fixed weights", "tuned weights")
+    report = _report(final, args, source, config, tuner)
     report["tuner"] = {"on": tuner, "policy": policy if tuner else None, "trajectory": trajectory}
     if tuner:
         report["tuner"]["final"] = engine.tuning_snapshot()
@@ -260,7 +259,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config: EngineConfig) -> dict[str, Any]:
+def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config: EngineConfig,
+            tuner: bool = False) -> dict[str, Any]:
     k = args.k
     report = {key: final[key] for key in ("events", "evaluated", "hits", f"hr@{k}", f"ndcg@{k}", f"mrr@{k}",
                                           "coverage", "events_per_s", "elapsed_s", "cpu_s", "batch_size", "k",
@@ -269,11 +269,11 @@ def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config
                         f"hr@{k}": c[f"hr@{k}"]} for c in final["curve"]]
     report["source"] = source
     report["strategy"] = args.weights or args.strategy
-    report["engine"] = _describe(config)
+    report["engine"] = _describe(config, tuner)
     return report
 
 
-def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, Any]], k: int) -> dict[str, Any]:
+def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, Any]]) -> dict[str, Any]:
     """Rates, weights and reward at one snapshot; reward is HR@k over the events since the last point."""
     hits, evaluated = snap["hits"], snap["evaluated"]
     before = so_far[-1] if so_far else {"hits": 0, "evaluated": 0}
