@@ -108,15 +108,13 @@ class StateKeeper:
         async with self.lock:  # between two micro-batches: the engine and its offsets agree
             covered = dict(processor.next_offsets)
             events_learned = processor.engine.events_learned
-            metadata = {"recent_ids": processor.recent_ids.export(), "committed": dict(self.committed),
-                        "source": self._source()}
             paused = time.perf_counter()
             if self.settings.snapshot_fork and hasattr(os, "fork"):
-                child = self._fork_writer(covered, metadata)  # the child pickles a copy-on-write image
+                child = self._fork_writer(covered)  # the child pickles a copy-on-write image
                 data, handed = None, {}
             else:
                 child = None
-                data = snapshot_bytes(processor.engine, offsets=covered, metadata=metadata)
+                data = snapshot_bytes(processor.engine, offsets=covered, metadata=self._metadata())
                 handed = self.handoff.collect(covered, self.committed) if self.handoff is not None else {}
             self.last_pause_seconds = time.perf_counter() - paused
         try:
@@ -151,7 +149,12 @@ class StateKeeper:
             safe[tp] = offset
         return safe
 
-    def _fork_writer(self, covered: dict[str, int], metadata: dict[str, Any]) -> int:
+    def _metadata(self) -> dict[str, Any]:
+        """What a snapshot carries beside the engine (built in the child when the writer forks)."""
+        return {"recent_ids": self.processor.recent_ids.export(), "committed": dict(self.committed),
+                "source": self._source()}
+
+    def _fork_writer(self, covered: dict[str, int]) -> int:
         """Fork; the child writes the snapshot (and the handoff files) and exits. Returns its pid.
 
         The Redis way: ``fork`` copies the page tables, not the heap, so learning pauses for
@@ -164,7 +167,7 @@ class StateKeeper:
         if pid == 0:
             code = 1
             try:
-                write_snapshot_bytes(snapshot_bytes(self.processor.engine, offsets=covered, metadata=metadata),
+                write_snapshot_bytes(snapshot_bytes(self.processor.engine, offsets=covered, metadata=self._metadata()),
                                      self.path)
                 if self.handoff is not None:
                     self.handoff.write(self.handoff.collect(covered, self.committed))
