@@ -12,7 +12,7 @@ import heapq
 from operator import itemgetter
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from online.base import Interaction
 from online.blend import Blend, BlendConfig, build_blend
@@ -148,14 +148,16 @@ class StreamingRecommender:
     last_arm: str | None = None
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
-                  record: bool = True, rec_id: str | None = None) -> list[tuple[str, float]]:
+                  record: bool = True, rec_id: str | None = None,
+                  weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
         """Top-``k`` (item, score) for a user, never items the user touched or ``exclude``.
 
         ``record`` remembers the list as the one served, for prequential hit rate. ``rec_id``
         names the list for engines that learn from feedback on it (``online.tuning``); ignored here.
+        ``weights`` ranks this one request with other blend weights (the tuner's sampled arm).
         """
         if self.blend is not None:
-            return self._recommend_blend(user_id, k, exclude, record)
+            return self._recommend_blend(user_id, k, exclude, record, weights)
         cfg = self.config
         k = cfg.k if k is None else k
         state = self._users.get(user_id)
@@ -198,12 +200,12 @@ class StreamingRecommender:
         return ranked
 
     def _recommend_blend(self, user_id: str, k: int | None, exclude: Iterable[str],
-                         record: bool) -> list[tuple[str, float]]:
+                         record: bool, weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
         k = self.config.k if k is None else k
         state = self._users.get(user_id)
         if state is None:
-            return self.blend.rank(user_id, (), frozenset(), k, exclude, observe=False)
-        ranked = self.blend.rank(user_id, state.history, state.seen, k, exclude, observe=record)
+            return self.blend.rank(user_id, (), frozenset(), k, exclude, observe=False, weights=weights)
+        ranked = self.blend.rank(user_id, state.history, state.seen, k, exclude, observe=record, weights=weights)
         if record:
             state.last_list = tuple(item for item, _ in ranked)
         return ranked

@@ -285,7 +285,6 @@ class TunedRecommender:
     # -- bandit feedback (live traffic with rec_id) -----------------------------------------------
     def _recommend_sampled(self, user_id: str, k: int | None, exclude: Iterable[str],
                            rec_id: str | None) -> list[tuple[str, float]]:
-        k = self.k if k is None else k
         choices: dict[str, tuple[str, float]] = {}
         weights = None
         if self.weights is not None:
@@ -299,15 +298,9 @@ class TunedRecommender:
             swapped[name] = self.blend.strategies[name]
             self.blend.strategies[name] = search.models[arm]
         try:
-            state = self.engine.user_state(user_id)
-            history = state.history if state is not None else ()
-            seen = state.seen if state is not None else frozenset()
-            ranked = self.blend.rank(user_id, history, seen, k, exclude, observe=state is not None,
-                                     weights=weights)
+            ranked = self.engine.recommend(user_id, k, exclude, weights=weights)
         finally:
             self.blend.strategies.update(swapped)
-        if state is not None:
-            state.last_list = tuple(item for item, _ in ranked)
         self.last_arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
         self.logged += 1
         if rec_id is not None:
