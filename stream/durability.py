@@ -179,8 +179,6 @@ class StateKeeper:
                     pass
             finally:
                 os._exit(code)
-        if self.handoff is not None:
-            self.handoff.prune()
         return pid
 
     async def _wait_for(self, pid: int, timeout: float = 600.0) -> None:

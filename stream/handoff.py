@@ -8,6 +8,10 @@ A worker that is assigned a partition it did not own before (scale-out, or the
 previous owner died) imports that file's users and skips the messages the file
 already covers, exactly as it would after restoring its own snapshot.
 
+A user's partition is not stored: it is what Kafka's default partitioner gives the user id
+(``stream.sender.partition_for``), which is how streamrec's publisher keys events. Producers that
+key events otherwise scatter a user over partitions, and then no per-user state can follow one.
+
 The files are pickles written by our own workers: keep the folder private to them.
 """
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Iterable
 
 from online.handoff import export_users, import_users
 from online.state import write_snapshot_bytes
+from stream.sender import partition_for
 from stream.processor import EventProcessor
 from stream.settings import Settings
 
@@ -46,26 +51,21 @@ class PartitionHandoff:
         self.writer = f"{os.uname().nodename}:{os.path.abspath(settings.data_dir)}"
         self.owned: set[int] = set()
         self.imported_users = 0
-        processor.user_partition = {}  # the processor now records each user's partition
 
     def path(self, partition: int) -> Path:
         return self.folder / f"{partition}.users"
 
     def collect(self, covered: dict[str, int], committed: dict[str, int]) -> dict[int, bytes]:
-        """File contents for every owned partition (call between two micro-batches)."""
-        processor = self.processor
+        """File contents for every owned partition (call between two micro-batches, or in the
+        snapshot's forked child, where the partitioner's cost holds nothing up)."""
         topic = self.settings.topic_events
-        engine = processor.engine
+        engine = self.processor.engine
+        partitions = self.settings.partitions
         by_partition: dict[int, list[str]] = {p: [] for p in self.owned}
-        held = _users_of(engine)
-        stale = []
-        for user_id, partition in processor.user_partition.items():
-            if user_id not in held:
-                stale.append(user_id)  # evicted from the engine: forget its partition too
-            elif partition in by_partition:
-                by_partition[partition].append(user_id)
-        for user_id in stale:
-            del processor.user_partition[user_id]
+        for user_id in _users_of(engine):
+            users = by_partition.get(partition_for(user_id.encode(), partitions))
+            if users is not None:
+                users.append(user_id)
         out = {}
         for partition, users in by_partition.items():
             where = f"{topic}/{partition}"
@@ -73,14 +73,6 @@ class PartitionHandoff:
                        "committed": committed.get(where), "users": export_users(engine, users)}
             out[partition] = MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         return out
-
-    def prune(self) -> None:
-        """Forget the partition of users the engine has evicted (when they are a fifth of the map)."""
-        processor = self.processor
-        held = _users_of(processor.engine)
-        if len(processor.user_partition) <= 1.2 * len(held) + 1_000:
-            return
-        processor.user_partition = {u: p for u, p in processor.user_partition.items() if u in held}
 
     def write(self, files: dict[int, bytes]) -> None:
         for partition, data in files.items():
@@ -110,13 +102,7 @@ class PartitionHandoff:
         processor = self.processor
         engine = processor.engine
         where = f"{self.settings.topic_events}/{partition}"
-        mine = [u for u, p in processor.user_partition.items() if p == partition]
-        for user_id in mine:  # what we knew of them is older than the file
-            processor.user_partition.pop(user_id, None)
-        users = payload["users"]
-        n = import_users(engine, users)
-        for user_id in users:
-            processor.user_partition[user_id] = partition
+        n = import_users(engine, payload["users"])  # what we knew of them is older than the file
         covered, committed = payload.get("covered"), payload.get("committed")
         if covered is not None:  # messages below it are in the imported users' state (and were answered)
             processor.learned_below[where] = covered

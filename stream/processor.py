@@ -102,8 +102,6 @@ class EventProcessor:
         self.resume_floor: dict[str, int] = {}
         self.duplicates = 0
         self.replayed = 0
-        # user -> events partition, recorded only when stream.handoff needs it (None: off).
-        self.user_partition: dict[str, int] | None = None
         # Partitions taken over from another worker whose messages below these offsets this worker
         # already learned as a replica (stream.replica): they are answered with lists, not learned again.
         self.answer_only_below: dict[str, int] = {}
@@ -150,7 +148,6 @@ class EventProcessor:
         answered: list[Interaction] = []  # events that name the list they act on (rec_id)
         bandit = self.bandit_feedback
         next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
-        user_partition = self.user_partition
         for message in messages:
             where = f"{message.topic}/{message.partition}"
             if self.learned_below and self._already_learned(where, message.offset):
@@ -172,8 +169,6 @@ class EventProcessor:
                 types[event.type] = types.get(event.type, 0) + 1
                 if bandit and event.rec_id is not None:
                     answered.append(event)
-                if user_partition is not None:
-                    user_partition[event.user_id] = message.partition
                 if event.type in schema.NON_POSITIVE_TYPES:
                     continue
                 learn.append(event)

@@ -152,27 +152,34 @@ def test_with_snapshots_off_commits_pass_through(tmp_path):
     assert not flushed and not keeper.restore()
 
 
+def _user_in(partition, partitions=Settings().partitions):
+    from stream.sender import partition_for
+
+    return next(f"u{n}" for n in range(10_000) if partition_for(f"u{n}".encode(), partitions) == partition)
+
+
 def test_a_partition_s_users_follow_it_to_the_worker_that_takes_it_over(tmp_path):
     from stream.handoff import PartitionHandoff
 
+    u0, u1 = _user_in(0), _user_in(1)  # users whose events Kafka's partitioner puts in partitions 0 and 1
     shared = str(tmp_path / "shared")
     old_keeper, old, _ = _keeper(tmp_path / "old", handoff_dir=shared)
     old_keeper.handoff = PartitionHandoff(old_keeper.settings, old)
     old_keeper.handoff.on_assigned({0, 1})
-    old.process_events([_msg("u0", "a", 0, partition=0), _msg("u1", "x", 0, partition=1),
-                        _msg("u1", "y", 1, partition=1)])
+    old.process_events([_msg(u0, "a", 0, partition=0), _msg(u1, "x", 0, partition=1),
+                        _msg(u1, "y", 1, partition=1)])
     asyncio.run(old_keeper.before_commit({TP("events", 0): 1, TP("events", 1): 2}))
 
     new_keeper, new, _ = _keeper(tmp_path / "new", handoff_dir=shared)
     new_keeper.handoff = PartitionHandoff(new_keeper.settings, new)
     new_keeper.handoff.on_assigned({1})  # the old worker died; partition 1 comes here
     assert new.engine.n_users == 1 and new_keeper.handoff.imported_users == 1
-    assert "x" not in [item for item, _ in new.engine.recommend("u1")]  # it knows what u1 has seen
+    assert "x" not in [item for item, _ in new.engine.recommend(u1)]  # it knows what u1 has seen
     # Messages the file covers were learned (and answered) by the old owner: skipped, not learned twice.
-    result = new.process_events([_msg("u1", "x", 0, partition=1), _msg("u1", "y", 1, partition=1),
-                                 _msg("u1", "z", 2, partition=1)])
+    result = new.process_events([_msg(u1, "x", 0, partition=1), _msg(u1, "y", 1, partition=1),
+                                 _msg(u1, "z", 2, partition=1)])
     assert (result.replayed, result.events) == (2, 1)
-    assert new.engine._users["u1"].history == ["x", "y", "z"]
+    assert new.engine._users[u1].history == ["x", "y", "z"]
 
 
 def test_a_worker_does_not_import_its_own_files(tmp_path):
