@@ -21,6 +21,11 @@ def _inner(engine: Any) -> StreamingRecommender:
     return engine if isinstance(engine, StreamingRecommender) else engine.engine
 
 
+def held_users(engine: Any) -> list[str]:
+    """The ids of the users ``engine`` holds, least recently active first."""
+    return list(_inner(engine)._users)
+
+
 def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserExport:
     """``{user: (recent items, items seen)}`` for the users the engine holds (plain, picklable data).
 

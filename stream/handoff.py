@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from online.handoff import export_users, import_users
+from online.handoff import export_users, held_users, import_users
 from online.state import write_snapshot_bytes
 from stream.sender import partition_for
 from stream.processor import EventProcessor
@@ -32,11 +32,6 @@ from stream.settings import Settings
 log = logging.getLogger(__name__)
 
 MAGIC = b"streamrec-partition-users\n"
-
-
-def _users_of(engine: Any) -> Any:
-    """The engine's users (an ``online.tuning.TunedRecommender`` holds them in its inner ``.engine``)."""
-    return getattr(engine, "_users", None) or getattr(getattr(engine, "engine", None), "_users", {})
 
 
 class PartitionHandoff:
@@ -62,7 +57,7 @@ class PartitionHandoff:
         engine = self.processor.engine
         partitions = self.settings.partitions
         by_partition: dict[int, list[str]] = {p: [] for p in self.owned}
-        for user_id in _users_of(engine):
+        for user_id in held_users(engine):
             users = by_partition.get(partition_for(user_id.encode(), partitions))
             if users is not None:
                 users.append(user_id)
