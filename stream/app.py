@@ -162,7 +162,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
     app.before_commit = keeper.before_commit
-    # consumer lag per partition, prequential HR/NDCG, blend weights, delivery and snapshot counts
+    # consumer lag per partition, blend weights, delivery and snapshot counts (HR/NDCG: per batch)
     install_periodic_metrics(app, metrics, processor, keeper=keeper)
 
     replica = ReplicaReader(settings, processor, state_lock, aiokafka_security(settings)) \
@@ -219,18 +219,16 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         async for raw in stream:
             await encoder.handle(raw)
 
-    tuning_key = f"{settings.app_id}:{os.uname().nodename}:{os.getpid()}".encode()
+    if settings.tuner:
+        tuning_key = f"{settings.app_id}:{os.uname().nodename}:{os.getpid()}".encode()
 
-    @app.timer(settings.tuner_publish_s)
-    async def publish_tuning() -> None:
-        """The tuner's state: to the gauges and, as JSON, to the ``tuning`` topic."""
-        engine = processor.engine
-        if not hasattr(engine, "tuning_snapshot"):
-            return
-        snapshot = engine.tuning_snapshot()
-        record_tuning(metrics, snapshot)
-        snapshot = {**snapshot, "worker": tuning_key.decode(), "ts": time.time()}
-        await sender.send([Output(settings.topic_tuning, tuning_key, json.dumps(snapshot).encode())])
+        @app.timer(settings.tuner_publish_s)
+        async def publish_tuning() -> None:
+            """The tuner's state: to the gauges and, as JSON, to the ``tuning`` topic."""
+            snapshot = processor.engine.tuning_snapshot()
+            record_tuning(metrics, snapshot)
+            snapshot = {**snapshot, "worker": tuning_key.decode(), "ts": time.time()}
+            await sender.send([Output(settings.topic_tuning, tuning_key, json.dumps(snapshot).encode())])
 
     @app.timer(settings.encoder_poll_s)
     async def poll_checkpoints() -> None:
