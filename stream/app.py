@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from online.engine import StreamingRecommender
+from stream import batch_guard
 from stream.durability import StateKeeper
 from stream.handoff import PartitionHandoff
 from stream.replica import ReplicaReader
@@ -118,6 +119,7 @@ class EncoderHandover:
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                engine: StreamingRecommender | None = None) -> StreamrecFaustApp:
     """A fresh Faust app for ``settings`` (no network work until it is started)."""
+    batch_guard.install()  # no record batch can crash the agents' or the replica's consumer
     registry = registry if registry is not None else CollectorRegistry()
     app = StreamrecFaustApp(
         settings.app_id,

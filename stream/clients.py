@@ -21,7 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from online.base import Interaction
-from stream import schema
+from stream import batch_guard, schema
 from stream.security import kafka_python_security
 from stream.sender import partition_for
 
@@ -241,6 +241,7 @@ class RecommendationConsumer:
         if self._consumer is None:
             from kafka import KafkaConsumer, TopicPartition
 
+            batch_guard.install()  # an undecodable batch counts as a bad message, never a crash
             config = {"bootstrap_servers": self.bootstrap_servers.split(","), "group_id": None,
                       "enable_auto_commit": False, "fetch_max_wait_ms": self.fetch_max_wait_ms,
                       "client_id": "streamrec-consumer"}
@@ -273,7 +274,7 @@ class RecommendationConsumer:
         out = []
         for batch in records.values():
             for record in batch:
-                try:
+                try:  # an undecodable record batch (stream.batch_guard) is one bad message too
                     out.append((schema._decode(record.value), now))
                 except Exception:
                     self.bad_messages += 1

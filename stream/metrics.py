@@ -340,6 +340,7 @@ def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, i
 class TrainerMetrics(NamedTuple):
     events_consumed: Counter
     messages_consumed: Counter
+    undecodable_batches: Counter
     buffered_users: Gauge
     training_loss: Gauge
     sequences_trained: Counter
@@ -356,6 +357,9 @@ class TrainerMetrics(NamedTuple):
                                     registry=registry),
             messages_consumed=Counter(f"{prefix}_trainer_messages_consumed",
                                       "Kafka messages the trainer read from the events topic", registry=registry),
+            undecodable_batches=Counter(f"{prefix}_trainer_undecodable_batches",
+                                        "Record batches of events the trainer could not decode and skipped "
+                                        "(the worker dead-letters them)", registry=registry),
             buffered_users=Gauge(f"{prefix}_trainer_buffered_users", "Users whose sequences the trainer holds",
                                  registry=registry),
             training_loss=Gauge(f"{prefix}_trainer_training_loss", "Mean training loss of the last epoch",

@@ -18,6 +18,7 @@ from online.base import Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
 from stream import schema
+from stream.batch_guard import UndecodableBatch
 from stream.metrics import WorkerMetrics, record_prequential
 from stream.schema import Invalid
 from stream.settings import Settings
@@ -238,6 +239,9 @@ class EventProcessor:
 
     def _decode_events(self, message: RawMessage, result: BatchResult) -> list[Interaction]:
         raw = message.value
+        if isinstance(raw, UndecodableBatch):
+            result.dead_letters.append(self._undecodable(message, raw))
+            return []
         settings = self.settings
         try:
             if raw is None or len(raw) == 0:
@@ -281,6 +285,9 @@ class EventProcessor:
         now = self.clock()
         for message in messages:
             raw = message.value or b""
+            if isinstance(raw, UndecodableBatch):
+                result.dead_letters.append(self._undecodable(message, raw))
+                continue
             try:
                 if len(raw) > settings.max_event_bytes:
                     raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_event_bytes}")
@@ -314,6 +321,16 @@ class EventProcessor:
                                    partition=message.partition, offset=message.offset, index=index,
                                    key=message.key, now=self.clock())
         return Output(self.settings.topic_dlq, message.key, value, message.timestamp, bad.reason)
+
+    def _undecodable(self, message: RawMessage, batch: UndecodableBatch) -> Output:
+        """One dead letter for a whole record batch the consumer could not decode: its raw bytes,
+        its offset range, why. The consumer has moved past it (``stream.batch_guard``)."""
+        log.error("undecodable record batch in %s[%s]: %s; dead-lettered, moving on",
+                  message.topic, message.partition, batch.describe())
+        value = schema.dead_letter(raw=bytes(batch), reason="undecodable_batch", detail=batch.describe(),
+                                   topic=message.topic, partition=message.partition, offset=batch.first_offset,
+                                   last_offset=batch.last_offset, truncated=batch.truncated, now=self.clock())
+        return Output(self.settings.topic_dlq, None, value, message.timestamp, "undecodable_batch")
 
     def _count(self, messages: Sequence[RawMessage], types: dict[str, int], result: BatchResult) -> None:
         m = self.metrics

@@ -53,6 +53,7 @@ class ReplicaReader:
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
                                         enable_auto_commit=False, auto_offset_reset="earliest",
+                                        isolation_level="read_committed",
                                         fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                                         client_id=f"{self.settings.app_id}-replica", **self.consumer_kwargs)
             try:

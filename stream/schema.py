@@ -26,6 +26,9 @@ DLQ_REASONS = (
     "oversized_message", "not_utf8", "not_json", "not_an_object", "empty_batch", "too_many_events",
     "oversized_event", "missing_field", "wrong_type", "unknown_type", "invalid_ts", "invalid_value",
     "invalid_k",
+    # a record batch the consumer could not decode at all (codec, corrupt payload, CRC):
+    # one dead letter for the whole batch, its offset range and raw bytes (stream.batch_guard)
+    "undecodable_batch",
     # not a contract violation we foresaw: a bug in validation ("unprocessable") or in a model
     # while learning the message's events ("processing_failed"); logged with the traceback
     "unprocessable", "processing_failed",
@@ -202,8 +205,13 @@ def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]],
 
 
 def dead_letter(*, raw: bytes, reason: str, detail: str, topic: str, partition: int, offset: int,
-                index: int | None = None, key: bytes | None = None, now: float) -> bytes:
-    """Encode a dead letter: the original bytes, why, and where they came from."""
+                index: int | None = None, key: bytes | None = None, now: float,
+                last_offset: int | None = None, truncated: bool = False) -> bytes:
+    """Encode a dead letter: the original bytes, why, and where they came from.
+
+    ``last_offset`` is set when the letter stands for a range of offsets (an undecodable
+    record batch, ``offset``..``last_offset``); ``truncated`` when ``raw`` was cut short.
+    """
     try:
         original, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -218,5 +226,7 @@ def dead_letter(*, raw: bytes, reason: str, detail: str, topic: str, partition: 
         "key": key.decode("utf-8", "replace") if key is not None else None,
         "original": original,
         "original_encoding": encoding,
+        **({"last_offset": last_offset} if last_offset is not None else {}),
+        **({"original_truncated": True} if truncated else {}),
         "ts": now,
     })

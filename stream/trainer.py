@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 
-from stream import schema
+from stream import batch_guard, schema
 from stream.metrics import TrainerMetrics, serve_metrics
 from stream.schema import Invalid
 from stream.settings import Settings
@@ -107,10 +107,12 @@ class StreamTrainer:
 
         from stream.security import kafka_python_security
 
+        batch_guard.install()  # an undecodable batch is skipped and counted, never a crash
         s = self.settings
         security = kafka_python_security(s)
         consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers.split(","), group_id=f"{s.app_id}-trainer",
                                  enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                 isolation_level="read_committed",
                                  client_id="streamrec-trainer", **security)
         partitions = consumer.partitions_for_topic(s.topic_events) or {0}
         consumer.assign([TopicPartition(s.topic_events, p) for p in sorted(partitions)])
@@ -126,6 +128,11 @@ class StreamTrainer:
         for records in self._consumer.poll(timeout_ms=int(timeout * 1000)).values():
             messages += len(records)
             for record in records:
+                if batch_guard.is_undecodable(record.value):
+                    self.metrics.undecodable_batches.inc()
+                    log.warning("skipping an undecodable record batch of %s[%s]: %s", record.topic,
+                                record.partition, record.value.describe())
+                    continue
                 for event in events_of(record.value or b""):
                     self.store.add(event.user_id, event.item_id)
                     added += 1

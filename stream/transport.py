@@ -1,9 +1,14 @@
-"""A Faust transport whose consumer long-polls for milliseconds, not 1.5 seconds.
+"""A Faust transport whose consumer long-polls for milliseconds, not 1.5 seconds,
+reads only committed transactions, and survives any record batch.
 
 faust-streaming's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` for the
 worker consumer, and Tansu answers a waiting fetch only at its deadline, so every
 hop cost ~400 ms at the median (notes/pipe-findings.md). This subclass sets the
-wait from settings after Faust builds the consumer; everything else is Faust's.
+wait from settings after Faust builds the consumer, and ``read_committed`` (Faust
+asks for it only in its exactly-once mode): events from a producer whose
+transaction aborted are never learned. Undecodable batches are turned into
+dead-letter markers by ``stream.batch_guard`` (installed by ``stream.app``).
+Everything else is Faust's.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ class FastFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
+        consumer._isolation_level = "read_committed"  # read by aiokafka's fetcher when the consumer starts
         return consumer
 
 
