@@ -14,8 +14,6 @@ import struct
 
 import pytest
 from aiokafka.consumer.fetcher import PartitionRecords as AioPartitionRecords
-from aiokafka.record._crc32c import crc as crc32c
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords as AioMemoryRecords
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka.consumer.fetcher import Fetcher as KafkaPythonFetcher
@@ -24,37 +22,11 @@ from kafka.structs import TopicPartition as KafkaPythonTopicPartition
 
 from stream import batch_guard
 from stream.batch_guard import MAX_RAW_BYTES, GuardedRecords, UndecodableBatch
+from tests.forged_batches import (
+    GZIP, LZ4, SNAPPY, ZSTD, corrupt_payload, fix_crc, flip_last_byte, record_batch, unknown_codec,
+)
 
-GZIP, LZ4, ZSTD, SNAPPY = 1, 3, 4, 2
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
-
-
-def record_batch(base_offset: int, values: list[bytes], codec: int = 0, *, producer_id: int = -1,
-                 transactional: bool = False) -> bytearray:
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=int(transactional),
-                                        producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
-                                        base_sequence=0 if producer_id >= 0 else -1, batch_size=1 << 22)
-    for delta, value in enumerate(values):
-        builder.append(delta, timestamp=1_700_000_000_000 + delta, key=None, value=value, headers=[])
-    raw = bytearray(builder.build())
-    struct.pack_into(">q", raw, 0, base_offset)
-    return raw
-
-
-def fix_crc(raw: bytearray) -> bytearray:
-    """What a producer that wrote a broken payload does: a CRC that matches it."""
-    struct.pack_into(">I", raw, 17, crc32c(bytes(raw[21:])))
-    return raw
-
-
-def corrupt_payload(raw: bytearray) -> bytearray:
-    raw[61 + (len(raw) - 61) // 2] ^= 0xFF  # the middle of the compressed records
-    return fix_crc(raw)
-
-
-def unknown_codec(raw: bytearray) -> bytearray:
-    struct.pack_into(">h", raw, 21, 5)  # attributes: compression id 5 is not defined by Kafka
-    return fix_crc(raw)
 
 
 def aiokafka_read(raw: bytes, guarded: bool, isolation: int = READ_UNCOMMITTED, aborted=()):
@@ -85,12 +57,7 @@ FAULTS = [pytest.param(lambda: corrupt_payload(record_batch(2, [b"x" * 100, b"y"
           pytest.param(lambda: corrupt_payload(record_batch(2, [b"x" * 100, b"y" * 100, b"z"], GZIP)),
                        "gzip", id="corrupt-gzip-payload"),
           pytest.param(lambda: unknown_codec(record_batch(2, [b"x", b"y", b"z"])), "unknown", id="unknown-codec"),
-          pytest.param(lambda: _flip_last_byte(record_batch(2, [b"x", b"y", b"z"])), "none", id="crc-mismatch")]
-
-
-def _flip_last_byte(raw: bytearray) -> bytearray:
-    raw[-1] ^= 1
-    return raw
+          pytest.param(lambda: flip_last_byte(record_batch(2, [b"x", b"y", b"z"])), "none", id="crc-mismatch")]
 
 
 def stream_with(fault: bytearray) -> bytes:

@@ -153,3 +153,29 @@ def test_with_full_feedback_rec_ids_are_not_needed_and_not_counted():
     processor, _ = make(tuner=True)
     processor.process_events([_msg(_event("u1", "a", rec_id="x"))])
     assert (processor.feedback_matched, processor.feedback_unknown) == (0, 0)
+
+
+def test_an_undecodable_record_batch_is_one_dead_letter_with_its_offset_range_and_raw_bytes():
+    import base64
+
+    from stream.batch_guard import UndecodableBatch
+
+    processor, registry = make()
+    raw = b"\x00\x01lz4-compressed-bytes\xff"
+    batch = UndecodableBatch(raw, error="UnsupportedCodecError: lz4", first_offset=10, last_offset=14, codec="lz4",
+                             records=5)
+    result = processor.process_events([_msg(_event("u1", "a"), offset=9),
+                                       RawMessage(batch, None, "events", 0, 14, 1000.0),
+                                       _msg(_event("u2", "b"), offset=15)])
+    (letter,) = [json.loads(o.value) for o in result.dead_letters]
+    assert (letter["reason"], letter["offset"], letter["last_offset"]) == ("undecodable_batch", 10, 14)
+    assert letter["original_encoding"] == "base64" and base64.b64decode(letter["original"]) == raw
+    assert "lz4" in letter["error"] and "10-14" in letter["error"]
+    assert result.events == 2  # the batches around it are learned
+    assert registry.get_sample_value("streamrec_events_dlq_total", {"reason": "undecodable_batch"}) == 1
+    assert processor.next_offsets["events/0"] == 16  # the snapshot covers it: a restart does not re-read it
+
+    requests = processor.process_requests([RawMessage(batch, None, "rec-requests", 0, 14, 1000.0)])
+    assert [json.loads(o.value)["reason"] for o in requests.dead_letters] == ["undecodable_batch"]
+
+    assert processor.learn_replica([RawMessage(batch, None, "events", 1, 14, 1000.0)]) == 0  # its owner dead-letters

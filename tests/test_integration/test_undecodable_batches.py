@@ -1,0 +1,163 @@
+"""No record batch is a poison pill: a worker that cannot decode a batch dead-letters it and moves on.
+
+The field report: a confluent-kafka producer with ``compression.type=lz4`` killed a worker
+that lacked the lz4 library, and the restarted worker died on the same committed offset,
+for good. Here the worker runs where *no* snappy/lz4/zstd library can be imported (a
+``cramjam`` that fails to import shadows the real one), the worst case of a codec the
+process cannot decode, and the topic also holds batches no machine can decode (a corrupt
+zstd or snappy payload under a valid CRC, a CRC mismatch; Tansu stores these as sent, while it
+rejects a codec id Kafka does not define, so that case is covered in the unit tests only). The
+worker must serve the gzip users, dead-letter each bad batch once with its offset range
+and raw bytes, count them, and survive ``kill -9`` and a restart on the same offsets.
+The trainer's reader (kafka-python) must skip and count the same batches.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+import uuid
+
+import pytest
+
+from stream.broker import create_topics, free_port
+from stream.scrape import scrape, total
+from stream.settings import Settings
+from stream.worker import spawn_worker, stop_process, wait_until_ready
+from tests.forged_batches import (
+    SNAPPY, ZSTD, corrupt_payload, flip_last_byte, produce_raw_batch, record_batch,
+)
+from tests.test_integration.conftest import read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _events(prefix: str, users: int, per_user: int = 3) -> list[dict]:
+    return [{"user_id": f"{prefix}{u}", "item_id": f"i{(u * 5 + n) % 40}", "type": "click",
+             "ts": 1_700_000_000 + u * 10 + n} for u in range(users) for n in range(per_user)]
+
+
+def _confluent_send(bootstrap: str, topic: str, events: list[dict], codec: str, partition: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 50,
+                         "enable.idempotence": False})
+    for event in events:  # one partition, so the lot goes out as a batch or a few
+        producer.produce(topic, json.dumps(event).encode(), key=event["user_id"].encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _forged_batches() -> list[tuple[str, bytes]]:
+    good = [json.dumps(e).encode() for e in _events("never", 2)]
+    return [("zstd", bytes(corrupt_payload(record_batch(0, good, ZSTD)))),
+            ("snappy", bytes(corrupt_payload(record_batch(0, good, SNAPPY)))),
+            ("none", bytes(flip_last_byte(record_batch(0, good))))]
+
+
+def _undecodable_letters(settings: Settings, expected: int, timeout: float = 40.0) -> list[dict]:
+    found = read_topic(settings.bootstrap_servers, settings.topic_dlq,
+                       lambda got: sum(v["reason"] == "undecodable_batch" for _, v in got) >= expected, timeout)
+    return [value for _, value in found if value["reason"] == "undecodable_batch"]
+
+
+def _served(settings: Settings, users: set[str], timeout: float = 40.0) -> set[str]:
+    found = read_topic(settings.bootstrap_servers, settings.topic_recommendations,
+                       lambda got: users <= {v["user_id"] for _, v in got}, timeout)
+    return {value["user_id"] for _, value in found} & users
+
+
+@pytest.fixture
+def codec_less_environment(tmp_path, monkeypatch):
+    """A worker environment where aiokafka finds no snappy/lz4/zstd library."""
+    shadow = tmp_path / "no-codecs"
+    shadow.mkdir()
+    (shadow / "cramjam.py").write_text("raise ImportError('streamrec test: no codec library here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+
+
+def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_restart_on_them(
+        kafka_bootstrap, tmp_path, codec_less_environment):
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, app_id=f"poison-{tag}", topic_events=f"events-{tag}",
+        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
+        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"),
+        snapshot_interval_s=3600.0,  # no snapshot, so no commit, before the kill: the restart re-reads it all
+        encoder_poll_s=3600.0)
+    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    log_path = tmp_path / "worker.log"
+
+    # the log: gzip users, an lz4 batch this worker cannot decode, three batches nobody can, gzip users
+    _confluent_send(kafka_bootstrap, settings.topic_events, _events("before", 10), "gzip", partition=0)
+    _confluent_send(kafka_bootstrap, settings.topic_events, _events("lz4-", 10), "lz4", partition=0)
+    forged = _forged_batches()
+    offsets = [asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 1, raw)) for _, raw in forged]
+    _confluent_send(kafka_bootstrap, settings.topic_events, _events("after", 10), "gzip", partition=1)
+
+    with open(log_path, "ab") as log:
+        worker = spawn_worker(settings, log)
+        try:
+            wait_until_ready(settings, worker, log_path)
+            served = {f"before{u}" for u in range(10)} | {f"after{u}" for u in range(10)}
+            assert _served(settings, served) == served, "the gzip users around the bad batches are served"
+            letters = _undecodable_letters(settings, expected=1 + len(forged))
+            assert worker.poll() is None, log_path.read_text()[-2000:]
+
+            by_partition = sorted((letter["partition"], letter["offset"]) for letter in letters)
+            assert len(letters) == 1 + len(forged), letters  # once each
+            lz4 = next(letter for letter in letters if letter["partition"] == 0)
+            assert "lz4" in lz4["error"] and lz4["last_offset"] >= lz4["offset"]
+            assert [offset for partition, offset in by_partition if partition == 1] == offsets
+            for letter, (codec, raw) in zip(sorted((l for l in letters if l["partition"] == 1),
+                                                   key=lambda l: l["offset"]), forged):
+                assert letter["topic"] == settings.topic_events and f"codec {codec}" in letter["error"]
+                assert letter["last_offset"] == letter["offset"] + 5  # the batch's six records
+                # the raw batch as the broker stored it (it sets the base offset, the rest is the producer's)
+                assert base64.b64decode(letter["original"])[12:] == raw[12:]
+            metrics = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+            assert total(metrics, "streamrec_events_dlq_total", reason="undecodable_batch") == len(letters)
+
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            worker = spawn_worker(settings, log)  # same group, same offsets, same data dir
+            wait_until_ready(settings, worker, log_path)
+            _confluent_send(kafka_bootstrap, settings.topic_events, _events("restarted", 5), "gzip", partition=0)
+            restarted = {f"restarted{u}" for u in range(5)}
+            assert _served(settings, restarted) == restarted, log_path.read_text()[-3000:]
+            assert worker.poll() is None, "the restarted worker did not crash on the same offsets"
+            # at-least-once: nothing was committed, so each bad batch is dead-lettered again, identically
+            again = _undecodable_letters(settings, expected=2 * len(letters))
+            assert sorted((l["partition"], l["offset"], l["last_offset"]) for l in again) == \
+                sorted(2 * [(l["partition"], l["offset"], l["last_offset"]) for l in letters])
+            assert "We experienced a crash" not in log_path.read_text()
+        finally:
+            stop_process(worker)
+
+
+def test_the_trainer_reader_skips_and_counts_undecodable_batches(kafka_bootstrap, tmp_path):
+    from stream.trainer import StreamTrainer
+
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"poison-trainer-{tag}",
+                        topic_events=f"events-{tag}", partitions=1, trainer_dir=str(tmp_path / "ckpt"))
+    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    _confluent_send(kafka_bootstrap, settings.topic_events, _events("a", 4), "lz4", partition=0)
+    # snappy's raw blocks carry no checksum: a corrupted one can decode into garbage records, which
+    # the trainer then drops as invalid events; only the detectable faults are counted here
+    forged = [(codec, raw) for codec, raw in _forged_batches() if codec != "snappy"]
+    for _, raw in forged:
+        asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 0, raw))
+    _confluent_send(kafka_bootstrap, settings.topic_events, _events("b", 4), "zstd", partition=0)
+
+    trainer = StreamTrainer(settings)
+    try:
+        deadline, added = time.monotonic() + 30, 0
+        while added < 24 and time.monotonic() < deadline:
+            added += trainer.poll(0.5)
+        assert added == 24  # every event of the lz4 and zstd batches around the bad ones
+        assert trainer.registry.get_sample_value("streamrec_trainer_undecodable_batches_total") == len(forged)
+    finally:
+        trainer.close()
