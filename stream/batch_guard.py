@@ -92,11 +92,21 @@ class _MarkerRecord:
 
 
 class _DecodedBatch:
-    """A batch whose records were decoded ahead; everything else is the library's batch."""
+    """A batch whose records were decoded ahead; everything else is the library's batch.
+
+    The header fields both fetchers read for every batch are copied once (an attribute
+    lookup through ``__getattr__`` costs a Python call each); the rest is looked up lazily.
+    """
+
+    is_control_batch = False  # control batches are handed on unwrapped
 
     def __init__(self, batch: Any, records: list) -> None:
         self._batch = batch
         self._records = records
+        if batch is not None:  # legacy (v0/v1) batches lack some of these: the libraries skip them there
+            self.producer_id = getattr(batch, "producer_id", None)
+            self.is_transactional = getattr(batch, "is_transactional", False)
+            self.next_offset = getattr(batch, "next_offset", None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._batch, name)
@@ -111,19 +121,16 @@ class _DecodedBatch:
 class _UndecodableBatchView(_DecodedBatch):
     """A batch that failed to decode, seen by the library as one marker record."""
 
-    is_control_batch = False
-
     def __init__(self, batch: Any, marker: _MarkerRecord) -> None:
         super().__init__(batch, [marker])
+        self.next_offset = marker.offset + 1
+        if batch is None:
+            self.producer_id, self.is_transactional = -1, False
 
     def __getattr__(self, name: str) -> Any:
         if self._batch is None:
             raise AttributeError(name)
         return getattr(self._batch, name)
-
-    @property
-    def next_offset(self) -> int:
-        return self._records[0].offset + 1
 
     @property
     def last_offset(self) -> int:

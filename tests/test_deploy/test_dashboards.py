@@ -24,6 +24,8 @@ REQUIRED_ON_DASHBOARDS = (
     "streamrec_encoder_loaded_timestamp_seconds", "streamrec_encoder_published_timestamp_seconds",
     "streamrec_trainer_training_loss", "streamrec_trainer_sequences_per_second",
     "streamrec_trainer_events_consumed_total", "streamrec_trainer_checkpoints_total",
+    # design.md's names that scripts outside the project read
+    "streamrec_tuner_strategy_weight", "streamrec_encoder_age_seconds",
 )
 
 
@@ -108,5 +110,12 @@ def test_tuning_dashboard_shows_what_the_issue_asks_for():
     text = " ".join(target["expr"] for panel in iter_panels(board["panels"]) for target in panel.get("targets", []))
     for metric in ("streamrec_tuner_learning_rate", "streamrec_tuner_arm_probability",
                    "streamrec_blend_strategy_weight", "streamrec_tuner_reward_rate", "streamrec_prequential_hit_rate",
-                   "streamrec_tuner_drift_events_total"):
+                   "streamrec_tuner_drift_events_total", "streamrec_tuner_strategy_weight"):
         assert metric in text
+
+
+def test_arm_probabilities_are_read_by_decision_as_design_md_labels_them():
+    rules = RULES_FILE.read_text()
+    exprs = [expr for _, _, expr in dashboard_queries()] + re.findall(r"expr:\s*(.+)", rules)
+    reads = [expr for expr in exprs if "streamrec_tuner_arm_probability" in expr]
+    assert reads and all("decision" in expr and "model" not in expr for expr in reads), reads

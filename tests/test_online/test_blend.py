@@ -201,3 +201,79 @@ def test_build_blend_builds_every_named_strategy():
     assert len(ranked) == 4 and not {"i1", "i2"} & {item for item, _ in ranked}
     snap = blend.snapshot()
     assert math.isclose(sum(snap["weights"].values()), 1.0) and snap["params"]["mf"]["lr"] == config.mf_lr
+
+
+class Version(Fixed):
+    """A stand-in for one hot-swapped encoder version: fixed scores and a version number."""
+
+    name = "encoder"
+
+    def __init__(self, version: int, scores: dict[str, float]) -> None:
+        super().__init__(scores)
+        self.version = version
+        self.scored = 0
+
+    def score(self, user_id, history, items):
+        self.scored += 1
+        return super().score(user_id, history, items)
+
+
+def test_the_blend_reports_the_version_of_each_hot_swapped_strategy_that_weighed_in_on_a_list():
+    slot = StrategySlot("encoder")
+    blend = Blend({"popularity": Fixed({"p": 1.0, "q": 0.5}), "encoder": slot}, {"popularity": 1.0, "encoder": 1.0})
+    assert blend.serve("u", [], k=3).versions == ()  # an empty slot serves nothing
+    slot.swap(Version(7, {"e": 1.0}))
+    served = blend.serve("u", [], k=3)
+    assert served.versions == (("encoder", 7),) and "e" in [item for item, _ in served.items]
+    assert served.items == blend.rank("u", [], k=3)  # rank is serve without the report
+    silent = blend.serve("u", [], k=3, weights={"popularity": 1.0, "encoder": 0.0})
+    assert silent.versions == ()  # in the pool with weight 0: it did not shape the list
+    slot.swap(Version(8, {"e": 1.0}))
+    assert blend.serve("u", [], k=3).versions == (("encoder", 8),)
+
+
+def test_a_request_is_scored_by_the_version_it_started_with_even_if_the_slot_swaps_midway():
+    slot = StrategySlot("encoder")
+    newer = Version(2, {"x": 1.0, "e": 0.0})
+
+    class SwapsWhileProposing(Version):
+        def candidates(self, user_id, history, n):
+            slot.swap(newer)  # a hot swap lands between this request's candidates and its scores
+            return super().candidates(user_id, history, n)
+
+    slot.swap(SwapsWhileProposing(1, {"e": 1.0, "x": 0.0}))
+    blend = Blend({"popularity": Fixed({"p": 1.0}), "encoder": slot}, {"popularity": 1.0, "encoder": 1.0})
+    served = blend.serve("u", [], k=3)
+    assert served.versions == (("encoder", 1),) and newer.scored == 0
+
+
+def test_filling_a_slot_serves_the_strategy_in_the_declared_slot_or_adds_one_once():
+    declared = build_blend(BlendConfig.parse("popularity=1,encoder=0.5", learn_weights=False))
+    slot = declared.strategies["encoder"]
+    first = Version(1, {"e": 1.0})
+    declared.fill("encoder", first, weight=0.3)
+    assert declared.strategies["encoder"] is slot and slot.strategy is first  # the declared slot, filled
+    assert declared.weights["encoder"] == pytest.approx(0.5 / 1.5)  # with the weight it was declared with
+
+    undeclared = build_blend(BlendConfig.parse("popularity=1", learn_weights=False))
+    undeclared.fill("encoder", first, weight=0.25)
+    added = undeclared.strategies["encoder"]
+    assert isinstance(added, StrategySlot) and added.strategy is first
+    assert undeclared.weights["encoder"] == pytest.approx(0.25 / 1.25)
+    second = Version(2, {"e": 1.0})
+    undeclared.fill("encoder", second, weight=0.9)  # the next version: same slot, same weight
+    assert undeclared.strategies["encoder"] is added and added.strategy is second
+    assert undeclared.weights["encoder"] == pytest.approx(0.25 / 1.25)
+    with pytest.raises(ValueError):
+        undeclared.fill("popularity", second)  # a learned model is not a slot
+
+
+def test_the_engine_serves_the_list_with_what_served_it():
+    fixed = StreamingRecommender(EngineConfig(k=3))
+    blended = StreamingRecommender(EngineConfig(k=3, blend=BlendConfig.parse("popularity=1,next_item=1,encoder=1")))
+    for engine in (fixed, blended):
+        engine.learn_many(stream(100))
+        served = engine.serve("u1", record=False)
+        assert served.items == engine.recommend("u1", record=False) and served.versions == () and served.arm is None
+    blended.blend.fill("encoder", Version(5, {"e": 1.0}))
+    assert blended.serve("u1", record=False).versions == (("encoder", 5),)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from stream.app import EncoderHandover
@@ -32,3 +35,51 @@ def test_a_worker_picks_up_the_newest_checkpoint_from_the_directory_and_serves_i
     assert "encoder" in processor.engine.blend.strategies
     asyncio.run(handover.poll_directory(str(tmp_path)))  # nothing newer: no second load
     assert registry.get_sample_value("streamrec_encoder_swaps_total", {"result": "swapped"}) == 1
+
+
+def _train(folder, version, events):
+    from models import EncoderConfig, TrainerConfig, train_offline
+
+    train_offline([e.user_id for e in events], [e.item_id for e in events], EncoderConfig.tiny(),
+                  TrainerConfig(device="cpu", epochs=1, progress=False), folder, holdout=0, version=version)
+
+
+def _served_to(processor, user_id):
+    from stream.processor import RawMessage
+
+    raw = json.dumps({"user_id": user_id, "request_id": "r", "k": 10}).encode()
+    (listing,) = [json.loads(o.value) for o in processor.process_requests([RawMessage(raw, user_id.encode())]).recommendations]
+    return listing
+
+
+@pytest.mark.parametrize("blend", ["popularity=0.2,cooccurrence=1,next_item=0.3,encoder=1", "default"],
+                         ids=["declared", "not-declared"])
+def test_the_trainers_versions_fill_the_one_encoder_slot_and_each_list_names_the_version_it_served(tmp_path, blend):
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    processor = EventProcessor(Settings(blend=blend, encoder_weight=0.3), metrics=metrics)
+    declared = processor.engine.blend.strategies.get("encoder")
+    events = generate(600, n_users=30, n_items=60, seed=2)
+    processor.engine.learn_many(events)
+    user = events[-1].user_id
+    assert _served_to(processor, user)["model_version"] == "online"  # nothing trained yet
+    weights = processor.engine.blend.weights
+
+    started = time.time()
+    _train(tmp_path, 1, events)
+    handover = EncoderHandover(processor, metrics, weight=0.3)
+    asyncio.run(handover.poll_directory(str(tmp_path)))
+    slot = processor.engine.blend.strategies["encoder"]
+    assert declared is None or slot is declared  # the declared slot is the one filled: no second slot
+    assert slot.strategy is not None
+    if declared is not None:
+        assert processor.engine.blend.weights == pytest.approx(weights)  # served with the weight it was declared with
+    else:
+        assert processor.engine.blend.weights["encoder"] > 0  # added with STREAMREC_ENCODER_WEIGHT, as before
+    assert _served_to(processor, user)["model_version"] == "encoder-v1"
+    assert 0 <= registry.get_sample_value("streamrec_encoder_age_seconds") <= time.time() - started
+
+    _train(tmp_path, 2, events)
+    asyncio.run(handover.poll_directory(str(tmp_path)))
+    assert processor.engine.blend.strategies["encoder"] is slot
+    assert _served_to(processor, user)["model_version"] == "encoder-v2"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -30,8 +31,10 @@ def test_record_tuning_sets_every_tuner_metric():
     record_tuning(metrics, _snapshot())
     get = registry.get_sample_value
     assert get("streamrec_tuner_learning_rate", {"model": "mf"}) == 0.05
-    assert get("streamrec_tuner_arm_probability", {"model": "mf", "arm": "x1"}) == 0.7
+    assert get("streamrec_tuner_arm_probability", {"decision": "mf", "arm": "x1"}) == 0.7
+    assert get("streamrec_tuner_arm_probability", {"decision": "strategies", "arm": "popularity"}) == 0.4
     assert get("streamrec_tuner_arm_reward", {"model": "mf", "arm": "x0.5"}) == 0.1
+    assert get("streamrec_tuner_strategy_weight", {"strategy": "next_item"}) == 0.7
     assert get("streamrec_blend_strategy_weight", {"strategy": "next_item"}) == 0.7
     assert get("streamrec_tuner_strategy_probability", {"strategy": "popularity"}) == 0.4
     assert get("streamrec_tuner_reward_rate") == 0.25
@@ -93,6 +96,54 @@ def test_setting_the_encoder_version_stamps_its_load_time():
     metrics.encoder_version.set(4)
     assert registry.get_sample_value("streamrec_encoder_version") == 4
     assert before <= registry.get_sample_value("streamrec_encoder_loaded_timestamp_seconds") <= time.time()
+
+
+#: design.md's metric names and the labels it gives them; scripts outside the project read these.
+DESIGN_METRICS = {
+    "streamrec_events_processed_total": None, "streamrec_events_dlq_total": {"reason"},
+    "streamrec_recommendations_published_total": None, "streamrec_event_to_recommendation_seconds_bucket": None,
+    "streamrec_tuner_learning_rate": {"model"}, "streamrec_tuner_strategy_weight": {"strategy"},
+    "streamrec_tuner_arm_probability": {"decision", "arm"}, "streamrec_prequential_hit_rate": {"k"},
+    "streamrec_encoder_version": set(), "streamrec_encoder_age_seconds": set(),
+}
+#: the ones design.md names whose labels must be exactly those (the others may carry more)
+EXACT_LABELS = {"streamrec_tuner_strategy_weight", "streamrec_tuner_arm_probability", "streamrec_encoder_age_seconds",
+                "streamrec_encoder_version"}
+
+
+def test_every_metric_design_md_names_is_exported_with_its_labels():
+    from online.prequential import PrequentialStats
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    record_tuning(metrics, _snapshot())
+    record_prequential(metrics, PrequentialStats(k=10).snapshot(), 10)
+    metrics.event_to_recommendation.observe(0.01)
+    labels: dict[str, list[set[str]]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            labels.setdefault(sample.name, []).append(set(sample.labels) - {"le"})
+    for name, wanted in DESIGN_METRICS.items():
+        assert name in labels, f"{name} is not exported"
+        if wanted is None:
+            continue
+        for found in labels[name]:
+            assert found == wanted if name in EXACT_LABELS else wanted <= found, f"{name}{sorted(found)}"
+
+
+def test_the_encoder_age_counts_from_when_the_served_version_was_trained_else_from_its_load():
+    from stream.metrics import record_encoder_swap
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    get = registry.get_sample_value
+    assert math.isnan(get("streamrec_encoder_age_seconds"))  # no version served yet
+    record_encoder_swap(metrics, 3, trained_at=time.time() - 100)
+    assert get("streamrec_encoder_version") == 3
+    assert 100 <= get("streamrec_encoder_age_seconds") < 110
+    assert get("streamrec_encoder_loaded_timestamp_seconds") >= time.time() - 10  # still stamps the load
+    record_encoder_swap(metrics, 4, trained_at=None)  # a checkpoint that records no time
+    assert 0 <= get("streamrec_encoder_age_seconds") < 10
 
 
 class _TP(SimpleNamespace):

@@ -179,3 +179,45 @@ def test_an_undecodable_record_batch_is_one_dead_letter_with_its_offset_range_an
     assert [json.loads(o.value)["reason"] for o in requests.dead_letters] == ["undecodable_batch"]
 
     assert processor.learn_replica([RawMessage(batch, None, "events", 1, 14, 1000.0)]) == 0  # its owner dead-letters
+
+
+class _EncoderVersion:
+    """A stand-in for one encoder version the trainer published: fixed scores and a version number."""
+
+    name = "encoder"
+
+    def __init__(self, version: int, scores: dict[str, float]) -> None:
+        self.version, self.scores = version, scores
+
+    def learn_many(self, interactions) -> None:
+        pass
+
+    def candidates(self, user_id, history, n):
+        return sorted(self.scores, key=self.scores.__getitem__, reverse=True)[:n]
+
+    def score(self, user_id, history, items):
+        return [self.scores.get(item, 0.0) for item in items]
+
+
+def _list_for_u3(processor):
+    processor.process_events([_msg([_event("u1", "a"), _event("u1", "b"), _event("u2", "a")])])
+    (listing,) = [json.loads(o.value) for o in processor.process_events([_msg(_event("u3", "a"))]).recommendations]
+    return listing
+
+
+def test_a_list_the_online_models_served_alone_names_the_online_model():
+    for changes in ({}, {"blend": "default"}, {"blend": "popularity,cooccurrence,encoder"}, {"tuner": True}):
+        processor, _ = make(**changes)  # the last but one declares an encoder no version has filled yet
+        assert _list_for_u3(processor)["model_version"] == "online", changes
+
+
+def test_a_list_the_encoder_helped_serve_names_the_encoder_version_that_served_it():
+    for changes in ({"blend": "popularity=0.2,cooccurrence=1,encoder=1"},
+                    {"blend": "popularity=0.2,cooccurrence=1,next_item=0.3,encoder=1", "tuner": True}):
+        processor, _ = make(**changes)
+        processor.engine.blend.fill("encoder", _EncoderVersion(3, {"z": 1.0}))
+        listing = _list_for_u3(processor)
+        assert listing["model_version"] == "encoder-v3", changes
+        assert "z" in [entry["item_id"] for entry in listing["items"]]
+        processor.engine.blend.fill("encoder", _EncoderVersion(4, {"z": 1.0}))
+        assert _list_for_u3(processor)["model_version"] == "encoder-v4", changes
