@@ -13,10 +13,10 @@ weights), ``blend`` (candidates, normalisation, weights, the encoder slot),
 """
 from __future__ import annotations
 
-from online.base import Interaction, Strategy, Tunable
+from online.base import Interaction, Served, Strategy, Tunable
 from online.blend import Blend, BlendConfig, StrategySlot
 from online.engine import EngineConfig, StreamingRecommender
 from online.errors import OnlineError, SnapshotError
 
-__all__ = ["Blend", "BlendConfig", "EngineConfig", "Interaction", "OnlineError", "SnapshotError", "Strategy",
-           "StrategySlot", "StreamingRecommender", "Tunable"]
+__all__ = ["Blend", "BlendConfig", "EngineConfig", "Interaction", "OnlineError", "Served", "SnapshotError",
+           "Strategy", "StrategySlot", "StreamingRecommender", "Tunable"]

@@ -35,6 +35,21 @@ class Interaction(NamedTuple):
     rec_id: str | None = None  # the served list this event answers (live bandit feedback), if any
 
 
+class Served(NamedTuple):
+    """A ranked list together with what served it, as the blend and the engines return it.
+
+    The list reports its own provenance so that callers never read it back from the engine
+    after the call (a second request may have run meanwhile). ``versions`` holds
+    ``(strategy, version)`` for each hot-swapped strategy that weighed in on the list (weight
+    above 0 and a version loaded), e.g. ``(("encoder", 3),)``; empty when the online models
+    served it alone. ``arm`` names the tuner's arms behind the list (``None`` without a tuner).
+    """
+
+    items: list[tuple[str, float]]
+    versions: tuple[tuple[str, int], ...] = ()
+    arm: str | None = None
+
+
 @runtime_checkable
 class Strategy(Protocol):
     """A recommendation strategy: learns a micro-batch, scores candidates.
@@ -62,6 +77,8 @@ class Scorer(Protocol):
     """Per-request view of a strategy for one user (see :meth:`Strategy.scorer`).
 
     ``candidates`` returns up to ``n`` items, best first, none of them in ``exclude``.
+    A scorer over a hot-swapped model may also carry ``version`` (an int): the version
+    that answers this request, which the blend reports in :class:`Served`.
     """
 
     def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]: ...

@@ -23,7 +23,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from online.base import Interaction, Strategy, scorer_for
+from online.base import Interaction, Scorer, Served, Strategy, scorer_for
 from online.mf import ImplicitMF
 from online.popularity import DecayedPopularity
 from online.rerank import OPTIMIZERS, LearnedWeights
@@ -41,8 +41,8 @@ class BlendConfig:
     :data:`STRATEGY_NAMES`; :meth:`parse` reads ``"popularity=0.3,cooccurrence=1"``.
     ``popularity`` and ``next_item`` are the engine's own models (configured by
     ``EngineConfig``); the others are built here from the ``<name>_*`` fields.
-    ``encoder`` is an empty :class:`StrategySlot` that ``stream/`` fills with the
-    heavy model when one is published.
+    ``encoder`` is an empty :class:`StrategySlot` that ``stream/`` fills with each
+    version of the heavy model the trainer publishes (:meth:`Blend.fill`).
     """
 
     weights: tuple[tuple[str, float], ...] = (("popularity", 0.2), ("cooccurrence", 1.0), ("next_item", 0.3))
@@ -131,13 +131,46 @@ class BlendConfig:
         return out
 
 
+class _Pinned:
+    """One request's view of a slot: the scorer of the strategy held when the request began,
+    and that strategy's ``version`` (``None`` for an unversioned one)."""
+
+    __slots__ = ("scorer", "version")
+
+    def __init__(self, scorer: Scorer, version: int | None) -> None:
+        self.scorer, self.version = scorer, version
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
+        return self.scorer.candidates(n, exclude)
+
+    def score(self, items: Sequence[str]) -> Sequence[float]:
+        return self.scorer.score(items)
+
+
+class _Empty:
+    """The view of an empty slot: no candidates, 0.0 for every item, no version."""
+
+    version = None
+
+    def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
+        return []
+
+    def score(self, items: Sequence[str]) -> list[float]:
+        return [0.0] * len(items)
+
+
+_EMPTY = _Empty()
+
+
 class StrategySlot:
     """A named place for a strategy that arrives later (the heavy encoder), swapped whole.
 
     Empty, it proposes no candidates and scores everything 0. :meth:`swap` replaces
     the held strategy in one reference assignment, so a request sees either the old
-    or the new model, never a half-loaded one. The held object is not part of
-    engine snapshots: it is restored from its own checkpoint.
+    or the new model, never a half-loaded one: :meth:`scorer` pins the request to the
+    strategy held when it began, and carries that strategy's ``version`` (if it has
+    one) for the blend to report. The held object is not part of engine snapshots:
+    it is restored from its own checkpoint.
 
     Examples
     --------
@@ -157,6 +190,14 @@ class StrategySlot:
         """Install ``strategy`` (or empty the slot); returns the previous one."""
         old, self.strategy = self.strategy, strategy
         return old
+
+    def scorer(self, user_id: str, history: Sequence[str]) -> Scorer:
+        """This request's view, pinned to the strategy held now (a swap mid-request cannot mix
+        two versions' candidates and scores, nor report a version that did not score)."""
+        held = self.strategy
+        if held is None:
+            return _EMPTY
+        return _Pinned(scorer_for(held, user_id, history), getattr(held, "version", None))
 
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         held = self.strategy
@@ -311,6 +352,24 @@ class Blend:
             self.learners.append(name)
         self.set_weights({name: weight})
 
+    def fill(self, name: str, strategy: Strategy, weight: float = 0.0) -> StrategySlot:
+        """Serve ``strategy`` from the slot ``name``: how each encoder version the trainer publishes
+        reaches the lists.
+
+        A slot the blend was built with (``encoder`` listed in its config) is filled in place
+        and keeps the weight it was declared with; a blend without one gets a slot added that
+        starts at ``weight``. Either way the name has one slot, and later calls only swap what
+        it holds. Returns the slot; ``ValueError`` if ``name`` is a strategy that is not a slot.
+        """
+        slot = self.strategies.get(name)
+        if slot is None:
+            slot = StrategySlot(name)
+            self.add(name, slot, weight=weight, learn=False)
+        elif not isinstance(slot, StrategySlot):
+            raise ValueError(f"{name!r} is a {type(slot).__name__} in this blend, not a slot to fill")
+        slot.swap(strategy)
+        return slot
+
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         learner = self.learner
         if learner is not None and learner.learn_many(interactions):
@@ -327,6 +386,14 @@ class Blend:
         ``observe`` lets the weight learner (and :attr:`tap`) remember the pool as the one served.
         ``weights`` ranks this one request with other (normalised) weights: the tuner's arms.
         """
+        return self.serve(user_id, history, seen, k, exclude, observe, weights).items
+
+    def serve(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
+              k: int = 10, exclude: Iterable[str] = (), observe: bool = True,
+              weights: Mapping[str, float] | None = None) -> Served:
+        """:meth:`rank`'s list with the versions of the hot-swapped strategies that weighed in on it
+        (weight above 0 in this request, a version loaded), read from the same per-request scorers
+        that ranked it."""
         self.requests += 1
         excluded: Collection[str] = seen
         if exclude:
@@ -346,7 +413,7 @@ class Blend:
         else:
             items = list(pool)
         if not items:
-            return []
+            return Served([])
         columns = [scorer.score(items) for scorer, _ in active]
         learner = self.learner if observe else None
         total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
@@ -357,7 +424,9 @@ class Blend:
             top = top[np.argsort(-total[top], kind="stable")]
         else:
             top = np.argsort(-total, kind="stable")
-        return [(items[i], float(total[i])) for i in top.tolist()]
+        versions = tuple((name, version) for name, (scorer, weight) in zip(names, active)
+                         if weight > 0 and (version := getattr(scorer, "version", None)) is not None)
+        return Served([(items[i], float(total[i])) for i in top.tolist()], versions)
 
     def _combine(self, columns: list[Sequence[float]], weights: list[float], user_id: str,
                  items: list[str], learner: LearnedWeights | None) -> np.ndarray:

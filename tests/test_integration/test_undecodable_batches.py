@@ -137,7 +137,7 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             stop_process(worker)
 
 
-def test_the_trainer_reader_skips_and_counts_undecodable_batches(kafka_bootstrap, tmp_path):
+def test_the_trainer_decodes_every_codec_and_skips_and_counts_undecodable_batches(kafka_bootstrap, tmp_path):
     from stream.trainer import StreamTrainer
 
     tag = uuid.uuid4().hex[:8]
@@ -150,14 +150,15 @@ def test_the_trainer_reader_skips_and_counts_undecodable_batches(kafka_bootstrap
     forged = [(codec, raw) for codec, raw in _forged_batches() if codec != "snappy"]
     for _, raw in forged:
         asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 0, raw))
-    _confluent_send(kafka_bootstrap, settings.topic_events, _events("b", 4), "zstd", partition=0)
+    for prefix, codec in (("b", "zstd"), ("c", "snappy"), ("d", "gzip")):
+        _confluent_send(kafka_bootstrap, settings.topic_events, _events(prefix, 4), codec, partition=0)
 
     trainer = StreamTrainer(settings)
     try:
         deadline, added = time.monotonic() + 30, 0
-        while added < 24 and time.monotonic() < deadline:
+        while added < 48 and time.monotonic() < deadline:
             added += trainer.poll(0.5)
-        assert added == 24  # every event of the lz4 and zstd batches around the bad ones
+        assert added == 48  # every event of the lz4, zstd, snappy and gzip batches around the bad ones
         assert trainer.registry.get_sample_value("streamrec_trainer_undecodable_batches_total") == len(forged)
     finally:
         trainer.close()
