@@ -37,6 +37,9 @@ class SwapResult:
     version serving afterwards, ``previous`` the one before, ``candidate`` the
     version the file claimed (``None`` if it could not be read). ``error`` holds
     the exception when the load failed (a :class:`~models.errors.ModelError`).
+    ``trained_at`` is when the version now serving was trained (its checkpoint's write
+    time, Unix seconds) if the swap happened and the checkpoint records it, so the
+    worker can report how old the encoder it serves is.
     """
 
     swapped: bool
@@ -45,6 +48,7 @@ class SwapResult:
     candidate: int | None
     reason: str
     error: ModelError | None = None
+    trained_at: float | None = None
 
 
 class ModelSlot:
@@ -113,7 +117,8 @@ class ModelSlot:
                 self._current = (candidate, scorer)
             self.swaps += 1
             log.info("encoder swapped: version %s -> %s (%s)", previous, candidate, path)
-            return SwapResult(True, candidate, previous, candidate, "swapped")
+            return SwapResult(True, candidate, previous, candidate, "swapped",
+                              trained_at=checkpoint.created if checkpoint.created > 0 else None)
 
     @staticmethod
     def _warm_up(scorer: EncoderScorer) -> None:

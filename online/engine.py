@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from online.base import Interaction
+from online.base import Interaction, Served
 from online.blend import Blend, BlendConfig, build_blend
 from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
@@ -156,8 +156,19 @@ class StreamingRecommender:
         names the list for engines that learn from feedback on it (``online.tuning``); ignored here.
         ``weights`` ranks this one request with other blend weights (the tuner's sampled arm).
         """
+        return self.serve(user_id, k, exclude, record, rec_id, weights).items
+
+    def serve(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
+              record: bool = True, rec_id: str | None = None,
+              weights: Mapping[str, float] | None = None) -> Served:
+        """:meth:`recommend`'s list with what served it (:class:`~online.base.Served`): what a
+        published list reports, returned with the list rather than read off the engine afterwards."""
         if self.blend is not None:
-            return self._recommend_blend(user_id, k, exclude, record, weights)
+            return self._serve_blend(user_id, k, exclude, record, weights)
+        return Served(self._rank_fixed(user_id, k, exclude, record))
+
+    def _rank_fixed(self, user_id: str, k: int | None, exclude: Iterable[str],
+                    record: bool) -> list[tuple[str, float]]:
         cfg = self.config
         k = cfg.k if k is None else k
         state = self._users.get(user_id)
@@ -199,16 +210,16 @@ class StreamingRecommender:
             state.last_list = tuple(item for item, _ in ranked)
         return ranked
 
-    def _recommend_blend(self, user_id: str, k: int | None, exclude: Iterable[str],
-                         record: bool, weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
+    def _serve_blend(self, user_id: str, k: int | None, exclude: Iterable[str],
+                     record: bool, weights: Mapping[str, float] | None = None) -> Served:
         k = self.config.k if k is None else k
         state = self._users.get(user_id)
         if state is None:
-            return self.blend.rank(user_id, (), frozenset(), k, exclude, observe=False, weights=weights)
-        ranked = self.blend.rank(user_id, state.history, state.seen, k, exclude, observe=record, weights=weights)
+            return self.blend.serve(user_id, (), frozenset(), k, exclude, observe=False, weights=weights)
+        served = self.blend.serve(user_id, state.history, state.seen, k, exclude, observe=record, weights=weights)
         if record:
-            state.last_list = tuple(item for item, _ in ranked)
-        return ranked
+            state.last_list = tuple(item for item, _ in served.items)
+        return served
 
     def stats(self) -> dict[str, float]:
         """Plain numbers for metrics and summaries (no Prometheus here)."""

@@ -25,7 +25,7 @@ from stream.durability import StateKeeper
 from stream.handoff import PartitionHandoff
 from stream.replica import ReplicaReader
 from stream.security import aiokafka_security, faust_security
-from stream.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
+from stream.metrics import WorkerMetrics, install_periodic_metrics, record_encoder_swap, record_tuning
 from stream.processor import EventProcessor, Output, RawMessage
 from stream.sender import BatchSender
 from stream.settings import Settings
@@ -45,11 +45,15 @@ def _raw(event: Any) -> RawMessage:
 
 
 class EncoderHandover:
-    """Loads announced encoder versions into a ``models.ModelSlot`` and serves it in the blend.
+    """Loads announced encoder versions into a ``models.ModelSlot`` and serves each in the blend.
 
     Loading (checksum, weights-only load, warm-up) runs in a thread so the event loop keeps
     serving; the slot swaps under its lock and keeps the old version on any failure. torch
     is imported on the first announcement, so workers without an encoder start fast.
+
+    Each version that swaps in fills the blend's ``encoder`` slot (``online.blend.Blend.fill``):
+    the slot ``STREAMREC_BLEND`` declared, with its declared weight, or, for a blend that does
+    not list the encoder, one slot added with ``weight`` (``STREAMREC_ENCODER_WEIGHT``).
     """
 
     def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float) -> None:
@@ -99,15 +103,13 @@ class EncoderHandover:
         result = await asyncio.to_thread(self.slot.load_if_newer, path, version)
         if result.swapped:
             self.metrics.encoder_swaps.labels("swapped").inc()
-            self.metrics.encoder_version.set(result.version)
+            record_encoder_swap(self.metrics, result.version, result.trained_at)
             blend = self.processor.engine.blend
             if blend is None:
                 log.warning("encoder version %s loaded but not served: the worker runs without the blend "
                             "(set STREAMREC_BLEND)", result.version)
-            elif "encoder" not in blend.strategies:
-                from online.blend import StrategySlot
-
-                blend.add("encoder", StrategySlot("encoder", self.slot), weight=self.weight, learn=False)
+            else:  # the newest version the slot holds (a concurrent load may have swapped a newer one in)
+                blend.fill("encoder", self.slot.scorer, weight=self.weight)
             log.info("serving encoder version %s (was %s)", result.version, result.previous)
         else:
             stale = result.error is None

@@ -35,12 +35,20 @@ def _client_config(settings: Settings, extra_config: Mapping[str, Any] | None) -
 
 
 def event_payload(event: Interaction | Mapping[str, Any]) -> dict[str, Any]:
-    """The ``events`` contract object for an interaction (mappings pass through)."""
+    """The ``events`` contract object for an interaction (mappings pass through).
+
+    Every field of :class:`~online.base.Interaction` is kept, so what ``stream.schema.validate_event``
+    reads back is the same interaction: ``rec_id`` in particular, without which an event cannot
+    name the list it answers and the tuner's bandit feedback never closes. Optional fields that
+    are ``None`` stay off the wire.
+    """
     if isinstance(event, Interaction):
         out = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": event.ts,
                "value": event.value}
         if event.event_id is not None:
             out["event_id"] = event.event_id
+        if event.rec_id is not None:
+            out["rec_id"] = event.rec_id
         return out
     return dict(event)
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -45,6 +47,18 @@ class _VersionGauge(Gauge):
         super().set(value)
         if self.stamp is not None and value >= 1:
             self.stamp.set_to_current_time()
+
+
+class _AgeGauge(Gauge):
+    """A gauge of seconds since a moment, computed when scraped; NaN until :meth:`count_from`."""
+
+    def count_from(self, moment: float) -> None:
+        self.set_function(lambda: max(0.0, time.time() - moment))  # clocks of two hosts: never below 0
+
+
+#: The ``decision`` label of the tuner's strategy-weight moves (``streamrec_tuner_arm_probability``);
+#: its other decisions are named after the model whose learning rate they tune.
+STRATEGIES_DECISION = "strategies"
 
 
 class WorkerMetrics(NamedTuple):
@@ -80,6 +94,8 @@ class WorkerMetrics(NamedTuple):
     snapshot_pause: Gauge
     snapshot_timestamp: Gauge
     tuner_feedback_events: Counter
+    tuner_strategy_weight: Gauge
+    encoder_age: _AgeGauge
     #: last cumulative counts seen in tuner snapshots (``record_tuning`` turns them into increments)
     seen: dict
 
@@ -90,6 +106,11 @@ class WorkerMetrics(NamedTuple):
         version = _VersionGauge(f"{prefix}_encoder_version", "Encoder version being served (0 = none)",
                                 registry=registry)
         version.stamp = loaded
+        age = _AgeGauge(f"{prefix}_encoder_age_seconds",
+                        "Seconds since the encoder version served was trained (its checkpoint's write time on the "
+                        "trainer), or since this worker loaded it if the checkpoint records no time; NaN while "
+                        "no version is served", registry=registry)
+        age.set_function(lambda: math.nan)
         metrics = cls(
             events_processed=Counter(f"{prefix}_events_processed", "Valid events processed, by type",
                                      ["type"], registry=registry),
@@ -134,8 +155,10 @@ class WorkerMetrics(NamedTuple):
                 ["topic", "partition"], registry=registry),
             tuner_arm_probability=Gauge(
                 f"{prefix}_tuner_arm_probability",
-                "Probability that the tuner serves each learning-rate arm (relative to the champion)",
-                ["model", "arm"], registry=registry),
+                "Probability that the tuner serves each arm of each decision: a model's learning rate "
+                "(decision=<model>, arms relative to the champion: x0.5, x1, x2) or the blend weights "
+                f"(decision={STRATEGIES_DECISION}, arms: keep, or move weight to <strategy>)",
+                ["decision", "arm"], registry=registry),
             tuner_arm_reward=Gauge(f"{prefix}_tuner_arm_reward", "Recent reward rate of each tuner arm",
                                    ["model", "arm"], registry=registry),
             tuner_learning_rate=Gauge(f"{prefix}_tuner_learning_rate", "Learning rate served, per model",
@@ -173,6 +196,12 @@ class WorkerMetrics(NamedTuple):
                 f"{prefix}_tuner_feedback_events",
                 "Events naming a served list (rec_id) given to the tuner as bandit feedback, by whether it knew "
                 "the list", ["result"], registry=registry),
+            tuner_strategy_weight=Gauge(
+                f"{prefix}_tuner_strategy_weight",
+                "Blend weight the tuner gives each strategy (only while the tuner runs; "
+                f"{prefix}_blend_strategy_weight is the blend's weight with or without it)",
+                ["strategy"], registry=registry),
+            encoder_age=age,
             seen={},
         )
         for result in ("matched", "unknown"):
@@ -218,6 +247,9 @@ def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
     "arms": {arm: {"probability", "learning_rate", "reward"}}, "resets"}}, "strategies":
     {"weights": {name: w}, "probabilities": {name: p}}}``; missing parts are left alone.
     ``drift_events`` and ``resets`` are cumulative: the counters grow by the difference.
+    Arm probabilities are exported per decision as design.md names them: each model's
+    learning-rate arms under ``decision=<model>``, the strategy-weight arms under
+    ``decision="strategies"`` (also kept as ``streamrec_tuner_strategy_probability{strategy}``).
     """
     if snapshot.get("reward_rate") is not None:
         metrics.tuner_reward_rate.set(snapshot["reward_rate"])
@@ -235,8 +267,20 @@ def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
     strategies = snapshot.get("strategies") or {}
     for name, weight in (strategies.get("weights") or {}).items():
         metrics.blend_strategy_weight.labels(name).set(weight)
+        metrics.tuner_strategy_weight.labels(name).set(weight)
     for name, probability in (strategies.get("probabilities") or {}).items():
         metrics.tuner_strategy_probability.labels(name).set(probability)
+        metrics.tuner_arm_probability.labels(STRATEGIES_DECISION, name).set(probability)
+
+
+def record_encoder_swap(metrics: WorkerMetrics, version: int, trained_at: float | None) -> None:
+    """A new encoder version serves: its version, its load time, and the moment its age counts from.
+
+    ``trained_at`` (``models.SwapResult.trained_at``) is when the version was trained; a
+    checkpoint that records no time counts from now, the moment it was loaded.
+    """
+    metrics.encoder_version.set(version)  # also stamps streamrec_encoder_loaded_timestamp_seconds
+    metrics.encoder_age.count_from(trained_at if trained_at is not None and trained_at > 0 else time.time())
 
 
 def update_consumer_lag(app: Any, gauge: Gauge, exported: set, positions: dict[str, int] | None = None) -> None:

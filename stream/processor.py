@@ -83,13 +83,11 @@ class EventProcessor:
     """Turns raw ``events`` and ``rec-requests`` messages into lists and dead letters."""
 
     def __init__(self, settings: Settings, engine: StreamingRecommender | None = None,
-                 metrics: WorkerMetrics | None = None, clock: Callable[[], float] = time.time,
-                 model_version: str = "online-v1") -> None:
+                 metrics: WorkerMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.engine = engine or build_engine(settings)
         self.metrics = metrics
         self.clock = clock
-        self.model_version = model_version
         # What produced the lists, for the "strategy" field of the contract.
         self.strategy = "blend" if self.engine.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
@@ -308,12 +306,14 @@ class EventProcessor:
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, now: float) -> Output:
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
-        engine = self.engine
-        items = engine.recommend(user_id, k, exclude, rec_id=rec_id)  # the tuner logs the arms behind rec_id
+        # The list comes back with what served it (arms, model versions): never read off the engine
+        # afterwards. The tuner logs the arms behind rec_id.
+        served = self.engine.serve(user_id, k, exclude, rec_id=rec_id)
         value = schema.recommendation(
-            rec_id=rec_id, user_id=user_id, items=items, k=k,
+            rec_id=rec_id, user_id=user_id, items=served.items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
-            model_version=self.model_version, strategy=self.strategy, arm=engine.last_arm or "default")
+            model_version=schema.model_version_of(served.versions), strategy=self.strategy,
+            arm=served.arm or "default")
         return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:

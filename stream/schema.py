@@ -11,7 +11,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import msgspec
 
@@ -177,6 +177,19 @@ def validate_request(obj: Any, default_k: int, max_k: int) -> Request:
         if isinstance(item, str):
             _check_unicode(item, "exclude")
     return Request(request_id, user_id, k, tuple(str(x) for x in exclude))
+
+
+#: ``model_version`` of a list the online models served without any hot-swapped model.
+ONLINE_MODEL = "online"
+
+
+def model_version_of(versions: Iterable[tuple[str, int]]) -> str:
+    """The ``model_version`` field for a list served with ``versions`` (``online.base.Served``).
+
+    ``"online"`` when no hot-swapped model weighed in, else ``"<strategy>-v<N>"`` per model,
+    joined by ``+`` (today only the encoder: ``"encoder-v3"``, matching its checkpoint's name).
+    """
+    return "+".join(f"{name}-v{version}" for name, version in versions) or ONLINE_MODEL
 
 
 def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]], k: int,

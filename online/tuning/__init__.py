@@ -22,11 +22,11 @@ What it does
 Interface for ``stream/``
 -------------------------
 ``TunedRecommender(StreamingRecommender(tuned_engine_config(base)), TunerConfig(policy="thompson", seed=0))``
-is a drop-in engine (``learn_many``, ``recommend``, ``stats``, ``n_users``, ``n_items``,
+is a drop-in engine (``learn_many``, ``recommend``, ``serve``, ``stats``, ``n_users``, ``n_items``,
 ``events_learned``, ``prequential``, ``config``, ``blend``) with ``tuning_snapshot()`` (plain
-JSON data for the ``tuning`` topic and the gauges), ``last_arm`` (for the ``arm`` field of a
-published list), and, for live bandit feedback, ``recommend(..., rec_id=...)`` plus
-``feedback(rec_id, item_id, reward)``.
+JSON data for the ``tuning`` topic and the gauges), ``serve`` returning the list with the arms
+behind it (the ``arm`` field of a published list; ``last_arm`` keeps the last one), and, for live
+bandit feedback, ``serve(..., rec_id=...)`` plus ``feedback(rec_id, item_id, reward)``.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from river import drift
 
-from online.base import Interaction, scorer_for
+from online.base import Interaction, Served, scorer_for
 from online.blend import BlendConfig, normalise
 from online.engine import EngineConfig, StreamingRecommender
 from online.tuning.config import TunerConfig
@@ -148,7 +148,7 @@ class TunedRecommender:
         self._served: OrderedDict[str, tuple[dict[str, tuple[str, float]], frozenset[str]]] = OrderedDict()
         self.ips: dict[str, dict[str, float]] = {}
         self.logged = 0
-        self.last_arm: str | None = None  # the arms behind the last list (the ``arm`` field of a published list)
+        self.last_arm: str | None = None  # the arms behind the last list (also in what :meth:`serve` returns)
         # Full information scores every arm on the pools served; bandit feedback never reads them.
         blend.tap = self._tap if config.feedback == "full" else None
 
@@ -197,10 +197,16 @@ class TunedRecommender:
 
         ``rec_id`` names the list for :meth:`feedback` (bandit feedback only). Scores are always finite.
         """
+        return self.serve(user_id, k, exclude, record, rec_id).items
+
+    def serve(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
+              rec_id: str | None = None) -> Served:
+        """:meth:`recommend`'s list with what served it: the arms behind it and the engine's report."""
         if self.tuner_config.feedback == "full" or not record:
-            self.last_arm = self._served_label
-            return finite_scores(self.engine.recommend(user_id, k, exclude, record))
-        return finite_scores(self._recommend_sampled(user_id, k, exclude, rec_id))
+            self.last_arm = arm = self._served_label
+            served = self.engine.serve(user_id, k, exclude, record)
+            return served._replace(items=finite_scores(served.items), arm=arm)
+        return self._serve_sampled(user_id, k, exclude, rec_id)
 
     @property
     def _served_label(self) -> str | None:
@@ -283,8 +289,7 @@ class TunedRecommender:
                                  reference="x1")
 
     # -- bandit feedback (live traffic with rec_id) -----------------------------------------------
-    def _recommend_sampled(self, user_id: str, k: int | None, exclude: Iterable[str],
-                           rec_id: str | None) -> list[tuple[str, float]]:
+    def _serve_sampled(self, user_id: str, k: int | None, exclude: Iterable[str], rec_id: str | None) -> Served:
         choices: dict[str, tuple[str, float]] = {}
         weights = None
         if self.weights is not None:
@@ -298,16 +303,16 @@ class TunedRecommender:
             swapped[name] = self.blend.strategies[name]
             self.blend.strategies[name] = search.models[arm]
         try:
-            ranked = self.engine.recommend(user_id, k, exclude, weights=weights)
+            served = self.engine.serve(user_id, k, exclude, weights=weights)
         finally:
             self.blend.strategies.update(swapped)
-        self.last_arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
+        self.last_arm = arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
         self.logged += 1
         if rec_id is not None:
-            self._served[rec_id] = (choices, frozenset(item for item, _ in ranked))
+            self._served[rec_id] = (choices, frozenset(item for item, _ in served.items))
             if len(self._served) > self.tuner_config.max_pending:
                 self._served.popitem(last=False)
-        return ranked
+        return served._replace(items=finite_scores(served.items), arm=arm)
 
     def feedback(self, rec_id: str, item_id: str, reward: float = 1.0) -> bool:
         """An event that names a served list: reward its arms (IPS for the arms not served).
