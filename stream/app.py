@@ -103,13 +103,16 @@ class EncoderHandover:
         result = await asyncio.to_thread(self.slot.load_if_newer, path, version)
         if result.swapped:
             self.metrics.encoder_swaps.labels("swapped").inc()
+            serving, scorer = self.slot.current
+            if serving != result.version:  # a newer version swapped in meanwhile; its own load serves it
+                return
             record_encoder_swap(self.metrics, result.version, result.trained_at)
             blend = self.processor.engine.blend
             if blend is None:
                 log.warning("encoder version %s loaded but not served: the worker runs without the blend "
                             "(set STREAMREC_BLEND)", result.version)
-            else:  # the newest version the slot holds (a concurrent load may have swapped a newer one in)
-                blend.fill("encoder", self.slot.scorer, weight=self.weight)
+            else:
+                blend.fill("encoder", scorer, weight=self.weight)
             log.info("serving encoder version %s (was %s)", result.version, result.previous)
         else:
             stale = result.error is None

@@ -8,8 +8,11 @@ process cannot decode, and the topic also holds batches no machine can decode (a
 zstd or snappy payload under a valid CRC, a CRC mismatch; Tansu stores these as sent, while it
 rejects a codec id Kafka does not define, so that case is covered in the unit tests only). The
 worker must serve the gzip users, dead-letter each bad batch once with its offset range
-and raw bytes, count them, and survive ``kill -9`` and a restart on the same offsets.
-The trainer's reader (kafka-python) must skip and count the same batches.
+and raw bytes, count them, and survive ``kill -9`` and a restart on the same offsets,
+while a ``streamrec trainer`` process beside it reads the same log (kafka-python: it has its
+own lz4 library, but its snappy needs cramjam too), skips and counts the bad batches and
+keeps running. Hostile payloads
+ride in the readable batches.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import pytest
 from stream.broker import create_topics, free_port
 from stream.scrape import scrape, total
 from stream.settings import Settings
-from stream.worker import spawn_worker, stop_process, wait_until_ready
+from stream.worker import spawn_process, spawn_worker, stop_process, wait_until_ready
 from tests.forged_batches import (
     SNAPPY, ZSTD, corrupt_payload, flip_last_byte, produce_raw_batch, record_batch,
 )
@@ -47,6 +50,19 @@ def _confluent_send(bootstrap: str, topic: str, events: list[dict], codec: str, 
     for event in events:  # one partition, so the lot goes out as a batch or a few
         producer.produce(topic, json.dumps(event).encode(), key=event["user_id"].encode(), partition=partition)
     assert producer.flush(30) == 0
+
+
+def _confluent_send_raw(bootstrap: str, topic: str, values: list[bytes | None], codec: str, partition: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 50})
+    for value in values:
+        producer.produce(topic, value, partition=partition)
+    assert producer.flush(30) == 0
+
+
+HOSTILE = [b'{"user_id": {"$gt": ""}, "item_id": "i1", "type": "click", "ts": 1}', None, b'"just a string"',
+           b'{"user_id": "h", "item_id": "i1", "type": "click", "ts": 1e400}', b"[" * 5000 + b"]" * 5000]
 
 
 def _forged_batches() -> list[tuple[str, bytes]]:
@@ -86,7 +102,8 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
         partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"),
         snapshot_interval_s=3600.0,  # no snapshot, so no commit, before the kill: the restart re-reads it all
-        encoder_poll_s=3600.0)
+        encoder_poll_s=3600.0, trainer_metrics_port=free_port(), trainer_refresh_s=3600.0,
+        trainer_min_new_events=1_000_000, trainer_dir=str(tmp_path / "ckpt"))
     create_topics(settings.bootstrap_servers, settings.topic_specs())
     log_path = tmp_path / "worker.log"
 
@@ -96,8 +113,10 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
     forged = _forged_batches()
     offsets = [asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 1, raw)) for _, raw in forged]
     _confluent_send(kafka_bootstrap, settings.topic_events, _events("after", 10), "gzip", partition=1)
+    _confluent_send_raw(kafka_bootstrap, settings.topic_events, HOSTILE, "gzip", partition=1)
 
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, open(tmp_path / "trainer.log", "ab") as trainer_log:
+        trainer = spawn_process(["trainer"], settings, trainer_log)
         worker = spawn_worker(settings, log)
         try:
             wait_until_ready(settings, worker, log_path)
@@ -133,8 +152,27 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             assert sorted((l["partition"], l["offset"], l["last_offset"]) for l in again) == \
                 sorted(2 * [(l["partition"], l["offset"], l["last_offset"]) for l in letters])
             assert "We experienced a crash" not in log_path.read_text()
+            hostile = read_topic(settings.bootstrap_servers, settings.topic_dlq,
+                                 lambda got: sum(v["reason"] != "undecodable_batch" for _, v in got) >= len(HOSTILE))
+            assert sum(v["reason"] != "undecodable_batch" for _, v in hostile) >= len(HOSTILE)
+
+            trainer_url = f"http://{settings.metrics_host}:{settings.trainer_metrics_port}/metrics"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    trained = scrape(trainer_url)
+                except OSError:
+                    trained = {}
+                if total(trained, "streamrec_trainer_events_consumed_total") >= 105:
+                    break
+                time.sleep(0.5)
+            assert trainer.poll() is None, (tmp_path / "trainer.log").read_text()[-2000:]
+            # before/lz4/after (90) and restarted (15): the trainer decodes lz4; the forged are skipped
+            assert total(trained, "streamrec_trainer_events_consumed_total") == 105
+            assert total(trained, "streamrec_trainer_undecodable_batches_total") == len(forged)
         finally:
             stop_process(worker)
+            stop_process(trainer)
 
 
 def test_the_trainer_decodes_every_codec_and_skips_and_counts_undecodable_batches(kafka_bootstrap, tmp_path):
