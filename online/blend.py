@@ -24,12 +24,10 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 import numpy as np
 
 from online.base import Interaction, Scorer, Served, Strategy, scorer_for
-from online.mf import ImplicitMF
-from online.popularity import DecayedPopularity
 from online.rerank import OPTIMIZERS, LearnedWeights
-from online.sequential import NextItem
 
 NORMALISATIONS = ("minmax", "rank")
+#: Names of the registered strategies (``online.registry.REGISTRY``, which knows how to build each).
 STRATEGY_NAMES = ("popularity", "next_item", "cooccurrence", "mf", "river_mf", "encoder")
 
 
@@ -468,31 +466,12 @@ class Blend:
 
 def build_strategy(name: str, config: BlendConfig, *, max_users: int = 1_000_000,
                    max_items: int = 1_000_000, half_life: float = 5_000.0) -> Strategy:
-    """One strategy by name, from the blend's hyper-parameters (standalone instances)."""
-    if name == "popularity":
-        return DecayedPopularity(half_life, max_items)
-    if name == "next_item":
-        return NextItem(max_items=max_items, max_users=max_users)  # the engine's: window 1, order only
-    if name == "cooccurrence":
-        co = NextItem(followers_cap=config.cooc_cap, lookback=config.cooc_lookback, decay=config.cooc_decay,
-                      max_items=max_items, vote_top=config.cooc_vote_top, window=config.cooc_window,
-                      symmetric=config.cooc_symmetric, half_life=config.cooc_half_life, max_users=max_users,
-                      staleness=config.cooc_staleness)
-        co.name = "cooccurrence"
-        return co
-    if name == "mf":
-        return ImplicitMF(n_factors=config.mf_factors, lr=config.mf_lr, l2=config.mf_l2,
-                          negatives=config.mf_negatives, max_users=max_users, max_items=max_items,
-                          seed=config.seed, sampling=config.mf_sampling)
-    if name == "river_mf":
-        from online.river_mf import RiverMF  # river is imported only when asked for
+    """One strategy by name, from the blend's hyper-parameters (standalone instances), as the
+    registry (``online.registry``) declares it."""
+    from online.registry import BuildContext, spec
 
-        return RiverMF(n_factors=config.river_factors, lr=config.river_lr, l2=config.river_l2,
-                       negatives=config.river_negatives, optimizer=config.river_optimizer,
-                       max_users=max_users, max_items=max_items, seed=config.seed)
-    if name == "encoder":
-        return StrategySlot("encoder")
-    raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGY_NAMES)})")
+    context = BuildContext(max_users=max_users, max_items=max_items, half_life=half_life, seed=config.seed)
+    return spec(name).build(config, context)
 
 
 def build_blend(config: BlendConfig, *, shared: Mapping[str, Strategy] | None = None,
