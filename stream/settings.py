@@ -223,6 +223,33 @@ class Settings:
         )
 
 
+#: The sections of the configuration, in reading order: every field of :class:`Settings` is in
+#: exactly one (``tests/test_stream/test_config_reference.py``). ``docs/configuration.md`` is
+#: generated from them (``python -m stream.config_reference``).
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("kafka", "Kafka connection and consumer group",
+     ("bootstrap_servers", "app_id", "partitions", "session_timeout_s", "rebalance_timeout_s",
+      "fetch_max_wait_ms")),
+    ("topics", "Topic names", ("topic_events", "topic_requests", "topic_recommendations", "topic_dlq",
+                               "topic_model_updates", "topic_tuning")),
+    ("serving", "Serving: lists, micro-batches, input limits",
+     ("k", "max_k", "push", "batch_max", "batch_within_s", "max_message_bytes", "max_event_bytes",
+      "max_events_per_message")),
+    ("engine", "Engine: the online models and the blend",
+     ("blend", "half_life", "popularity_weight", "next_item_weight", "history_len", "max_users", "max_items")),
+    ("tuner", "Online tuning", ("tuner", "tuner_policy", "tuner_feedback", "tuner_publish_s")),
+    ("encoder", "Trainer and encoder",
+     ("trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs", "trainer_device",
+      "trainer_size", "encoder_poll_s", "encoder_weight")),
+    ("durability", "Durability and scale-out",
+     ("dedup_window", "snapshot_interval_s", "snapshot_fork", "learn_scope", "handoff_dir", "data_dir")),
+    ("security", "Kafka security (every client)",
+     ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile",
+      "ssl_keyfile")),
+    ("metrics", "Metrics, health and logs", ("metrics_host", "metrics_port", "trainer_metrics_port", "log_level")),
+)
+
+
 def _parse(f: dataclasses.Field, raw: str) -> Any:
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
     if kind is bool:
