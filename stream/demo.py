@@ -483,7 +483,7 @@ def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], 
 
     panels = ((axes[1][0], "streamrec_tuner_learning_rate", ("model",), "learning rate per model", True),
               (axes[1][1], "streamrec_blend_strategy_weight", ("strategy",), "blend strategy weights", False),
-              (axes[1][2], "streamrec_tuner_arm_probability", ("model", "arm"), "tuner arm probabilities", False))
+              (axes[1][2], "streamrec_tuner_arm_probability", ("decision", "arm"), "tuner arm probabilities", False))
     for ax, name, labels, title, log in panels:
         curves = history.by_label(name, *labels)
         for label, (times, values) in sorted(curves.items()):

@@ -111,7 +111,9 @@ def test_lists_are_sorted_unique_bounded_and_never_seen(first, second, seen, k):
     assert len(items) == len(set(items)) <= k
     assert not set(items) & (seen | {"i0"})
     assert scores == sorted(scores, reverse=True)
-    assert all(0.0 <= s <= 1.0 + 1e-9 for s in scores)
+    # within rounding of [0, 1]: the fast minmax path sums w_s * x_s / span_s - lo_s * w_s / span_s,
+    # which can leave -1.8e-17 where the exact value is 0 (found by hypothesis)
+    assert all(-1e-9 <= s <= 1.0 + 1e-9 for s in scores)
     unseen = (set(first) | set(second)) - seen - {"i0"}
     assert len(items) == min(k, len(unseen))
 

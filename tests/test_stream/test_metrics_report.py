@@ -18,7 +18,7 @@ def _history() -> MetricsHistory:
             ("streamrec_tuner_learning_rate", (("model", "mf"),)): 0.05 * (1 + n / 10),
             ("streamrec_blend_strategy_weight", (("strategy", "popularity"),)): 0.3,
             ("streamrec_blend_strategy_weight", (("strategy", "next_item"),)): 0.7,
-            ("streamrec_tuner_arm_probability", (("arm", "x1"), ("model", "mf"))): 0.5,
+            ("streamrec_tuner_arm_probability", (("arm", "x1"), ("decision", "mf"))): 0.5,
             ("process_cpu_seconds_total", ()): 1.0,  # not streamrec_: not kept
         })
     return history
@@ -29,7 +29,7 @@ def test_history_series_and_label_curves():
     times, values = history.series("streamrec_events_processed_total")
     assert times[:2] == [100.0, 101.0] and values[-1] == 4500.0
     assert set(history.by_label("streamrec_blend_strategy_weight", "strategy")) == {"popularity", "next_item"}
-    assert history.by_label("streamrec_tuner_arm_probability", "model", "arm").keys() == {"mf/x1"}
+    assert history.by_label("streamrec_tuner_arm_probability", "decision", "arm").keys() == {"mf/x1"}
     assert not history.series("process_cpu_seconds_total")[0]
 
 
