@@ -14,7 +14,7 @@ import time
 import faust
 
 from stream.app import faust_broker_urls
-from stream.transport import PromptTableManager, StreamrecFaustApp
+from stream.kafka.transport import PromptTableManager, StreamrecFaustApp
 
 
 def main() -> int:

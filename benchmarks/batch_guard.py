@@ -1,4 +1,4 @@
-"""What the batch guard costs a reader: fetch-side parsing with and without ``stream.batch_guard``.
+"""What the batch guard costs a reader: fetch-side parsing with and without ``stream.kafka.batch_guard``.
 
 The guard decodes every record batch eagerly (to catch a failure before the client
 library does) and wraps it in a small proxy, so its cost is per batch, not per record.
@@ -31,7 +31,7 @@ from kafka.consumer.fetcher import Fetcher as KafkaPythonFetcher  # noqa: E402
 from kafka.record.memory_records import MemoryRecords as KafkaPythonMemoryRecords  # noqa: E402
 from kafka.structs import TopicPartition as KafkaPythonTopicPartition  # noqa: E402
 
-from stream.batch_guard import GuardedRecords  # noqa: E402
+from stream.kafka.batch_guard import GuardedRecords  # noqa: E402
 
 CODECS = {"none": 0, "lz4": 3}
 

@@ -53,7 +53,7 @@ from models.encoder import SequenceEncoder  # noqa: E402
 from models.evaluate import evaluate  # noqa: E402
 from models.hot_swap import ModelSlot  # noqa: E402
 from models.trainer import EpochReport, Trainer, pick_device  # noqa: E402
-from stream.datasets import generate, load  # noqa: E402
+from stream.cli.datasets import generate, load  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 REFERENCE_ML100K = [(98.0, 0.3633), (193.0, 0.4128), (450.0, 0.4474)]  # (reference seconds, test NDCG@10)

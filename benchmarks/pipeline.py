@@ -37,12 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.broker import EmbeddedBroker, free_port  # noqa: E402
-from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
-from stream.datasets import generate  # noqa: E402
-from stream.scrape import scrape, total  # noqa: E402
+from stream.cli.datasets import generate  # noqa: E402
+from stream.cli.processes import spawn_worker, stop_process, wait_until_ready  # noqa: E402
+from stream.cli.scrape import scrape, total  # noqa: E402
+from stream.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from stream.kafka.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.worker import spawn_worker, stop_process, wait_until_ready  # noqa: E402
 
 LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "0"))
 LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
@@ -127,7 +127,7 @@ def startup(bootstrap: str, runs: int) -> list[float]:
     for n in range(runs):
         settings = fresh_settings(bootstrap, topic_events=f"ev-start{n}", topic_recommendations=f"rec-start{n}",
                                   topic_requests=f"req-start{n}", topic_dlq=f"dlq-start{n}")
-        from stream.broker import create_topics
+        from stream.kafka.broker import create_topics
 
         create_topics(bootstrap, settings.topic_specs())
         consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=True)
@@ -149,7 +149,7 @@ def startup(bootstrap: str, runs: int) -> list[float]:
 
 def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     settings = fresh_settings(bootstrap)
-    from stream.broker import create_topics
+    from stream.kafka.broker import create_topics
 
     create_topics(bootstrap, settings.topic_specs())
     process = start_worker(settings, f"latency{int(rate)}")

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limit = args.limit or 20_000
         args.lr_grid = args.lr_grid[:2] if len(args.lr_grid) > 2 else args.lr_grid
 
-    from stream.datasets import load
+    from stream.cli.datasets import load
 
     EVENTS.extend(load(args.data, "movielens", limit=args.limit))
     data_mb = _rss_mb()

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from online.evaluation import run_prequential  # noqa: E402
-from stream.datasets import generate, load  # noqa: E402
-from stream.sender import partition_for  # noqa: E402
+from stream.cli.datasets import generate, load  # noqa: E402
 from stream.settings import Settings  # noqa: E402
+from stream.wire.partitioner import partition_for  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
@@ -79,10 +79,10 @@ def measure(events, workers: int, partitions: int, engine: str) -> dict:
 def _live_config(name: str, workers: int, scope: str, events, rate: float, throughput_events) -> dict:
     import subprocess
 
-    from stream.broker import EmbeddedBroker, create_topics, free_port
-    from stream.clients import EventPublisher
-    from stream.scrape import scrape, total
-    from stream.worker import spawn_worker, stop_process
+    from stream.cli.processes import spawn_worker, stop_process
+    from stream.cli.scrape import scrape, total
+    from stream.kafka.broker import EmbeddedBroker, create_topics, free_port
+    from stream.kafka.clients import EventPublisher
 
     work = Path(tempfile.mkdtemp(prefix="streamrec-scale-"))
     out = {"config": name, "workers": workers, "learn_scope": scope}
@@ -139,7 +139,7 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
 
 def _wait_split(settings, procs, timeout: float = 90.0) -> None:
     """Until every worker has partitions and the assignment has been stable for a second."""
-    from stream.worker import ready_state
+    from stream.cli.processes import ready_state
 
     deadline = time.time() + timeout
     previous, stable = None, 0

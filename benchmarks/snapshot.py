@@ -1,7 +1,7 @@
 """How long a worker's snapshot takes (it runs before every commit and holds up learning meanwhile).
 
 Builds the default worker engine with N distinct users (each with a short history),
-then times both ways ``stream.durability`` can take a snapshot: in place
+then times both ways ``stream.worker.durability`` can take a snapshot: in place
 (``online.state.snapshot_bytes`` holds the lock for the whole pickling, then the
 atomic write) and forked (``STREAMREC_SNAPSHOT_FORK``, the default: learning waits
 only for ``os.fork``; the child pickles and writes), and reports the file size.
@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from online.base import Interaction  # noqa: E402
 from online.engine import StreamingRecommender  # noqa: E402
-from online.state import snapshot_bytes, write_snapshot_bytes  # noqa: E402
+from common.files import atomic_write_bytes  # noqa: E402
+from online.state import snapshot_bytes  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
 
@@ -49,14 +50,14 @@ def main() -> int:
         frozen = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
-            write_snapshot_bytes(data, Path(folder) / "engine.snap")
+            atomic_write_bytes(Path(folder) / "engine.snap", data)
             written = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
             pid = os.fork()
             if pid == 0:
                 try:
-                    write_snapshot_bytes(snapshot_bytes(engine, offsets={"events/0": 1}), Path(folder) / "e.snap")
+                    atomic_write_bytes(Path(folder) / "e.snap", snapshot_bytes(engine, offsets={"events/0": 1}))
                 finally:
                     os._exit(0)
             forked = time.perf_counter() - started

@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import LOGS, fresh_settings, start_worker, stop  # noqa: E402
-from stream.broker import EmbeddedBroker, create_topics  # noqa: E402
-from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
-from stream.scrape import scrape, total  # noqa: E402
+from stream.cli.processes import wait_until_ready  # noqa: E402
+from stream.cli.scrape import scrape, total  # noqa: E402
+from stream.kafka.broker import EmbeddedBroker, create_topics  # noqa: E402
+from stream.kafka.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.worker import wait_until_ready  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -24,12 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from stream.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from stream.clients import EventPublisher, RecommendationConsumer  # noqa: E402
-from stream.datasets import generate  # noqa: E402
-from stream.scrape import scrape, total  # noqa: E402
+from stream.cli.datasets import generate  # noqa: E402
+from stream.cli.processes import spawn_worker, stop_process  # noqa: E402
+from stream.cli.scrape import scrape, total  # noqa: E402
+from stream.kafka.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from stream.kafka.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.worker import spawn_worker, stop_process  # noqa: E402
+from stream.wire.announcements import ModelUpdate, encode_model_update  # noqa: E402
 
 
 def train_versions(directory: Path, n: int, events) -> list[Path]:
@@ -97,8 +98,8 @@ def main() -> int:
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
 
         def announce(version: int) -> None:
-            note = {"version": version, "path": str(paths[version - 1])}
-            producer.send(settings.topic_model_updates, value=json.dumps(note).encode())
+            note = ModelUpdate(version, str(paths[version - 1]))
+            producer.send(settings.topic_model_updates, value=encode_model_update(note))
             producer.flush()
 
         try:

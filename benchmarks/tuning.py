@@ -7,7 +7,7 @@ user, then learns it; then one ``recommend`` for that user). Streams:
 
 - ``ml-100k``: ``../shared/data/ml-100k/u.data`` read in place (skipped with a
   message when absent);
-- ``drifting``: :func:`stream.datasets.generate` (tastes of every user move to
+- ``drifting``: :func:`stream.cli.datasets.generate` (tastes of every user move to
   other genres halfway), ``--drift-events`` events, seed 7;
 - ``unseen`` (opt-in): the same generator with another seed (2024), 800 users,
   3,000 items, 30 genres: data the tuner's defaults were never looked at on.
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         args.lr_grid = (0.05, 0.1, 0.2)
         args.weight_grid = "start,co-heavy"
         args.policies = "thompson"
-    from stream.datasets import generate, load
+    from stream.cli.datasets import generate, load
 
     streams = []
     for name in args.streams.split(","):

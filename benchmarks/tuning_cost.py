@@ -23,10 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from online.engine import StreamingRecommender  # noqa: E402
 from online.tuning import tuned_engine_config  # noqa: E402
-from stream.clients import event_payload  # noqa: E402
-from stream.datasets import generate, load  # noqa: E402
-from stream.processor import EventProcessor, RawMessage  # noqa: E402
+from stream.cli.datasets import generate, load  # noqa: E402
 from stream.settings import Settings  # noqa: E402
+from stream.wire.messages import RawMessage  # noqa: E402
+from stream.wire.schema import event_payload  # noqa: E402
+from stream.worker.processor import EventProcessor  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 

@@ -24,9 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, Mapping
 
 import torch
 
+from common.files import atomic_write_bytes
 from models.config import EncoderConfig
 from models.encoder import SequenceEncoder
 from models.errors import CheckpointError, IncompatibleCheckpoint
@@ -93,30 +92,6 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable; not every file system allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 def _plain(value: Any) -> Any:
     """Metrics as plain Python data (numpy scalars would need pickle to load)."""
     if value is None:
@@ -165,8 +140,8 @@ def save_checkpoint(path: str | Path, *, state_dict: Mapping[str, torch.Tensor],
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(checksum_path(path), f"{digest}  {path.name}\n".encode())  # checksum first: see module doc
-    _atomic_write(path, data)
+    atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())  # checksum first: see module doc
+    atomic_write_bytes(path, data)
     return path
 
 

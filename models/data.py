@@ -2,7 +2,7 @@
 
 ``models`` never imports ``online`` or ``stream``, so everything here takes plain
 Python sequences or numpy arrays of user ids and item ids *already in time
-order* (``stream.datasets.load`` returns them so).
+order* (``stream.cli.datasets.load`` returns them so).
 
 Conventions used by the whole package:
 

@@ -2,7 +2,7 @@
 
 Launch with ``torchrun``; nothing here starts processes itself::
 
-    torchrun --nproc_per_node 8 -m stream.encoder_cli train --data FILE --format sasrec --device cuda
+    torchrun --nproc_per_node 8 -m stream.cli.encoder train --data FILE --format sasrec --device cuda
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; :func:`init_from_env` turns them into a process group (NCCL on

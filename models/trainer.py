@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What one epoch did (plain numbers: ``stream/metrics.py`` exports them)."""
+    """What one epoch did (plain numbers: ``stream/trainer/metrics.py`` exports them)."""
 
     epoch: int
     loss: float

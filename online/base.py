@@ -43,11 +43,23 @@ class Served(NamedTuple):
     ``(strategy, version)`` for each hot-swapped strategy that weighed in on the list (weight
     above 0 and a version loaded), e.g. ``(("encoder", 3),)``; empty when the online models
     served it alone. ``arm`` names the tuner's arms behind the list (``None`` without a tuner).
+    ``pool`` is the scored pool the list was cut from, when the caller asked for it
+    (``keep_pool``): what the online tuner scores other weights and models on.
     """
 
     items: list[tuple[str, float]]
     versions: tuple[tuple[str, int], ...] = ()
     arm: str | None = None
+    pool: "Pool | None" = None
+
+
+class Pool(NamedTuple):
+    """The candidates of one request with every strategy's raw scores: ``columns[j][i]`` is
+    strategy ``names[j]``'s score of ``items[i]``."""
+
+    items: list[str]
+    names: list[str]
+    columns: list
 
 
 @runtime_checkable

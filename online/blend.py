@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from online.base import Interaction, Scorer, Served, Strategy, scorer_for
+from online.base import Interaction, Pool, Scorer, Served, Strategy, scorer_for
 from online.rerank import OPTIMIZERS, LearnedWeights
 
 NORMALISATIONS = ("minmax", "rank")
@@ -306,9 +306,6 @@ class Blend:
         self.set_weights(dict.fromkeys(self.strategies, 1.0) if weights is None else
                          {name: weights.get(name, 0.0) for name in self.strategies})
         self.requests = 0
-        # tap(user_id, items, names, columns): sees every observed pool with every strategy's raw scores
-        # (one sequence per name); the online tuner scores other weights and models on it.
-        self.tap: Callable[[str, list[str], list[str], list], None] | None = None
 
     @property
     def weights(self) -> dict[str, float]:
@@ -350,6 +347,18 @@ class Blend:
             self.learners.append(name)
         self.set_weights({name: weight})
 
+    def replace(self, name: str, strategy: Strategy) -> None:
+        """Serve ``strategy`` under ``name`` from now on, keeping the name's weight and learning role
+        (the tuner promoting a challenger model)."""
+        if name not in self.strategies:
+            raise ValueError(f"no strategy named {name!r} in this blend")
+        self.strategies[name] = strategy
+
+    def stop_learning(self, name: str) -> None:
+        """Stop calling ``name``'s ``learn_many`` here: someone else teaches it (the tuner's search)."""
+        if name in self.learners:
+            self.learners.remove(name)
+
     def fill(self, name: str, strategy: Strategy, weight: float = 0.0) -> StrategySlot:
         """Serve ``strategy`` from the slot ``name``: how each encoder version the trainer publishes
         reaches the lists.
@@ -381,27 +390,33 @@ class Blend:
              weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
         """Top-``k`` ``(item, blended score)``, never an item in ``seen`` or ``exclude``.
 
-        ``observe`` lets the weight learner (and :attr:`tap`) remember the pool as the one served.
+        ``observe`` lets the weight learner remember the pool as the one served.
         ``weights`` ranks this one request with other (normalised) weights: the tuner's arms.
         """
         return self.serve(user_id, history, seen, k, exclude, observe, weights).items
 
     def serve(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
               k: int = 10, exclude: Iterable[str] = (), observe: bool = True,
-              weights: Mapping[str, float] | None = None) -> Served:
+              weights: Mapping[str, float] | None = None, *, keep_pool: bool = False,
+              substitutes: Mapping[str, Strategy] | None = None) -> Served:
         """:meth:`rank`'s list with the versions of the hot-swapped strategies that weighed in on it
         (weight above 0 in this request, a version loaded), read from the same per-request scorers
-        that ranked it."""
+        that ranked it.
+
+        ``keep_pool`` returns the scored pool with the list (:class:`~online.base.Pool`, every
+        strategy's column). ``substitutes`` ranks this one request with other models under some
+        names (the tuner serving a challenger's arm); the blend itself is not changed.
+        """
         self.requests += 1
         excluded: Collection[str] = seen
         if exclude:
             excluded = set(seen)
             excluded.update(exclude)
-        tap = self.tap if observe else None
-        learning = self.learner is not None or tap is not None  # they need every strategy's column
+        learning = self.learner is not None or keep_pool  # they need every strategy's column
         chosen = self._weights if weights is None else {name: weights.get(name, 0.0) for name in self.strategies}
         names = [name for name, weight in chosen.items() if weight > 0 or learning]
-        active = [(scorer_for(self.strategies[name], user_id, history), chosen[name]) for name in names]
+        strategies = self.strategies if not substitutes else {**self.strategies, **substitutes}
+        active = [(scorer_for(strategies[name], user_id, history), chosen[name]) for name in names]
         pool: dict[str, None] = {}
         n = max(self.candidates, k)
         for scorer, _ in active:
@@ -415,8 +430,6 @@ class Blend:
         columns = [scorer.score(items) for scorer, _ in active]
         learner = self.learner if observe else None
         total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
-        if tap is not None:
-            tap(user_id, items, names, columns)
         if len(items) > k:
             top = np.argpartition(-total, k - 1)[:k]
             top = top[np.argsort(-total[top], kind="stable")]
@@ -424,7 +437,8 @@ class Blend:
             top = np.argsort(-total, kind="stable")
         versions = tuple((name, version) for name, (scorer, weight) in zip(names, active)
                          if weight > 0 and (version := getattr(scorer, "version", None)) is not None)
-        return Served([(items[i], float(total[i])) for i in top.tolist()], versions)
+        return Served([(items[i], float(total[i])) for i in top.tolist()], versions,
+                      pool=Pool(items, names, columns) if keep_pool else None)
 
     def _combine(self, columns: list[Sequence[float]], weights: list[float], user_id: str,
                  items: list[str], learner: LearnedWeights | None) -> np.ndarray:

@@ -12,7 +12,7 @@ import heapq
 from operator import itemgetter
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from online.base import Interaction, Served
 from online.blend import Blend, BlendConfig, build_blend
@@ -144,9 +144,6 @@ class StreamingRecommender:
             self.blend.learn_many(interactions)
         self.events_learned += len(interactions)
 
-    #: The arms behind the last list (``online.tuning`` sets it; a fixed engine has none).
-    last_arm: str | None = None
-
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
                   record: bool = True, rec_id: str | None = None,
                   weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
@@ -160,11 +157,16 @@ class StreamingRecommender:
 
     def serve(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
               record: bool = True, rec_id: str | None = None,
-              weights: Mapping[str, float] | None = None) -> Served:
+              weights: Mapping[str, float] | None = None, *, keep_pool: bool = False,
+              substitutes: Mapping[str, Any] | None = None) -> Served:
         """:meth:`recommend`'s list with what served it (:class:`~online.base.Served`): what a
-        published list reports, returned with the list rather than read off the engine afterwards."""
+        published list reports, returned with the list rather than read off the engine afterwards.
+
+        ``keep_pool`` and ``substitutes`` are passed to :meth:`online.blend.Blend.serve` (the
+        tuner's view of a request); the fixed engine has no pool.
+        """
         if self.blend is not None:
-            return self._serve_blend(user_id, k, exclude, record, weights)
+            return self._serve_blend(user_id, k, exclude, record, weights, keep_pool, substitutes)
         return Served(self._rank_fixed(user_id, k, exclude, record))
 
     def _rank_fixed(self, user_id: str, k: int | None, exclude: Iterable[str],
@@ -210,13 +212,16 @@ class StreamingRecommender:
             state.last_list = tuple(item for item, _ in ranked)
         return ranked
 
-    def _serve_blend(self, user_id: str, k: int | None, exclude: Iterable[str],
-                     record: bool, weights: Mapping[str, float] | None = None) -> Served:
+    def _serve_blend(self, user_id: str, k: int | None, exclude: Iterable[str], record: bool,
+                     weights: Mapping[str, float] | None = None, keep_pool: bool = False,
+                     substitutes: Mapping[str, Any] | None = None) -> Served:
         k = self.config.k if k is None else k
         state = self._users.get(user_id)
         if state is None:
-            return self.blend.serve(user_id, (), frozenset(), k, exclude, observe=False, weights=weights)
-        served = self.blend.serve(user_id, state.history, state.seen, k, exclude, observe=record, weights=weights)
+            return self.blend.serve(user_id, (), frozenset(), k, exclude, observe=False, weights=weights,
+                                    substitutes=substitutes)
+        served = self.blend.serve(user_id, state.history, state.seen, k, exclude, observe=record, weights=weights,
+                                  keep_pool=keep_pool and record, substitutes=substitutes)
         if record:
             state.last_list = tuple(item for item, _ in served.items)
         return served

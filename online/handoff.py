@@ -2,7 +2,7 @@
 
 Events are keyed by user, so each user's events live in one partition and that
 partition's owner holds the user's history. When a partition moves to another
-worker (scale-out, a crash), ``stream.handoff`` carries the users of that
+worker (scale-out, a crash), ``stream.worker.handoff`` carries the users of that
 partition from the old owner's last snapshot to the new owner with these two
 functions. Only the engine's per-user state moves (recent items, items seen);
 item-level state stays where it was learned (see README, "Guarantees").

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from common.files import atomic_write_bytes
 from online.engine import StreamingRecommender
 from online.errors import SnapshotError
 
@@ -61,51 +61,19 @@ def save_snapshot(engine: StreamingRecommender, path: str | os.PathLike[str], *,
     >>> restored.offsets, restored.engine.n_users, restored.engine.recommend("u2") == engine.recommend("u2")
     ({'events/0': 2}, 1, True)
     """
-    return write_snapshot_bytes(snapshot_bytes(engine, offsets=offsets, metadata=metadata), path)
+    return atomic_write_bytes(path, snapshot_bytes(engine, offsets=offsets, metadata=metadata))
 
 
 def snapshot_bytes(engine: Any, *, offsets: Mapping[str, Any] | None = None,
                    metadata: Mapping[str, Any] | None = None) -> bytes:
     """The snapshot file's content, taken now.
 
-    Split from :func:`write_snapshot_bytes` so that a worker can freeze its state between two
-    micro-batches (this step, in memory) and do the slow disk write without holding up learning.
+    Split from the write (``common.files.atomic_write_bytes``) so that a worker can freeze its state
+    between two micro-batches (this step, in memory) and do the slow disk write without holding up learning.
     """
     payload = {"format": FORMAT_VERSION, "created": time.time(), "engine": engine,
                "offsets": dict(offsets or {}), "metadata": dict(metadata or {})}
     return MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def write_snapshot_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync the folder.
-
-    The same steps as ``models.checkpoint._atomic_write``; ``online`` and ``models`` may not import each
-    other (``tests/test_layering.py``), so each keeps its own twelve lines.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable, as models.checkpoint does; not every file system allows it
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except OSError:
-        pass
-    return path
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:

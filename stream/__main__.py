@@ -1,6 +1,6 @@
 """``python -m stream`` is the ``streamrec`` command."""
 from __future__ import annotations
 
-from stream.cli import main
+from stream.cli.main import main
 
 raise SystemExit(main())

@@ -1,6 +1,7 @@
 """The composition root: builds the Faust app, its agents, metrics and web pages.
 
-Only this module wires ``online`` (the learning) to Kafka. Agents are a few lines
+Only this module wires the worker's runtime (``stream.worker``: the learning, the
+snapshots, the encoder handover) to Kafka (``stream.kafka``). Agents are a few lines
 each: take a micro-batch of raw messages, hand it to :class:`EventProcessor`,
 publish what it returns with :class:`BatchSender`, and only then let Faust ack
 (and later commit) the input offsets.
@@ -8,11 +9,9 @@ publish what it returns with :class:`BatchSender`, and only then let Faust ack
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -20,16 +19,19 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from online.engine import StreamingRecommender
-from stream import batch_guard
-from stream.durability import StateKeeper
-from stream.handoff import PartitionHandoff
-from stream.replica import ReplicaReader
-from stream.security import aiokafka_security, faust_security
-from stream.metrics import WorkerMetrics, install_periodic_metrics, record_encoder_swap, record_tuning
-from stream.processor import EventProcessor, Output, RawMessage
-from stream.sender import BatchSender
+from stream.kafka import batch_guard
+from stream.kafka.security import aiokafka_security, faust_security
+from stream.kafka.sender import BatchSender
+from stream.kafka.transport import PerBatchPrometheusMonitor, PromptTableManager, StreamrecFaustApp
 from stream.settings import Settings
-from stream.transport import PerBatchPrometheusMonitor, PromptTableManager, StreamrecFaustApp
+from stream.wire.announcements import encode_tuning
+from stream.wire.messages import Output, RawMessage
+from stream.worker.durability import StateKeeper
+from stream.worker.encoder_handover import EncoderHandover
+from stream.worker.handoff import PartitionHandoff
+from stream.worker.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
+from stream.worker.processor import EventProcessor
+from stream.worker.replica import ReplicaReader
 
 log = logging.getLogger(__name__)
 
@@ -42,83 +44,6 @@ def _raw(event: Any) -> RawMessage:
     message = event.message
     return RawMessage(message.value, message.key, message.topic, message.partition, message.offset,
                       message.timestamp)
-
-
-class EncoderHandover:
-    """Loads announced encoder versions into a ``models.ModelSlot`` and serves each in the blend.
-
-    Loading (checksum, weights-only load, warm-up) runs in a thread so the event loop keeps
-    serving; the slot swaps under its lock and keeps the old version on any failure. torch
-    is imported on the first announcement, so workers without an encoder start fast.
-
-    Each version that swaps in fills the blend's ``encoder`` slot (``online.blend.Blend.fill``):
-    the slot ``STREAMREC_BLEND`` declared, with its declared weight, or, for a blend that does
-    not list the encoder, one slot added with ``weight`` (``STREAMREC_ENCODER_WEIGHT``).
-    """
-
-    def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float) -> None:
-        self.processor = processor
-        self.metrics = metrics
-        self.weight = weight
-        self.slot: Any = None
-
-    async def handle(self, raw: bytes | None) -> None:
-        """An announcement from ``model-updates``."""
-        try:
-            note = json.loads(raw or b"")
-            path, version = str(note["path"]), int(note["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.encoder_swaps.labels("rejected").inc()
-            log.error("unreadable model-updates message %r: %s", (raw or b"")[:200], exc)
-            return
-        await self.load(path, version)
-
-    async def poll_directory(self, directory: str) -> None:
-        """Load the newest complete checkpoint in ``directory`` if it is newer than the served one.
-
-        ``model-updates`` reaches only the worker of its consumer group that owns its partition;
-        every worker therefore also looks at the (shared) checkpoint directory now and then.
-        """
-        if not any(Path(directory).glob("*.sha256")):  # nothing yet: do not import torch for nothing
-            return
-        from models.checkpoint import latest_checkpoint, list_versions
-
-        path = latest_checkpoint(directory)
-        if path is None:
-            return
-        version = dict((str(p), v) for v, p in list_versions(directory))[str(path)]
-        if self.slot is None or (self.slot.version or 0) < version:
-            await self.load(str(path), version)
-
-    async def load(self, path: str, version: int | None) -> None:
-        import asyncio
-
-        if self.slot is None:
-            import torch
-
-            from models import ModelSlot
-
-            torch.set_num_threads(1)  # one thread: serving shares the core with the agent
-            self.slot = ModelSlot()
-        result = await asyncio.to_thread(self.slot.load_if_newer, path, version)
-        if result.swapped:
-            self.metrics.encoder_swaps.labels("swapped").inc()
-            serving, scorer = self.slot.current
-            if serving != result.version:  # a newer version swapped in meanwhile; its own load serves it
-                return
-            record_encoder_swap(self.metrics, result.version, result.trained_at)
-            blend = self.processor.engine.blend
-            if blend is None:
-                log.warning("encoder version %s loaded but not served: the worker runs without the blend "
-                            "(set STREAMREC_BLEND)", result.version)
-            else:
-                blend.fill("encoder", scorer, weight=self.weight)
-            log.info("serving encoder version %s (was %s)", result.version, result.previous)
-        else:
-            stale = result.error is None
-            self.metrics.encoder_swaps.labels("stale" if stale else "rejected").inc()
-            log.log(logging.INFO if stale else logging.ERROR, "encoder version %s not loaded: %s",
-                    result.candidate, result.reason)
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
@@ -149,7 +74,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         table_standby_replicas=0,
         TableManager=PromptTableManager,
         broker_credentials=faust_security(settings),
-        # With snapshots on, every commit first writes one (stream.durability): commit on a clock
+        # With snapshots on, every commit first writes one (stream.worker.durability): commit on a clock
         # at the snapshot interval, not every N messages.
         **({"broker_commit_interval": settings.snapshot_interval_s, "broker_commit_every": 1 << 40}
            if settings.snapshot_interval_s > 0 else {}),
@@ -234,8 +159,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
             """The tuner's state: to the gauges and, as JSON, to the ``tuning`` topic."""
             snapshot = processor.engine.tuning_snapshot()
             record_tuning(metrics, snapshot)
-            snapshot = {**snapshot, "worker": tuning_key.decode(), "ts": time.time()}
-            await sender.send([Output(settings.topic_tuning, tuning_key, json.dumps(snapshot).encode())])
+            value = encode_tuning(snapshot, worker=tuning_key.decode(), ts=time.time())
+            await sender.send([Output(settings.topic_tuning, tuning_key, value)])
 
     @app.timer(settings.encoder_poll_s)
     async def poll_checkpoints() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from online.engine import EngineConfig
-from stream.topics import TopicSpec
+from stream.wire.topics import TopicSpec
 
 
 def _env(name: str, help: str) -> Any:
@@ -225,7 +225,7 @@ class Settings:
 
 #: The sections of the configuration, in reading order: every field of :class:`Settings` is in
 #: exactly one (``tests/test_stream/test_config_reference.py``). ``docs/configuration.md`` is
-#: generated from them (``python -m stream.config_reference``).
+#: generated from them (``python -m stream.cli.config_reference``).
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("kafka", "Kafka connection and consumer group",
      ("bootstrap_servers", "app_id", "partitions", "session_timeout_s", "rebalance_timeout_s",

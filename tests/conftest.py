@@ -1,6 +1,6 @@
 """Shared fixtures: a real Kafka-protocol broker for integration tests, fresh names per test.
 
-The broker is the embedded Tansu (``stream.broker.EmbeddedBroker``) on a free
+The broker is the embedded Tansu (``stream.kafka.broker.EmbeddedBroker``) on a free
 loopback port, started once per session; set ``STREAMREC_TEST_BROKER=host:port``
 to use a broker that is already running instead.
 """
@@ -24,7 +24,7 @@ def kafka_bootstrap() -> str:
     if existing:
         yield existing
         return
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap

@@ -25,7 +25,7 @@ Interface for ``stream/``
 is a drop-in engine (``learn_many``, ``recommend``, ``serve``, ``stats``, ``n_users``, ``n_items``,
 ``events_learned``, ``prequential``, ``config``, ``blend``) with ``tuning_snapshot()`` (plain
 JSON data for the ``tuning`` topic and the gauges), ``serve`` returning the list with the arms
-behind it (the ``arm`` field of a published list; ``last_arm`` keeps the last one), and, for live
+behind it (the ``arm`` field of a published list), and, for live
 bandit feedback, ``serve(..., rec_id=...)`` plus ``feedback(rec_id, item_id, reward)``.
 """
 from __future__ import annotations

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from river import drift
 
-from online.base import Interaction, Served, scorer_for
+from online.base import Interaction, Pool, Served, scorer_for
 from online.blend import BlendConfig, normalise
 from online.engine import EngineConfig, StreamingRecommender
 from online.tuning.config import TunerConfig
@@ -130,8 +130,8 @@ class TunedRecommender:
                 collapse=config.collapse, min_evidence=config.min_evidence, gate=config.gate,
                 max_evidence=config.max_evidence)
         for name, search in self.searches.items():
-            if search.learns_champion and name in blend.learners:
-                blend.learners.remove(name)  # the search teaches every arm, the champion included
+            if search.learns_champion:
+                blend.stop_learning(name)  # the search teaches every arm, the champion included
         self.weights: WeightSearch | None = None
         if config.tune_weights and len(blend.strategies) > 1:
             names = list(blend.strategies)
@@ -148,9 +148,6 @@ class TunedRecommender:
         self._served: OrderedDict[str, tuple[dict[str, tuple[str, float]], frozenset[str]]] = OrderedDict()
         self.ips: dict[str, dict[str, float]] = {}
         self.logged = 0
-        self.last_arm: str | None = None  # the arms behind the last list (also in what :meth:`serve` returns)
-        # Full information scores every arm on the pools served; bandit feedback never reads them.
-        blend.tap = self._tap if config.feedback == "full" else None
 
     # -- the engine's public API ------------------------------------------------------------------
     @property
@@ -187,7 +184,7 @@ class TunedRecommender:
         for name, search in self.searches.items():
             search.after_batch(n)
             if self.blend.strategies[name] is not search.champion:  # promoted or reset: serve it
-                self.blend.strategies[name] = search.champion
+                self.blend.replace(name, search.champion)
         if self.weights is not None and self.weights.after_batch(n) is not None:
             self.blend.set_weights(self.weights.weights)
 
@@ -202,10 +199,13 @@ class TunedRecommender:
     def serve(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
               rec_id: str | None = None) -> Served:
         """:meth:`recommend`'s list with what served it: the arms behind it and the engine's report."""
-        if self.tuner_config.feedback == "full" or not record:
-            self.last_arm = arm = self._served_label
-            served = self.engine.serve(user_id, k, exclude, record)
-            return served._replace(items=finite_scores(served.items), arm=arm)
+        full = self.tuner_config.feedback == "full"
+        if full or not record:
+            # Full information scores every arm on the pools served; bandit feedback never reads them.
+            served = self.engine.serve(user_id, k, exclude, record, keep_pool=full)
+            if served.pool is not None:
+                self._remember_pool(user_id, served.pool)
+            return served._replace(items=finite_scores(served.items), arm=self._served_label, pool=None)
         return self._serve_sampled(user_id, k, exclude, rec_id)
 
     @property
@@ -243,9 +243,10 @@ class TunedRecommender:
         if self.weights is not None:
             self.weights.reopen()
 
-    def _tap(self, user_id: str, items: list[str], names: list[str], columns: list) -> None:
+    def _remember_pool(self, user_id: str, pool: Pool) -> None:
+        """The pool served to ``user_id``, until their next event scores every arm on it."""
         pools = self._pools
-        pools[user_id] = _Pool(items, names, columns)
+        pools[user_id] = _Pool(pool.items, pool.names, pool.columns)
         pools.move_to_end(user_id)
         if len(pools) > self.tuner_config.max_pending:
             pools.popitem(last=False)
@@ -296,17 +297,13 @@ class TunedRecommender:
             arm, p = self.weights.policy.sample()
             choices["strategies"] = (arm, p)
             weights = self.weights.arm_weights(arm)
-        swapped = {}
+        substitutes = {}
         for name, search in self.searches.items():
             arm, p = search.policy.sample()
             choices[name] = (arm, p)
-            swapped[name] = self.blend.strategies[name]
-            self.blend.strategies[name] = search.models[arm]
-        try:
-            served = self.engine.serve(user_id, k, exclude, weights=weights)
-        finally:
-            self.blend.strategies.update(swapped)
-        self.last_arm = arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
+            substitutes[name] = search.models[arm]
+        served = self.engine.serve(user_id, k, exclude, weights=weights, substitutes=substitutes)
+        arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
         self.logged += 1
         if rec_id is not None:
             self._served[rec_id] = (choices, frozenset(item for item, _ in served.items))

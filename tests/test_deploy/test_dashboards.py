@@ -9,7 +9,9 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import DemoMetrics, TrainerMetrics, WorkerMetrics
+from stream.cli.demo import DemoMetrics
+from stream.trainer.metrics import TrainerMetrics
+from stream.worker.metrics import WorkerMetrics
 from tests.test_deploy.promql import (DASHBOARD_DIR, REPO, RULES_FILE, concrete, dashboard_queries, dashboards,
                                       iter_panels, metric_names, provisioned_datasource_uids)
 

@@ -41,7 +41,7 @@ def test_the_issue_s_alerts_are_there():
 
 
 def test_every_role_is_scraped_under_the_job_names_the_dashboards_use():
-    from stream.demo import JOBS
+    from stream.cli.demo import JOBS
 
     text = PROMETHEUS_CONFIG.read_text()
     for job in ("streamrec-worker", "streamrec-trainer"):

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import free_port
-from stream.demo import prometheus_config
-from stream.worker import stop_process
+from stream.cli.demo import prometheus_config
+from stream.cli.processes import stop_process
+from stream.kafka.broker import free_port
 from tests.test_deploy.promql import RULES_FILE, alert_clauses, concrete, dashboard_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -137,8 +137,8 @@ def stack(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
 def scraped(stack):
     """Keep events flowing while Prometheus collects a few seconds of every series."""
     api, bootstrap, demo_log = stack
-    from stream.clients import EventPublisher
-    from stream.datasets import generate
+    from stream.cli.datasets import generate
+    from stream.kafka.clients import EventPublisher
 
     stop = threading.Event()
 

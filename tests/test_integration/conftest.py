@@ -9,9 +9,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from stream.broker import create_topics, free_port
+from stream.cli.processes import spawn_worker, stop_process, wait_until_ready
+from stream.kafka.broker import create_topics, free_port
 from stream.settings import Settings
-from stream.worker import spawn_worker, stop_process, wait_until_ready
 
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeout: float = 30.0) -> list:

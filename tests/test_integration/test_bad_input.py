@@ -33,11 +33,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.broker import free_port
-from stream.processor import EventProcessor, RawMessage
-from stream.schema import DLQ_REASONS, EVENT_TYPES
-from stream.scrape import scrape, total
+from stream.cli.scrape import scrape, total
+from stream.kafka.broker import free_port
 from stream.settings import Settings
+from stream.wire.messages import RawMessage
+from stream.wire.schema import DLQ_REASONS, EVENT_TYPES
+from stream.worker.processor import EventProcessor
 from tests.test_integration.conftest import worker_process
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -397,7 +398,7 @@ def test_thousands_of_malformed_messages_all_land_in_the_dlq_and_the_rest_is_pro
           f"{len(outcome.answered)} requests answered")
 
 
-# -- inputs that once crashed the processor (found by this file; fixed in stream/schema.py) --
+# -- inputs that once crashed the processor (found by this file; fixed in stream/wire/schema.py) --
 
 # (topic, raw bytes, the reason a dead letter should carry, what goes wrong today)
 CRASHERS = [

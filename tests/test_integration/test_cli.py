@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from stream.broker import free_port
+from stream.kafka.broker import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

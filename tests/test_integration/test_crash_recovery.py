@@ -14,10 +14,10 @@ import time
 import uuid
 
 import pytest
-from stream.broker import create_topics, free_port
-from stream.clients import EventPublisher
+from stream.cli.processes import ready_state, spawn_worker, stop_process, wait_until_ready
+from stream.kafka.broker import create_topics, free_port
+from stream.kafka.clients import EventPublisher
 from stream.settings import Settings
-from stream.worker import ready_state, spawn_worker, stop_process, wait_until_ready
 from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from stream.clients import EventPublisher
-from stream.datasets import generate
-from stream.scrape import scrape, total
+from stream.cli.datasets import generate
+from stream.cli.scrape import scrape, total
+from stream.kafka.clients import EventPublisher
 from tests.test_integration.conftest import worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -75,8 +75,8 @@ def _bad_checkpoints(good: Path, folder: Path, marker: Path) -> dict[str, Path]:
 
 
 def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_settings, tmp_path):
-    from stream.broker import free_port
-    from stream.worker import worker_environment
+    from stream.cli.processes import worker_environment
+    from stream.kafka.broker import free_port
 
     tag = "-enc"
     settings = worker_settings.replace(

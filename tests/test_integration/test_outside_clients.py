@@ -41,11 +41,11 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka import TopicPartition as CkTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.broker import create_topics
-from stream.schema import DLQ_REASONS
-from stream.scrape import scrape, total
+from stream.cli.scrape import scrape, total
+from stream.kafka.broker import create_topics
 from stream.settings import Settings
-from stream.topics import TopicSpec
+from stream.wire.schema import DLQ_REASONS
+from stream.wire.topics import TopicSpec
 from tests.test_integration.conftest import worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -7,9 +7,9 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from stream.clients import EventPublisher, RecommendationConsumer, RequestPublisher
-from stream.datasets import generate
-from stream.scrape import scrape, total
+from stream.cli.datasets import generate
+from stream.cli.scrape import scrape, total
+from stream.kafka.clients import EventPublisher, RecommendationConsumer, RequestPublisher
 from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -121,7 +121,7 @@ def test_metrics_and_health_endpoints(running_worker):
 
 
 def test_a_worker_started_with_the_blend_serves_it(worker_settings, tmp_path):
-    from stream.broker import free_port
+    from stream.kafka.broker import free_port
     from tests.test_integration.conftest import worker_process
 
     settings = worker_settings.replace(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from stream.broker import free_port
-from stream.clients import EventPublisher
-from stream.datasets import generate
-from stream.scrape import scrape, total
+from stream.cli.datasets import generate
+from stream.cli.scrape import scrape, total
+from stream.kafka.broker import free_port
+from stream.kafka.clients import EventPublisher
 from stream.settings import Settings
 from tests.test_integration.conftest import read_topic, worker_process
 

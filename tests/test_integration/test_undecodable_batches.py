@@ -25,10 +25,10 @@ import uuid
 
 import pytest
 
-from stream.broker import create_topics, free_port
-from stream.scrape import scrape, total
+from stream.cli.processes import spawn_process, spawn_worker, stop_process, wait_until_ready
+from stream.cli.scrape import scrape, total
+from stream.kafka.broker import create_topics, free_port
 from stream.settings import Settings
-from stream.worker import spawn_process, spawn_worker, stop_process, wait_until_ready
 from tests.forged_batches import (
     SNAPPY, ZSTD, corrupt_payload, flip_last_byte, produce_raw_batch, record_batch,
 )
@@ -176,7 +176,7 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
 
 
 def test_the_trainer_decodes_every_codec_and_skips_and_counts_undecodable_batches(kafka_bootstrap, tmp_path):
-    from stream.trainer import StreamTrainer
+    from stream.trainer.trainer import StreamTrainer
 
     tag = uuid.uuid4().hex[:8]
     settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"poison-trainer-{tag}",

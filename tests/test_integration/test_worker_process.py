@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
+from stream.cli.processes import SHUTDOWN_GRACE_S
+from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.settings import Settings
-from stream.worker import SHUTDOWN_GRACE_S
 from tests.test_integration.conftest import worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,4 +1,4 @@
-"""``streamrec train`` / ``streamrec encoder-eval`` glue (stream/encoder_cli.py) on a generated file."""
+"""``streamrec train`` / ``streamrec encoder-eval`` glue (stream/cli/encoder.py) on a generated file."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.datasets import generate
-from stream.encoder_cli import add_parsers
+from stream.cli.datasets import generate
+from stream.cli.encoder import add_parsers
 
 
 def _run(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ def test_tiny_encoder_learns_ml100k_on_cpu() -> None:
     from models.encoder import SequenceEncoder
     from models.evaluate import evaluate
     from models.trainer import Trainer
-    from stream.datasets import load
+    from stream.cli.datasets import load
 
     events = load(ML100K, "movielens")
     seqs = build_sequences([e.user_id for e in events], [e.item_id for e in events])

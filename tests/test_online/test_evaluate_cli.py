@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stream import evaluate_cli
+from stream.cli import evaluate
 
 from tests.test_online.helpers import stream
 
@@ -14,7 +14,7 @@ from tests.test_online.helpers import stream
 def _run(argv):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    evaluate_cli.add_parser(sub)
+    evaluate.add_parser(sub)
     args = parser.parse_args(["eval", *argv])
     return args.func(args)
 

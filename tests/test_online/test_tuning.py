@@ -272,9 +272,10 @@ def test_bandit_feedback_logs_propensities_and_estimates_unserved_arms():
             rec_id, items = served[-1]
             assert tuned.feedback(rec_id, items[0] if items else event.item_id)
         tuned.learn_many([event])
-        ranked = tuned.recommend(event.user_id, rec_id=f"r{n}")
-        assert tuned.last_arm and "strategies=" in tuned.last_arm and "mf=" in tuned.last_arm
-        served.append((f"r{n}", [item for item, _ in ranked]))
+        listing = tuned.serve(event.user_id, rec_id=f"r{n}")
+        assert listing.arm and "strategies=" in listing.arm and "mf=" in listing.arm
+        assert tuned.blend.strategies["mf"] is tuned.searches["mf"].champion  # the sampled arm served, not swapped in
+        served.append((f"r{n}", [item for item, _ in listing.items]))
     assert not tuned.feedback("never-served", "i1")
     estimates = tuned.ips_estimates()
     assert set(estimates["mf"]) == {"x0.5", "x1", "x2"}

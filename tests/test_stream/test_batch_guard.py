@@ -20,8 +20,8 @@ from kafka.consumer.fetcher import Fetcher as KafkaPythonFetcher
 from kafka.record.memory_records import MemoryRecords as KafkaPythonMemoryRecords
 from kafka.structs import TopicPartition as KafkaPythonTopicPartition
 
-from stream import batch_guard
-from stream.batch_guard import MAX_RAW_BYTES, GuardedRecords, UndecodableBatch
+from stream.kafka import batch_guard
+from stream.kafka.batch_guard import MAX_RAW_BYTES, GuardedRecords, UndecodableBatch
 from tests.forged_batches import (
     GZIP, LZ4, SNAPPY, ZSTD, corrupt_payload, fix_crc, flip_last_byte, record_batch, unknown_codec,
 )

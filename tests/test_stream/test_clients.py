@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 from online.base import Interaction
-from stream import schema
-from stream.clients import event_payload
-from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
+from stream.wire import schema
+from stream.wire.messages import RawMessage
+from stream.wire.schema import event_payload
+from stream.worker.processor import EventProcessor
 
 
 def test_an_interaction_keeps_every_field_the_event_schema_accepts():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from stream.config_reference import render
+from stream.cli.config_reference import render
 from stream.settings import SECTIONS, Settings
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -18,7 +18,7 @@ def test_every_setting_is_in_exactly_one_section():
 
 def test_the_committed_reference_is_what_the_code_generates():
     assert REFERENCE.read_text() == render(), (
-        "docs/configuration.md is stale: run `python -m stream.config_reference > docs/configuration.md`")
+        "docs/configuration.md is stale: run `python -m stream.cli.config_reference > docs/configuration.md`")
 
 
 def test_the_reference_names_every_environment_variable_and_knob():

@@ -5,8 +5,9 @@ from collections import defaultdict
 
 import pytest
 
-from stream.datasets import generate, load, parse_timestamp
+from stream.cli.datasets import generate, load
 from stream.errors import DataFormatError
+from stream.wire.schema import parse_timestamp
 
 
 def test_movielens_rows_are_sorted_by_time_stably(tmp_path):

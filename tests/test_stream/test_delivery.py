@@ -7,9 +7,11 @@ from collections import namedtuple
 
 import pytest
 
-from stream.durability import SNAPSHOT_NAME, StateKeeper
-from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
+from stream.wire.messages import RawMessage
+from stream.worker.durability import SNAPSHOT_NAME, StateKeeper
+from stream.worker.processor import EventProcessor
+from stream.worker.progress import TopicPartition
 
 TP = namedtuple("TP", "topic partition")  # the shape of faust's TP
 
@@ -59,7 +61,7 @@ def test_the_processor_knows_the_next_offset_of_every_partition_it_learned():
     processor = EventProcessor(Settings())
     processor.process_events([_msg("u1", "a", 7, partition=0), _msg("u2", "b", 3, partition=1),
                               _msg("u1", "c", 8, partition=0)])
-    assert processor.next_offsets == {"events/0": 9, "events/1": 4}
+    assert processor.progress.covered() == {TopicPartition("events", 0): 9, TopicPartition("events", 1): 4}
 
 
 def test_before_commit_writes_a_snapshot_and_never_commits_past_it(tmp_path):
@@ -153,13 +155,13 @@ def test_with_snapshots_off_commits_pass_through(tmp_path):
 
 
 def _user_in(partition, partitions=Settings().partitions):
-    from stream.sender import partition_for
+    from stream.wire.partitioner import partition_for
 
     return next(f"u{n}" for n in range(10_000) if partition_for(f"u{n}".encode(), partitions) == partition)
 
 
 def test_a_partition_s_users_follow_it_to_the_worker_that_takes_it_over(tmp_path):
-    from stream.handoff import PartitionHandoff
+    from stream.worker.handoff import PartitionHandoff
 
     u0, u1 = _user_in(0), _user_in(1)  # users whose events Kafka's partitioner puts in partitions 0 and 1
     shared = str(tmp_path / "shared")
@@ -183,7 +185,7 @@ def test_a_partition_s_users_follow_it_to_the_worker_that_takes_it_over(tmp_path
 
 
 def test_a_worker_does_not_import_its_own_files(tmp_path):
-    from stream.handoff import PartitionHandoff
+    from stream.worker.handoff import PartitionHandoff
 
     shared = str(tmp_path / "shared")
     keeper, processor, _ = _keeper(tmp_path / "w", handoff_dir=shared)
@@ -201,14 +203,15 @@ def test_a_replica_learns_other_partitions_without_lists_or_dead_letters():
     learned = processor.learn_replica([_msg("u1", "a", 0, "e1", partition=3), RawMessage(b"junk", None, "events", 3, 1),
                                        _msg("u1", "b", 2, "e2", partition=3)])
     assert learned == 2 and processor.engine.events_learned == 2
-    assert processor.next_offsets == {"events/3": 3}
+    assert processor.progress.covered() == {TopicPartition("events", 3): 3}
     assert processor.learn_replica([_msg("u1", "a", 0, "e1", partition=3)]) == 0  # already learned
 
 
 def test_a_partition_taken_over_from_a_replica_is_answered_but_not_learned_twice():
     processor = EventProcessor(Settings())
     processor.learn_replica([_msg("u1", "a", 0, partition=3), _msg("u1", "b", 1, partition=3)])
-    processor.answer_only_below["events/3"] = processor.next_offsets["events/3"]  # the group gives us 3
+    events_3 = TopicPartition("events", 3)
+    processor.progress.answer_only_below(events_3, processor.progress.next_offset(events_3))  # the group gives us 3
     result = processor.process_events([_msg("u1", "b", 1, partition=3), _msg("u2", "c", 2, partition=3)])
     assert (result.replayed, result.events) == (1, 1)
     assert {json.loads(o.value)["user_id"] for o in result.recommendations} == {"u1", "u2"}

@@ -8,11 +8,11 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.app import EncoderHandover
-from stream.datasets import generate
-from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor
+from stream.cli.datasets import generate
 from stream.settings import Settings
+from stream.worker.encoder_handover import EncoderHandover
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.processor import EventProcessor
 
 
 def test_a_worker_picks_up_the_newest_checkpoint_from_the_directory_and_serves_it(tmp_path):
@@ -45,7 +45,7 @@ def _train(folder, version, events):
 
 
 def _served_to(processor, user_id):
-    from stream.processor import RawMessage
+    from stream.wire.messages import RawMessage
 
     raw = json.dumps({"user_id": user_id, "request_id": "r", "k": 10}).encode()
     (listing,) = [json.loads(o.value) for o in processor.process_requests([RawMessage(raw, user_id.encode())]).recommendations]

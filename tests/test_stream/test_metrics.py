@@ -1,4 +1,5 @@
-"""stream.metrics on fresh registries: names, labels, and how snapshots become gauges and counters."""
+"""The metrics objects (stream.worker.metrics, stream.trainer.metrics, the demo's) on fresh registries:
+names, labels, and how snapshots become gauges and counters."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,12 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import (DemoMetrics, TrainerMetrics, WorkerMetrics, record_blend, record_prequential,
-                            record_tuning, serve_metrics, update_consumer_lag)
+from stream.cli.demo import DemoMetrics
+from stream.observability import serve_metrics
+from stream.trainer.metrics import TrainerMetrics
+from stream.worker.metrics import (WorkerMetrics, record_blend, record_prequential, record_tuning,
+                                   update_consumer_lag)
+from stream.worker.progress import TopicPartition
 
 
 def _snapshot(step=1, drift=0, resets=0, lr=0.05):
@@ -132,7 +137,7 @@ def test_every_metric_design_md_names_is_exported_with_its_labels():
 
 
 def test_the_encoder_age_counts_from_when_the_served_version_was_trained_else_from_its_load():
-    from stream.metrics import record_encoder_swap
+    from stream.worker.metrics import record_encoder_swap
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
@@ -177,7 +182,7 @@ def test_consumer_lag_counts_from_what_was_processed_when_that_is_ahead_of_the_l
     app = SimpleNamespace(_consumer=consumer, consumer=consumer, monitor=SimpleNamespace())
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    update_consumer_lag(app, metrics.consumer_lag, set(), {"events/0": 118})  # commits wait for the snapshot
+    update_consumer_lag(app, metrics.consumer_lag, set(), {TopicPartition("events", 0): 118})  # commits wait for the snapshot
     assert registry.get_sample_value("streamrec_consumer_lag", {"topic": "events", "partition": "0"}) == 2
 
 
@@ -223,7 +228,7 @@ def test_serve_metrics_answers_metrics_and_health():
 
 
 def test_delivery_counts_are_exported_as_counters_that_only_grow():
-    from stream.metrics import record_delivery
+    from stream.worker.metrics import record_delivery
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from stream.demo import metrics_ports, prometheus_config, write_report
-from stream.scrape import MetricsHistory
+from stream.cli.demo import metrics_ports, prometheus_config, write_report
+from stream.cli.scrape import MetricsHistory
 
 
 def _history() -> MetricsHistory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.sender import partition_for
+from stream.wire.partitioner import partition_for
 
 
 @given(st.text(min_size=1, max_size=40), st.integers(min_value=1, max_value=64))
@@ -15,7 +15,7 @@ def test_partition_for_matches_kafka_default_partitioner(user_id, partitions):
 
 
 def test_the_sender_s_partition_cache_is_bounded_and_stays_right():
-    from stream.sender import BatchSender
+    from stream.kafka.sender import BatchSender
 
     sender = BatchSender(producer_getter=None, partition_cache=100)
     for n in range(1_000):

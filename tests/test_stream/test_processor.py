@@ -5,9 +5,11 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
+from stream.wire.messages import RawMessage
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.processor import EventProcessor
+from stream.worker.progress import TopicPartition
 
 
 def _msg(value, offset=0, partition=0):
@@ -114,7 +116,7 @@ def test_an_unforeseen_error_in_validation_dead_letters_the_message_instead_of_c
     def broken(obj):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("stream.schema.validate_event", broken)
+    monkeypatch.setattr("stream.wire.schema.validate_event", broken)
     result = processor.process_events([_msg(_event("u1", "a")), _msg([_event("u1", "b"), _event("u2", "c")])])
     assert [(json.loads(o.value)["reason"], json.loads(o.value)["index"]) for o in result.dead_letters] == [
         ("unprocessable", None), ("unprocessable", 0), ("unprocessable", 1)]
@@ -158,7 +160,7 @@ def test_with_full_feedback_rec_ids_are_not_needed_and_not_counted():
 def test_an_undecodable_record_batch_is_one_dead_letter_with_its_offset_range_and_raw_bytes():
     import base64
 
-    from stream.batch_guard import UndecodableBatch
+    from stream.kafka.batch_guard import UndecodableBatch
 
     processor, registry = make()
     raw = b"\x00\x01lz4-compressed-bytes\xff"
@@ -173,7 +175,7 @@ def test_an_undecodable_record_batch_is_one_dead_letter_with_its_offset_range_an
     assert "lz4" in letter["error"] and "10-14" in letter["error"]
     assert result.events == 2  # the batches around it are learned
     assert registry.get_sample_value("streamrec_events_dlq_total", {"reason": "undecodable_batch"}) == 1
-    assert processor.next_offsets["events/0"] == 16  # the snapshot covers it: a restart does not re-read it
+    assert processor.progress.next_offset(TopicPartition("events", 0)) == 16  # the snapshot covers it: a restart does not re-read it
 
     requests = processor.process_requests([RawMessage(batch, None, "rec-requests", 0, 14, 1000.0)])
     assert [json.loads(o.value)["reason"] for o in requests.dead_letters] == ["undecodable_batch"]

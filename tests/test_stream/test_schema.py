@@ -7,8 +7,8 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from stream import schema
-from stream.schema import Invalid
+from stream.wire import schema
+from stream.wire.schema import Invalid
 
 GOOD = {"user_id": "u42", "item_id": "i7", "type": "click", "ts": 1700000000.5}
 

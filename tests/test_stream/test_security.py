@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from stream.security import faust_security, kafka_python_security, ssl_context
+from stream.kafka.security import faust_security, kafka_python_security, ssl_context
 from stream.settings import Settings
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens there; clients below must not need it
@@ -210,7 +210,7 @@ def test_the_ssl_context_rejects_a_server_it_cannot_verify(cert):
 # -- where the settings are wired -------------------------------------------------------------
 
 def test_clients_from_settings_carry_the_security_kwargs_without_connecting():
-    from stream.clients import EventPublisher, RecommendationConsumer, RequestPublisher
+    from stream.kafka.clients import EventPublisher, RecommendationConsumer, RequestPublisher
 
     settings = sasl(bootstrap_servers=UNREACHABLE, topic_events="ev", topic_requests="rq",
                     topic_recommendations="rc")
@@ -228,7 +228,7 @@ def test_clients_from_settings_carry_the_security_kwargs_without_connecting():
 def test_clients_hand_the_security_kwargs_to_kafka_python(monkeypatch):
     import kafka
 
-    from stream.clients import RecommendationConsumer, RequestPublisher
+    from stream.kafka.clients import RecommendationConsumer, RequestPublisher
 
     built = []
 
@@ -269,8 +269,8 @@ def test_clients_hand_the_security_kwargs_to_kafka_python(monkeypatch):
 def test_broker_admin_helpers_pass_the_security_kwargs(monkeypatch):
     import kafka
 
-    from stream.broker import create_topics, wait_for_broker
-    from stream.topics import TopicSpec
+    from stream.kafka.broker import create_topics, wait_for_broker
+    from stream.wire.topics import TopicSpec
 
     built = []
 
@@ -293,7 +293,7 @@ def test_broker_admin_helpers_pass_the_security_kwargs(monkeypatch):
 
 def test_metrics_and_health_bind_to_loopback_by_default_and_are_configurable():
     from stream.app import create_app
-    from stream.worker import worker_environment
+    from stream.cli.processes import worker_environment
 
     assert Settings().metrics_host == "127.0.0.1"
     assert Settings.from_env({}).metrics_host == "127.0.0.1"
@@ -317,7 +317,7 @@ def test_the_worker_app_gets_the_credentials():
 def test_the_replica_reader_s_aiokafka_client_gets_the_same_credentials():
     from aiokafka import AIOKafkaConsumer
 
-    from stream.security import aiokafka_security
+    from stream.kafka.security import aiokafka_security
 
     kwargs = aiokafka_security(sasl())
     assert kwargs["sasl_plain_username"] == "svc-streamrec" and kwargs["security_protocol"] == sasl().security_protocol

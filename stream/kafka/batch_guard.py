@@ -15,7 +15,7 @@ that does not is replaced by a batch holding a single synthetic record at the ba
 *last* offset whose value is an :class:`UndecodableBatch`: the raw batch bytes (a
 ``bytes`` subclass, so no producer can forge one) with the reason and the offset range.
 The consumer's position therefore moves past the batch like past any record, and the
-reader decides what to do with it: the worker dead-letters it (``stream.processor``) and
+reader decides what to do with it: the worker dead-letters it (``stream.worker.processor``) and
 commits its offsets only after the dead letter is flushed, like every other message;
 readers that do not own the DLQ (trainer, replica reader, clients) count it and skip it.
 
@@ -235,7 +235,7 @@ def install() -> None:
         current = getattr(module, "MemoryRecords", None)
         if current is None:
             raise RuntimeError(f"{module.__name__} no longer builds MemoryRecords by name; "
-                               "stream.batch_guard needs updating for this client version")
+                               "stream.kafka.batch_guard needs updating for this client version")
         if not getattr(current, "streamrec_guard", False):
             module.MemoryRecords = _guarding(current)
 

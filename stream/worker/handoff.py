@@ -1,7 +1,7 @@
 """Per-user state follows its partition from one worker to the next.
 
 With ``STREAMREC_HANDOFF_DIR`` set to a folder every worker can read and write
-(a shared volume), each snapshot (``stream.durability``) also leaves, for every
+(a shared volume), each snapshot (``stream.worker.durability``) also leaves, for every
 events partition the worker owns, a file ``<dir>/<app_id>/<topic>/<partition>.users``
 with those users' state, the offset it covers and the offset last committed.
 A worker that is assigned a partition it did not own before (scale-out, or the
@@ -9,7 +9,7 @@ previous owner died) imports that file's users and skips the messages the file
 already covers, exactly as it would after restoring its own snapshot.
 
 A user's partition is not stored: it is what Kafka's default partitioner gives the user id
-(``stream.sender.partition_for``), which is how streamrec's publisher keys events. Producers that
+(``stream.wire.partitioner.partition_for``), which is how streamrec's publisher keys events. Producers that
 key events otherwise scatter a user over partitions, and then no per-user state can follow one.
 
 The files are pickles written by our own workers: keep the folder private to them.
@@ -21,13 +21,14 @@ import os
 import pickle
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+from common.files import atomic_write_bytes
 from online.handoff import export_users, held_users, import_users
-from online.state import write_snapshot_bytes
-from stream.sender import partition_for
-from stream.processor import EventProcessor
 from stream.settings import Settings
+from stream.wire.partitioner import partition_for
+from stream.worker.processor import EventProcessor
+from stream.worker.progress import TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class PartitionHandoff:
     def path(self, partition: int) -> Path:
         return self.folder / f"{partition}.users"
 
-    def collect(self, covered: dict[str, int], committed: dict[str, int]) -> dict[int, bytes]:
+    def collect(self, covered: Mapping[TopicPartition, int],
+                committed: Mapping[TopicPartition, int]) -> dict[int, bytes]:
         """File contents for every owned partition (call between two micro-batches, or in the
         snapshot's forked child, where the partitioner's cost holds nothing up)."""
         topic = self.settings.topic_events
@@ -63,7 +65,7 @@ class PartitionHandoff:
                 users.append(user_id)
         out = {}
         for partition, users in by_partition.items():
-            where = f"{topic}/{partition}"
+            where = TopicPartition(topic, partition)
             payload = {"writer": self.writer, "created": time.time(), "covered": covered.get(where),
                        "committed": committed.get(where), "users": export_users(engine, users)}
             out[partition] = MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -71,7 +73,7 @@ class PartitionHandoff:
 
     def write(self, files: dict[int, bytes]) -> None:
         for partition, data in files.items():
-            write_snapshot_bytes(data, self.path(partition))
+            atomic_write_bytes(self.path(partition), data)
 
     def on_assigned(self, partitions: Iterable[int]) -> None:
         """Import the users of partitions this worker did not own before."""
@@ -95,16 +97,10 @@ class PartitionHandoff:
         if payload.get("writer") == self.writer:
             return  # our own, from before a revocation: our engine is newer
         processor = self.processor
-        engine = processor.engine
-        where = f"{self.settings.topic_events}/{partition}"
-        n = import_users(engine, payload["users"])  # what we knew of them is older than the file
+        n = import_users(processor.engine, payload["users"])  # what we knew of them is older than the file
         covered, committed = payload.get("covered"), payload.get("committed")
         if covered is not None:  # messages below it are in the imported users' state (and were answered)
-            processor.learned_below[where] = covered
-            if committed is not None:
-                processor.resume_floor[where] = committed
-            else:
-                processor.resume_floor.pop(where, None)
+            processor.progress.take_over(TopicPartition(self.settings.topic_events, partition), covered, committed)
         self.imported_users += n
         log.info("took over %d users of partition %s from %s (covering offsets below %s)",
                  n, partition, payload.get("writer"), covered)

@@ -1,4 +1,9 @@
-"""``streamrec worker``: run the Faust app in the foreground until SIGINT/SIGTERM."""
+"""Process control: ``streamrec worker`` in the foreground, and child ``streamrec`` processes.
+
+:func:`run_worker` runs the Faust app until SIGINT/SIGTERM; :func:`spawn_process`, :func:`spawn_worker`,
+:func:`stop_process`, :func:`ready_state` and :func:`wait_until_ready` start, watch and stop children
+(the demo, the tests and the benchmarks).
+"""
 from __future__ import annotations
 
 import json

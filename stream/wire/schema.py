@@ -1,5 +1,12 @@
-"""The wire contracts of design.md: decoding and validating events and requests,
-encoding recommendation lists and dead letters.
+"""The wire contracts of design.md for the data topics, both ways, for every client.
+
+- ``events``: :func:`event_payload` + :func:`encode` (one object or a JSON array of them);
+  :func:`decode_json` + :func:`validate_event` (timestamps through :func:`parse_timestamp`).
+- ``rec-requests``: :func:`encode_request`; :func:`decode_json` + :func:`validate_request`.
+- ``recommendations``: :func:`recommendation`; :func:`decode_recommendation`.
+- ``events-dlq``: :func:`dead_letter`.
+
+The control topics (``model-updates``, ``tuning``) are in ``stream.wire.announcements``.
 
 Validation returns a reason instead of raising, because a bad event is data to be
 routed (to ``events-dlq``), not an error to crash on. Reasons are a small fixed
@@ -10,14 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
 
 from online.base import Interaction
-from stream.datasets import parse_timestamp
 
 EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "rating", "impression", "skip"})
 #: Event types that say the user did *not* choose the item; counted, never learned as positives.
@@ -28,7 +35,7 @@ DLQ_REASONS = (
     "oversized_event", "missing_field", "wrong_type", "unknown_type", "invalid_ts", "invalid_value",
     "invalid_k",
     # a record batch the consumer could not decode at all (codec, corrupt payload, CRC):
-    # one dead letter for the whole batch, its offset range and raw bytes (stream.batch_guard)
+    # one dead letter for the whole batch, its offset range and raw bytes (stream.kafka.batch_guard)
     "undecodable_batch",
     # not a contract violation we foresaw: a bug in validation ("unprocessable") or in a model
     # while learning the message's events ("processing_failed"); logged with the traceback
@@ -67,6 +74,47 @@ def decode_json(raw: bytes) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise Invalid("not_json", str(exc)[:200]) from None
+
+
+def parse_timestamp(raw: object) -> float:
+    """Epoch seconds from a number or an ISO 8601 string; ``ValueError`` otherwise."""
+    if isinstance(raw, bool):
+        raise ValueError("a boolean is not a timestamp")
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            value = moment.timestamp()
+    else:
+        raise ValueError(f"a {type(raw).__name__} is not a timestamp")
+    if not math.isfinite(value):
+        raise ValueError("timestamp is not finite")
+    return value
+
+
+def event_payload(event: Interaction | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``events`` contract object for an interaction (mappings pass through).
+
+    Every field of :class:`~online.base.Interaction` is kept, so what :func:`validate_event`
+    reads back is the same interaction: ``rec_id`` in particular, without which an event cannot
+    name the list it answers and the tuner's bandit feedback never closes. Optional fields that
+    are ``None`` stay off the wire.
+    """
+    if isinstance(event, Interaction):
+        out = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": event.ts,
+               "value": event.value}
+        if event.event_id is not None:
+            out["event_id"] = event.event_id
+        if event.rec_id is not None:
+            out["rec_id"] = event.rec_id
+        return out
+    return dict(event)
 
 
 def _identifier(obj: dict, name: str) -> str:
@@ -180,6 +228,11 @@ def validate_request(obj: Any, default_k: int, max_k: int) -> Request:
     return Request(request_id, user_id, k, tuple(str(x) for x in exclude))
 
 
+def encode_request(*, request_id: str, user_id: str, k: int, exclude: Iterable[str] = ()) -> bytes:
+    """Encode one ``rec-requests`` message (what :func:`validate_request` reads)."""
+    return encode({"request_id": request_id, "user_id": user_id, "k": k, "exclude": list(exclude)})
+
+
 #: ``model_version`` of a list the online models served without any hot-swapped model.
 ONLINE_MODEL = "online"
 
@@ -216,6 +269,11 @@ def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]],
         "source_ts": source_ts,
         "ts": now,
     })
+
+
+def decode_recommendation(raw: bytes) -> Any:
+    """A ``recommendations`` message as a dict; raises on anything that is not JSON."""
+    return _decode(raw)
 
 
 def dead_letter(*, raw: bytes, reason: str, detail: str, topic: str, partition: int, offset: int,

@@ -7,7 +7,7 @@ hop cost ~400 ms at the median (notes/pipe-findings.md). This subclass sets the
 wait from settings after Faust builds the consumer, and ``read_committed`` (Faust
 asks for it only in its exactly-once mode): events from a producer whose
 transaction aborted are never learned. Undecodable batches are turned into
-dead-letter markers by ``stream.batch_guard`` (installed by ``stream.app``).
+dead-letter markers by ``stream.kafka.batch_guard`` (installed by ``stream.app``).
 Everything else is Faust's.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
         return FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        """Commit only what the app's ``before_commit`` hook made durable (``stream.durability``)."""
+        """Commit only what the app's ``before_commit`` hook made durable (``stream.worker.durability``)."""
         hook = getattr(self.app, "before_commit", None)
         if hook is not None:
             offsets = await hook(offsets)
@@ -77,7 +77,7 @@ class PerBatchPrometheusMonitor(PrometheusMonitor):
 
     Faust's monitor does several counter and label look-ups for every message and
     every stream event (~20 µs each on these machines); streamrec counts events,
-    messages and batches itself, once per micro-batch (``stream.metrics``). The
+    messages and batches itself, once per micro-batch (``stream.worker.metrics``). The
     sensor keeps everything else Faust reports: commits, sends, send errors,
     rebalances, assignment, committed offsets, web requests.
     """

@@ -25,20 +25,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from online.base import Interaction
-from stream.broker import EmbeddedBroker, free_port
-from stream.clients import EventPublisher, RecommendationConsumer
-from stream.datasets import generate, load
-from stream.metrics import DemoMetrics, serve_metrics
-from stream.scrape import MetricsHistory, scrape, total
+from stream.cli.datasets import generate, load
+from stream.cli.processes import spawn_process, spawn_worker, stop_process
+from stream.cli.scrape import MetricsHistory, scrape, total
+from stream.kafka.broker import EmbeddedBroker, free_port
+from stream.kafka.clients import EventPublisher, RecommendationConsumer
+from stream.observability import LATENCY_BUCKETS, serve_metrics
 from stream.settings import Settings
-from stream.worker import spawn_process, spawn_worker, stop_process
 
 #: Malformed messages the demo mixes in, each with the DLQ reason it must get.
 BAD_MESSAGES: list[tuple[bytes, str]] = [
@@ -69,9 +69,33 @@ class DemoOptions:
     report_path: str | None = None
 
 
+class DemoMetrics(NamedTuple):
+    events_published: Counter
+    lists_received: Counter
+    list_latency: Histogram
+    consumer_hit_rate: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "DemoMetrics":
+        metrics = cls(
+            events_published=Counter(f"{prefix}_demo_events_published", "Events the demo replayed",
+                                     registry=registry),
+            lists_received=Counter(f"{prefix}_demo_lists_received", "Recommendation lists the demo consumed",
+                                   registry=registry),
+            list_latency=Histogram(
+                f"{prefix}_demo_list_latency_seconds",
+                "From the triggering message's broker timestamp to the list reaching the demo's consumer",
+                buckets=LATENCY_BUCKETS, registry=registry),
+            consumer_hit_rate=Gauge(f"{prefix}_demo_consumer_hit_rate",
+                                    "HR@k measured by the demo's consumer", ["k"], registry=registry),
+        )
+        ProcessCollector(registry=registry)
+        return metrics
+
+
 #: Prometheus job names, the same as in ``deploy/prometheus/prometheus.yml`` (dashboards and rules rely on them).
 JOBS = ("streamrec-worker", "streamrec-trainer", "streamrec-demo")
-RULES_FILE = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules.yml"
+RULES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
 
 
 def prometheus_config(targets: dict[str, list[str]], *, interval: str = "5s",

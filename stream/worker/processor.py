@@ -12,41 +12,20 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from online.base import Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
-from stream import schema
-from stream.batch_guard import UndecodableBatch
-from stream.metrics import WorkerMetrics, record_prequential
-from stream.schema import Invalid
+from stream.kafka.batch_guard import UndecodableBatch
 from stream.settings import Settings
+from stream.wire import schema
+from stream.wire.messages import Output, RawMessage
+from stream.wire.schema import Invalid
+from stream.worker.metrics import WorkerMetrics, record_prequential
+from stream.worker.progress import PartitionProgress, TopicPartition
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    """A Kafka message as the processor sees it (``timestamp`` in epoch seconds)."""
-
-    value: bytes | None
-    key: bytes | None = None
-    topic: str = ""
-    partition: int = 0
-    offset: int = 0
-    timestamp: float | None = None
-
-
-@dataclass(frozen=True)
-class Output:
-    """A message to publish; ``source_ts`` is the triggering message's broker timestamp."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    source_ts: float | None = None
-    reason: str | None = None  # for dead letters: the DLQ reason, for the metric's label
 
 
 @dataclass
@@ -60,7 +39,7 @@ class BatchResult:
 
 def _invalid(exc: Exception, message: RawMessage) -> Invalid:
     """The DLQ reason for an exception met while reading one message: its own, or "unprocessable"
-    for one the validation did not foresee (logged: it is a bug to fix in ``stream.schema``)."""
+    for one the validation did not foresee (logged: it is a bug to fix in ``stream.wire.schema``)."""
     if isinstance(exc, Invalid):
         return exc
     log.exception("unexpected error reading %s[%s]@%s; dead-lettered as unprocessable",
@@ -93,17 +72,11 @@ class EventProcessor:
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
         self.recent_ids = RecentIds(settings.dedup_window)
-        # "topic/partition" -> next offset to learn: what a snapshot of the engine covers.
-        self.next_offsets: dict[str, int] = {}
-        # The restored snapshot's offsets: messages below them are already in the state.
-        self.learned_below: dict[str, int] = {}
-        # Offsets committed when the snapshot was taken: a restarted worker resumes at or after them.
-        self.resume_floor: dict[str, int] = {}
+        # Per partition: the next offset to learn (what a snapshot covers), what a restored state
+        # already holds, and what was learned as a replica before the partition became ours.
+        self.progress = PartitionProgress()
         self.duplicates = 0
         self.replayed = 0
-        # Partitions taken over from another worker whose messages below these offsets this worker
-        # already learned as a replica (stream.replica): they are answered with lists, not learned again.
-        self.answer_only_below: dict[str, int] = {}
         self.replicated = 0
         self.lists_failed = 0
         self.feedback_matched = 0
@@ -111,30 +84,18 @@ class EventProcessor:
         # Only then do events that name a served list (rec_id) reward the tuner's arms.
         self.bandit_feedback = settings.tuner and settings.tuner_feedback == "bandit"
 
-    def restore(self, engine: StreamingRecommender, offsets: dict[str, int], recent_ids: list[str],
-                committed: dict[str, int] | None = None) -> None:
+    def restore(self, engine: StreamingRecommender, offsets: Mapping[TopicPartition, int], recent_ids: list[str],
+                committed: Mapping[TopicPartition, int] | None = None) -> None:
         """Continue from a snapshot: its engine, the offsets it covers, the event ids it had seen.
 
         ``committed`` is what the group had committed when the snapshot was taken. If a partition's
         first message after the restart lies below it, the topic was recreated or the group's
-        offsets reset: its offsets no longer mean what the snapshot meant, so nothing is skipped there.
+        offsets reset: its offsets no longer mean what the snapshot meant, so nothing is skipped there
+        (:meth:`PartitionProgress.already_learned`).
         """
         self.engine = engine
-        self.next_offsets = dict(offsets)
-        self.learned_below = dict(offsets)
-        self.resume_floor = dict(committed or {})
+        self.progress.restore(offsets, committed)
         self.recent_ids = RecentIds(self.settings.dedup_window, recent_ids)
-
-    def _already_learned(self, where: str, offset: int) -> bool:
-        """Whether a re-read message is already in the restored state (see :meth:`restore`)."""
-        below = self.learned_below.get(where)
-        if below is None:
-            return False
-        floor = self.resume_floor.pop(where, None)
-        if (floor is not None and offset < floor) or offset >= below:
-            del self.learned_below[where]  # a new topic incarnation, or caught up: stop checking
-            return False
-        return True
 
     # -- events ---------------------------------------------------------------------------
     def process_events(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -146,20 +107,19 @@ class EventProcessor:
         learned_from: list[RawMessage] = []  # messages with events in ``learn`` (for the DLQ if learning fails)
         answered: list[Interaction] = []  # events that name the list they act on (rec_id)
         bandit = self.bandit_feedback
-        next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
+        progress, seen_before = self.progress, self.recent_ids.seen_before
         for message in messages:
-            where = f"{message.topic}/{message.partition}"
-            if self.learned_below and self._already_learned(where, message.offset):
+            tp = TopicPartition(message.topic, message.partition)
+            if progress.already_learned(tp, message.offset):
                 result.replayed += 1  # re-read after a restart; the snapshot already holds it
                 continue
-            if self.answer_only_below and message.offset < self.answer_only_below.get(where, -1):
+            if progress.answer_only(tp, message.offset):
                 result.replayed += 1
                 for event in self._decode_events(message, result):
                     if event.type not in schema.NON_POSITIVE_TYPES:
                         latest[event.user_id] = (event, message.timestamp)
                 continue
-            if message.offset >= next_offsets.get(where, 0):
-                next_offsets[where] = message.offset + 1
+            progress.learned(tp, message.offset)
             learned_before = len(learn)
             for event in self._decode_events(message, result):
                 if event.event_id is not None and seen_before(event.event_id):
@@ -214,18 +174,16 @@ class EventProcessor:
     def learn_replica(self, messages: Sequence[RawMessage]) -> int:
         """Learn events of partitions another worker owns (``STREAMREC_LEARN_SCOPE=all``).
 
-        No lists and no dead letters: the owner answers and dead-letters them. Messages below
-        ``next_offsets`` were learned already (by this worker's own agent, before a revocation).
+        No lists and no dead letters: the owner answers and dead-letters them. Messages below the
+        partition's next offset were learned already (by this worker's own agent, before a revocation).
         Returns how many events were learned.
         """
         learn: list[Interaction] = []
-        next_offsets, seen_before = self.next_offsets, self.recent_ids.seen_before
+        progress, seen_before = self.progress, self.recent_ids.seen_before
         discard = BatchResult()
         for message in messages:
-            where = f"{message.topic}/{message.partition}"
-            if message.offset < next_offsets.get(where, 0):
+            if not progress.learned(TopicPartition(message.topic, message.partition), message.offset):
                 continue
-            next_offsets[where] = message.offset + 1
             for event in self._decode_events(message, discard):
                 if event.event_id is not None and seen_before(event.event_id):
                     continue
@@ -324,7 +282,7 @@ class EventProcessor:
 
     def _undecodable(self, message: RawMessage, batch: UndecodableBatch) -> Output:
         """One dead letter for a whole record batch the consumer could not decode: its raw bytes,
-        its offset range, why. The consumer has moved past it (``stream.batch_guard``)."""
+        its offset range, why. The consumer has moved past it (``stream.kafka.batch_guard``)."""
         log.error("undecodable record batch in %s[%s]: %s; dead-lettered, moving on",
                   message.topic, message.partition, batch.describe())
         value = schema.dead_letter(raw=bytes(batch), reason="undecodable_batch", detail=batch.describe(),

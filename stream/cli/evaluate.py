@@ -1,6 +1,6 @@
 """``streamrec eval``: prequential test-then-train of the worker's engine on a data file.
 
-Registered by ``stream.cli`` through :func:`add_parser`. The engine is built the
+Registered by ``stream.cli.main`` through :func:`add_parser`. The engine is built the
 way the worker builds it (``Settings.from_env().engine_config()``), then
 ``--strategy`` / ``--weights`` may swap in a blend or a single strategy and
 ``--set`` changes single fields; the replay itself is
@@ -36,7 +36,7 @@ class UsageError(Exception):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to an ``argparse`` sub-parser collection."""
-    from stream.datasets import FORMATS
+    from stream.cli.datasets import FORMATS
 
     p = subparsers.add_parser(
         "eval", help="prequential (test-then-train) evaluation of the online engine on a data file",
@@ -166,7 +166,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[list, str]:
-    from stream.datasets import generate, load
+    from stream.cli.datasets import generate, load
     from stream.errors import DataFormatError
 
     if args.generated is not None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from online.base import Interaction
 from stream.errors import DataFormatError
+from stream.wire.schema import parse_timestamp
 
 FORMATS = ("movielens", "csv", "jsonl", "sasrec")
 
@@ -33,28 +32,6 @@ _USER_COLUMNS = ("user_id", "userid", "user", "uid", "visitorid", "customer_id")
 _ITEM_COLUMNS = ("item_id", "itemid", "movieid", "movie_id", "item", "iid", "product_id", "productid")
 _TS_COLUMNS = ("timestamp", "ts", "time", "datetime", "event_time", "date")
 _VALUE_COLUMNS = ("rating", "value", "score", "weight")
-
-
-def parse_timestamp(raw: object) -> float:
-    """Epoch seconds from a number or an ISO 8601 string; ``ValueError`` otherwise."""
-    if isinstance(raw, bool):
-        raise ValueError("a boolean is not a timestamp")
-    if isinstance(raw, (int, float)):
-        value = float(raw)
-    elif isinstance(raw, str):
-        text = raw.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-            value = moment.timestamp()
-    else:
-        raise ValueError(f"a {type(raw).__name__} is not a timestamp")
-    if not math.isfinite(value):
-        raise ValueError("timestamp is not finite")
-    return value
 
 
 def load(path: str | Path, fmt: str, limit: int | None = None) -> list[Interaction]:

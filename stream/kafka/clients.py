@@ -10,8 +10,9 @@
 
 Neither opens a connection in ``__init__``; the first send/poll does. Build them with
 ``from_settings(settings, ...)`` to get the topic and the Kafka security settings
-(``stream.security``) of a :class:`~stream.settings.Settings`; ``extra_config`` given
-there wins over both.
+(``stream.kafka.security``) of a :class:`~stream.settings.Settings`; ``extra_config`` given
+there wins over both. What they send and read is encoded and decoded by ``stream.wire.schema``,
+the codec the worker uses.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from online.base import Interaction
-from stream import batch_guard, schema
-from stream.security import kafka_python_security
-from stream.sender import partition_for
+from stream.kafka import batch_guard
+from stream.kafka.security import kafka_python_security
+from stream.wire import schema
+from stream.wire.partitioner import partition_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from stream.settings import Settings
@@ -32,25 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def _client_config(settings: Settings, extra_config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The security kwargs of ``settings``, then ``extra_config`` on top."""
     return {**kafka_python_security(settings), **(extra_config or {})}
-
-
-def event_payload(event: Interaction | Mapping[str, Any]) -> dict[str, Any]:
-    """The ``events`` contract object for an interaction (mappings pass through).
-
-    Every field of :class:`~online.base.Interaction` is kept, so what ``stream.schema.validate_event``
-    reads back is the same interaction: ``rec_id`` in particular, without which an event cannot
-    name the list it answers and the tuner's bandit feedback never closes. Optional fields that
-    are ``None`` stay off the wire.
-    """
-    if isinstance(event, Interaction):
-        out = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": event.ts,
-               "value": event.value}
-        if event.event_id is not None:
-            out["event_id"] = event.event_id
-        if event.rec_id is not None:
-            out["rec_id"] = event.rec_id
-        return out
-    return dict(event)
 
 
 class EventPublisher:
@@ -112,7 +95,7 @@ class EventPublisher:
 
     def publish(self, event: Interaction | Mapping[str, Any]) -> None:
         """Queue one event; it is sent when its partition's batch is full or on :meth:`flush`."""
-        payload = event_payload(event)
+        payload = schema.event_payload(event)
         user_id = str(payload["user_id"])
         if self.batch_events == 1:
             self._send(self.partition(user_id), user_id.encode(), schema.encode(payload), 1)
@@ -213,7 +196,7 @@ class RequestPublisher:
             config.update(self.extra_config)
             self._producer = KafkaProducer(**config)
         request_id = request_id or uuid.uuid4().hex
-        value = schema.encode({"request_id": request_id, "user_id": user_id, "k": k, "exclude": list(exclude)})
+        value = schema.encode_request(request_id=request_id, user_id=user_id, k=k, exclude=exclude)
         self._producer.send(self.topic, key=user_id.encode(), value=value)
         self._producer.flush()
         return request_id
@@ -282,8 +265,8 @@ class RecommendationConsumer:
         out = []
         for batch in records.values():
             for record in batch:
-                try:  # an undecodable record batch (stream.batch_guard) is one bad message too
-                    out.append((schema._decode(record.value), now))
+                try:  # an undecodable record batch (stream.kafka.batch_guard) is one bad message too
+                    out.append((schema.decode_recommendation(record.value), now))
                 except Exception:
                     self.bad_messages += 1
         return out

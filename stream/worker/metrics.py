@@ -1,42 +1,36 @@
-"""Prometheus metrics of every streamrec process: one object per role, built on an injected registry.
+"""Prometheus metrics of the worker (``streamrec worker``): one object, built on an injected registry.
 
 Modelled on faust's ``FaustMetrics.create``: tests pass a fresh ``CollectorRegistry``;
-processes pass the one their ``/metrics`` page serves. Names follow design.md (prefix
-``streamrec_``, base units, ``_total`` counters). Label values are bounded: event types,
-DLQ reasons, triggers, strategies, tuner arms and models are small fixed sets; consumer lag
-is per assigned partition.
+the worker passes the one its ``/metrics`` page serves (faust's own sensor adds
+``streamrec_faust_*``). Names follow design.md (prefix ``streamrec_``, base units, ``_total``
+counters). Label values are bounded: event types, DLQ reasons, triggers, strategies, tuner arms
+and models are small fixed sets; consumer lag is per assigned partition.
 
-- :class:`WorkerMetrics` (``streamrec worker``; faust's own sensor adds ``streamrec_faust_*``),
-  with :func:`record_tuning`, :func:`record_prequential` and :func:`install_periodic_metrics`
-  (consumer lag per partition, prequential HR/NDCG) to fill it;
-- :class:`TrainerMetrics` (``streamrec trainer``) and :class:`DemoMetrics` (``streamrec demo``),
-  served with :func:`serve_metrics` (``/metrics``, ``/health/live``, ``/health/ready``).
+:class:`WorkerMetrics` is filled by :func:`record_tuning`, :func:`record_prequential`,
+:func:`record_encoder_swap` and :func:`install_periodic_metrics` (consumer lag per partition,
+blend weights, delivery counts). The trainer's metrics are ``stream.trainer.metrics``; what
+every process shares (buckets, the ``/metrics`` server) is ``stream.observability``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from typing import Any, Mapping, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from stream.schema import DLQ_REASONS, EVENT_TYPES
+from stream.observability import BATCH_BUCKETS, LATENCY_BUCKETS
+from stream.wire.schema import DLQ_REASONS, EVENT_TYPES
+from stream.worker.progress import TopicPartition
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
-REFRESH_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_800.0, 3_600.0)
 log = logging.getLogger(__name__)
 
 
 class _VersionGauge(Gauge):
     """A gauge whose ``set(version)`` with a version >= 1 also stamps a companion timestamp gauge.
 
-    ``encoder_version.set(v)`` is how the worker reports a swap (``stream.app``), so the
+    ``encoder_version.set(v)`` is how the worker reports a swap (``stream.worker.encoder_handover``), so the
     encoder's load time (``streamrec_encoder_loaded_timestamp_seconds``; its age is
     ``time() - that``) needs no second call at the swap site.
     """
@@ -283,12 +277,13 @@ def record_encoder_swap(metrics: WorkerMetrics, version: int, trained_at: float 
     metrics.encoder_age.count_from(trained_at if trained_at is not None and trained_at > 0 else time.time())
 
 
-def update_consumer_lag(app: Any, gauge: Gauge, exported: set, positions: dict[str, int] | None = None) -> None:
+def update_consumer_lag(app: Any, gauge: Gauge, exported: set,
+                        positions: Mapping[TopicPartition, int] | None = None) -> None:
     """Set ``gauge{topic,partition}`` to high watermark minus the next offset to process, per assigned partition.
 
-    ``positions`` ("topic/partition" -> next offset processed, ``EventProcessor.next_offsets``)
+    ``positions`` (next offset processed per partition, ``PartitionProgress.covered()``)
     is used where it is ahead of the committed offset: with snapshots on, offsets are committed
-    only every ``snapshot_interval_s`` (``stream.durability``), and lag measured from commits
+    only every ``snapshot_interval_s`` (``stream.worker.durability``), and lag measured from commits
     would show the commit cadence, not how far processing is behind.
 
     Faust's sensor exports both offsets (``streamrec_faust_topic_partition_end_offset`` and
@@ -319,7 +314,7 @@ def update_consumer_lag(app: Any, gauge: Gauge, exported: set, positions: dict[s
         labels = (tp.topic, str(tp.partition))
         done = committed.get(tp) or 0
         if positions:
-            done = max(done, positions.get(f"{tp.topic}/{tp.partition}", 0))
+            done = max(done, positions.get(TopicPartition(tp.topic, tp.partition), 0))
         gauge.labels(*labels).set(max(0, high - done))
         current.add(labels)
     for labels in exported - current:
@@ -340,7 +335,7 @@ def record_blend(metrics: WorkerMetrics, blend: Any) -> None:
 
 
 def record_delivery(metrics: WorkerMetrics, processor: Any, keeper: Any = None) -> None:
-    """Export the processor's and the snapshot keeper's cumulative counts (``stream.durability``)."""
+    """Export the processor's and the snapshot keeper's cumulative counts (``stream.worker.durability``)."""
     _count_up(metrics, metrics.events_duplicate, ("duplicate",), processor.duplicates)
     _count_up(metrics, metrics.events_replayed, ("replayed",), processor.replayed)
     _count_up(metrics, metrics.events_replicated, ("replicated",), getattr(processor, "replicated", 0))
@@ -372,116 +367,10 @@ def install_periodic_metrics(app: Any, metrics: WorkerMetrics, processor: Any, i
     @app.timer(interval, name="streamrec.periodic_metrics")
     async def periodic_metrics() -> None:
         try:
-            update_consumer_lag(app, metrics.consumer_lag, exported, processor.next_offsets)
+            update_consumer_lag(app, metrics.consumer_lag, exported, processor.progress.covered())
             record_delivery(metrics, processor, keeper)
             record_blend(metrics, getattr(processor.engine, "blend", None))
         except Exception as exc:  # metrics must never stop the worker; say so once per kind of failure
             if repr(exc) not in reported:
                 reported.add(repr(exc))
                 log.exception("periodic metrics failed: %r", exc)
-
-
-class TrainerMetrics(NamedTuple):
-    events_consumed: Counter
-    messages_consumed: Counter
-    undecodable_batches: Counter
-    buffered_users: Gauge
-    training_loss: Gauge
-    sequences_trained: Counter
-    sequences_per_second: Gauge
-    refresh_duration: Histogram
-    checkpoints: Counter
-    encoder_version: Gauge
-    encoder_published: Gauge
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "TrainerMetrics":
-        metrics = cls(
-            events_consumed=Counter(f"{prefix}_trainer_events_consumed", "Valid events the trainer buffered",
-                                    registry=registry),
-            messages_consumed=Counter(f"{prefix}_trainer_messages_consumed",
-                                      "Kafka messages the trainer read from the events topic", registry=registry),
-            undecodable_batches=Counter(f"{prefix}_trainer_undecodable_batches",
-                                        "Record batches of events the trainer could not decode and skipped "
-                                        "(the worker dead-letters them)", registry=registry),
-            buffered_users=Gauge(f"{prefix}_trainer_buffered_users", "Users whose sequences the trainer holds",
-                                 registry=registry),
-            training_loss=Gauge(f"{prefix}_trainer_training_loss", "Mean training loss of the last epoch",
-                                registry=registry),
-            sequences_trained=Counter(f"{prefix}_trainer_sequences_trained",
-                                      "Training sequences processed (all epochs)", registry=registry),
-            sequences_per_second=Gauge(f"{prefix}_trainer_sequences_per_second",
-                                       "Training throughput of the last epoch", registry=registry),
-            refresh_duration=Histogram(f"{prefix}_trainer_refresh_duration_seconds",
-                                       "Time to train, write and announce one encoder version",
-                                       buckets=REFRESH_BUCKETS, registry=registry),
-            checkpoints=Counter(f"{prefix}_trainer_checkpoints", "Encoder versions written and announced",
-                                registry=registry),
-            encoder_version=Gauge(f"{prefix}_trainer_encoder_version", "Last encoder version published (0 = none)",
-                                  registry=registry),
-            encoder_published=Gauge(f"{prefix}_encoder_published_timestamp_seconds",
-                                    "When the last encoder version was announced (Unix time; 0 = none yet)",
-                                    registry=registry),
-        )
-        ProcessCollector(registry=registry)
-        return metrics
-
-    def record_epoch(self, report: Any) -> None:
-        """Export a ``models.trainer.EpochReport``."""
-        self.training_loss.set(report.loss)
-        self.sequences_trained.inc(report.sequences)
-        self.sequences_per_second.set(report.sequences_per_s)
-
-
-class DemoMetrics(NamedTuple):
-    events_published: Counter
-    lists_received: Counter
-    list_latency: Histogram
-    consumer_hit_rate: Gauge
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "DemoMetrics":
-        metrics = cls(
-            events_published=Counter(f"{prefix}_demo_events_published", "Events the demo replayed",
-                                     registry=registry),
-            lists_received=Counter(f"{prefix}_demo_lists_received", "Recommendation lists the demo consumed",
-                                   registry=registry),
-            list_latency=Histogram(
-                f"{prefix}_demo_list_latency_seconds",
-                "From the triggering message's broker timestamp to the list reaching the demo's consumer",
-                buckets=LATENCY_BUCKETS, registry=registry),
-            consumer_hit_rate=Gauge(f"{prefix}_demo_consumer_hit_rate",
-                                    "HR@k measured by the demo's consumer", ["k"], registry=registry),
-        )
-        ProcessCollector(registry=registry)
-        return metrics
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int,
-                  ready: Callable[[], bool] = lambda: True) -> tuple[Any, str]:
-    """Serve ``/metrics``, ``/health/live`` and ``/health/ready`` in a daemon thread.
-
-    Port 0 takes a free port. Returns ``(server, base URL)``; ``server.shutdown()`` stops it.
-    """
-    metrics_app = make_wsgi_app(registry)
-
-    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if path in ("/metrics", "/"):
-            return metrics_app(environ, start_response)
-        if path in ("/health/live", "/health/ready"):
-            ok = path == "/health/live" or bool(ready())
-            body = json.dumps({"status": ("live" if path == "/health/live" else "ready") if ok else "starting"})
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
-            return [body.encode()]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
-
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, daemon=True, name=f"metrics-{port}").start()
-    return server, f"http://{host}:{server.server_port}"

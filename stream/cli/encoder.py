@@ -1,14 +1,14 @@
 """CLI glue for the sequence encoder: ``streamrec train`` and ``streamrec encoder-eval``.
 
-Thin on purpose: read the file with :func:`stream.datasets.load`, hand plain
-arrays to ``models``, print the result. ``stream/cli.py`` registers these with
+Thin on purpose: read the file with :func:`stream.cli.datasets.load`, hand plain
+arrays to ``models``, print the result. ``stream/cli/main.py`` registers these with
 :func:`add_parsers`; each subcommand's ``func(args)`` returns an exit code
 (0 ok, 1 the run failed, 2 bad input) and reports user errors as one line on
 stderr, never a traceback.
 
 Data-parallel training runs the same command under ``torchrun``::
 
-    torchrun --nproc_per_node 2 -m stream.encoder_cli train --data u.data --format movielens --device cuda
+    torchrun --nproc_per_node 2 -m stream.cli.encoder train --data u.data --format movielens --device cuda
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from stream.datasets import FORMATS, load
+from stream.cli.datasets import FORMATS, load
 from stream.errors import DataFormatError
 
 PRESETS = ("tiny", "paper", "large")
@@ -166,7 +166,7 @@ def _cuda_available() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m stream.encoder_cli``, e.g. under ``torchrun``)."""
+    """Stand-alone entry point (``python -m stream.cli.encoder``, e.g. under ``torchrun``)."""
     parser = argparse.ArgumentParser(prog="streamrec")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

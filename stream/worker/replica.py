@@ -12,9 +12,9 @@ Ownership moves with rebalances: a partition this worker owns is paused here
 (its agent learns it); one it loses is resumed from the agent's next offset; one
 it gains is answered by the agent from the group's committed offset, but the
 messages this reader already learned are only answered, not learned again
-(``EventProcessor.answer_only_below``). Learning is serialised with the agent's
+(``PartitionProgress.answer_only_below``). Learning is serialised with the agent's
 micro-batches and with snapshots by the shared lock, and the reader's positions
-are the processor's ``next_offsets``, so snapshots cover both.
+are the processor's next offsets (``EventProcessor.progress``), so snapshots cover both.
 
 Cost: learning every event on every worker (~20 µs/event for the default engine)
 caps the cluster's learning rate at one worker's, while list building (~55 µs per
@@ -26,8 +26,10 @@ import asyncio
 import logging
 from typing import Any, Iterable
 
-from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
+from stream.wire.messages import RawMessage
+from stream.worker.processor import EventProcessor
+from stream.worker.progress import TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class ReplicaReader:
 
     async def run(self) -> None:
         """Read until cancelled; connection problems are logged and retried."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        import aiokafka
+        from aiokafka import AIOKafkaConsumer
 
         topic = self.settings.topic_events
         while True:
@@ -59,7 +62,7 @@ class ReplicaReader:
             try:
                 await consumer.start()
                 partitions = consumer.partitions_for_topic(topic) or set()
-                self._partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+                self._partitions = [aiokafka.TopicPartition(topic, p) for p in sorted(partitions)]
                 consumer.assign(self._partitions)
                 async with self.lock:
                     for tp in self._partitions:
@@ -91,7 +94,7 @@ class ReplicaReader:
                         for r in records])
 
     def _seek_to_next(self, consumer: Any, tp: Any) -> None:
-        nxt = self.processor.next_offsets.get(f"{tp.topic}/{tp.partition}")
+        nxt = self.processor.progress.next_offset(TopicPartition(tp.topic, tp.partition))
         if nxt is not None:
             consumer.seek(tp, nxt)
 
@@ -107,11 +110,12 @@ class ReplicaReader:
         """The group gave this worker ``partitions`` (call under the lock)."""
         partitions = set(partitions)
         topic = self.settings.topic_events
+        progress = self.processor.progress
         for p in partitions - self.owned:
-            where = f"{topic}/{p}"
-            learned = self.processor.next_offsets.get(where)
+            where = TopicPartition(topic, p)
+            learned = progress.next_offset(where)
             if learned is not None:
-                self.processor.answer_only_below[where] = learned
+                progress.answer_only_below(where, learned)
         consumer = self.consumer
         lost = self.owned - partitions
         self.owned = partitions

@@ -3,7 +3,7 @@
 The rule that makes "nothing accepted is lost" and "state continues" hold together:
 **an input offset is committed only after the state that learned it is on disk and
 the lists it produced are acknowledged by the broker.** Faust calls
-:meth:`StateKeeper.before_commit` from inside its commit (``stream.transport``); it
+:meth:`StateKeeper.before_commit` from inside its commit (``stream.kafka.transport``); it
 
 1. freezes the engine between two micro-batches (under the agent's lock), together with
    the offsets it covers and the recent event ids: by default it forks, and the child
@@ -31,10 +31,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
+from common.files import atomic_write_bytes
 from online.errors import SnapshotError
-from online.state import load_snapshot, snapshot_bytes, write_snapshot_bytes
-from stream.processor import EventProcessor
+from online.state import load_snapshot, snapshot_bytes
 from stream.settings import Settings
+from stream.worker.processor import EventProcessor
+from stream.worker.progress import TopicPartition, from_keys, to_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class StateKeeper:
     def __init__(self, settings: Settings, processor: EventProcessor, lock: asyncio.Lock,
                  flush: Callable[[], Awaitable[Any]], handoff: Any = None) -> None:
         self.settings = settings
-        self.handoff = handoff  # a stream.handoff.PartitionHandoff, or None
+        self.handoff = handoff  # a stream.worker.handoff.PartitionHandoff, or None
         self.processor = processor
         self.lock = lock
         self.flush = flush
@@ -58,7 +60,7 @@ class StateKeeper:
         self.last_seconds: float | None = None
         self.last_pause_seconds: float | None = None  # how long learning waited for the snapshot
         self.events_in_snapshot = 0  # the engine's events_learned when the last snapshot was taken
-        self.committed: dict[str, int] = {}  # "topic/partition" -> offset last handed to Faust to commit
+        self.committed: dict[TopicPartition, int] = {}  # offset last handed to Faust to commit
 
     @property
     def enabled(self) -> bool:
@@ -79,7 +81,7 @@ class StateKeeper:
             self._set_aside("corrupt")
             log.error("could not restore the learned state, starting cold: %s", exc)
             return False
-        fresh = self.processor.engine  # built from the current settings (stream.processor.build_engine)
+        fresh = self.processor.engine  # built from the current settings (stream.worker.processor.build_engine)
         wanted, found = (type(fresh), fresh.config), (type(snapshot.engine), getattr(snapshot.engine, "config", None))
         source = snapshot.metadata.get("source")
         if found != wanted or source != self._source():
@@ -87,9 +89,15 @@ class StateKeeper:
             log.warning("the snapshot was made with other engine settings or another topic; starting cold "
                         "(%s from %s; now %s from %s)", found, source, wanted, self._source())
             return False
-        self.committed = dict(snapshot.metadata.get("committed", {}))
-        self.processor.restore(snapshot.engine, dict(snapshot.offsets),
-                               list(snapshot.metadata.get("recent_ids", ())), self.committed)
+        try:  # the file keeps "topic/partition" keys
+            covered, committed = from_keys(snapshot.offsets), from_keys(snapshot.metadata.get("committed", {}))
+        except (ValueError, TypeError, AttributeError) as exc:
+            self._set_aside("corrupt")
+            log.error("could not restore the learned state, starting cold: unreadable offsets: %r", exc)
+            return False
+        self.committed = committed
+        self.processor.restore(snapshot.engine, covered, list(snapshot.metadata.get("recent_ids", ())),
+                               self.committed)
         log.info("restored the learned state of %s events (%d users) from %s, offsets %s",
                  snapshot.engine.events_learned, snapshot.engine.n_users, self.path, snapshot.offsets)
         return True
@@ -106,7 +114,7 @@ class StateKeeper:
         started = time.perf_counter()
         processor = self.processor
         async with self.lock:  # between two micro-batches: the engine and its offsets agree
-            covered = dict(processor.next_offsets)
+            covered = processor.progress.covered()
             events_learned = processor.engine.events_learned
             paused = time.perf_counter()
             if self.settings.snapshot_fork and hasattr(os, "fork"):
@@ -114,7 +122,7 @@ class StateKeeper:
                 data, handed = None, {}
             else:
                 child = None
-                data = snapshot_bytes(processor.engine, offsets=covered, metadata=self._metadata())
+                data = snapshot_bytes(processor.engine, offsets=to_keys(covered), metadata=self._metadata())
                 handed = self.handoff.collect(covered, self.committed) if self.handoff is not None else {}
             self.last_pause_seconds = time.perf_counter() - paused
         try:
@@ -122,7 +130,7 @@ class StateKeeper:
             if child is not None:
                 await self._wait_for(child)
             else:
-                await asyncio.to_thread(write_snapshot_bytes, data, self.path)
+                await asyncio.to_thread(atomic_write_bytes, self.path, data)
                 if handed:
                     await asyncio.to_thread(self.handoff.write, handed)
         except Exception as exc:  # disk full, broker gone: do not commit past the durable state
@@ -143,7 +151,7 @@ class StateKeeper:
         for tp, offset in offsets.items():
             topic, partition = tp[0], tp[1]
             if topic == events_topic:
-                where = f"{topic}/{partition}"
+                where = TopicPartition(topic, partition)
                 offset = min(offset, covered.get(where, offset))
                 self.committed[where] = offset
             safe[tp] = offset
@@ -151,10 +159,10 @@ class StateKeeper:
 
     def _metadata(self) -> dict[str, Any]:
         """What a snapshot carries beside the engine (built in the child when the writer forks)."""
-        return {"recent_ids": self.processor.recent_ids.export(), "committed": dict(self.committed),
+        return {"recent_ids": self.processor.recent_ids.export(), "committed": to_keys(self.committed),
                 "source": self._source()}
 
-    def _fork_writer(self, covered: dict[str, int]) -> int:
+    def _fork_writer(self, covered: dict[TopicPartition, int]) -> int:
         """Fork; the child writes the snapshot (and the handoff files) and exits. Returns its pid.
 
         The Redis way: ``fork`` copies the page tables, not the heap, so learning pauses for
@@ -167,8 +175,8 @@ class StateKeeper:
         if pid == 0:
             code = 1
             try:
-                write_snapshot_bytes(snapshot_bytes(self.processor.engine, offsets=covered, metadata=self._metadata()),
-                                     self.path)
+                atomic_write_bytes(self.path, snapshot_bytes(self.processor.engine, offsets=to_keys(covered),
+                                                             metadata=self._metadata()))
                 if self.handoff is not None:
                     self.handoff.write(self.handoff.collect(covered, self.committed))
                 code = 0

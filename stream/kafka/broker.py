@@ -17,7 +17,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 from stream.errors import BrokerUnavailable
-from stream.topics import TopicSpec
+from stream.wire.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def resolve_broker_binary() -> str:
 def wait_for_broker(bootstrap: str, timeout: float = 30.0, security: Mapping[str, Any] | None = None) -> None:
     """Block until a Kafka metadata request to ``bootstrap`` succeeds, or raise.
 
-    ``security``: kafka-python security kwargs (``stream.security.kafka_python_security``).
+    ``security``: kafka-python security kwargs (``stream.kafka.security.kafka_python_security``).
     """
     from kafka import KafkaAdminClient
 
@@ -69,7 +69,7 @@ def create_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 1
                   security: Mapping[str, Any] | None = None) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
-    ``security``: kafka-python security kwargs (``stream.security.kafka_python_security``).
+    ``security``: kafka-python security kwargs (``stream.kafka.security.kafka_python_security``).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic

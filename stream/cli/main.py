@@ -51,7 +51,7 @@ def _stop_requested() -> Callable[[], bool]:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from stream.broker import EmbeddedBroker
+    from stream.kafka.broker import EmbeddedBroker
 
     settings = settings_from_args(args)
     broker = EmbeddedBroker(host=args.host, port=args.port, topics=settings.topic_specs(),
@@ -69,13 +69,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from stream.worker import run_worker
+    from stream.cli.processes import run_worker
 
     return run_worker(settings_from_args(args))
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
-    from stream.trainer import StreamTrainer
+    from stream.trainer.trainer import StreamTrainer
 
     settings = settings_from_args(args)
     should_stop = _stop_requested()
@@ -90,8 +90,8 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from stream.clients import EventPublisher
-    from stream.datasets import load
+    from stream.cli.datasets import load
+    from stream.kafka.clients import EventPublisher
 
     settings = settings_from_args(args)
     events = load(args.data, args.format, limit=args.limit)
@@ -107,7 +107,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from stream.clients import RecommendationConsumer
+    from stream.kafka.clients import RecommendationConsumer
 
     settings = settings_from_args(args)
     consumer = RecommendationConsumer.from_settings(settings, from_beginning=args.from_beginning)
@@ -132,7 +132,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    from stream.clients import RecommendationConsumer, RequestPublisher
+    from stream.kafka.clients import RecommendationConsumer, RequestPublisher
 
     settings = settings_from_args(args)
     consumer = RecommendationConsumer.from_settings(settings)
@@ -154,7 +154,7 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream.demo import DemoOptions, run_demo
+    from stream.cli.demo import DemoOptions, run_demo
 
     settings = settings_from_args(args)
     if args.metrics_port_demo is not None:
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)
 
-    for module_name in ("stream.evaluate_cli", "stream.encoder_cli"):
+    for module_name in ("stream.cli.evaluate", "stream.cli.encoder"):
         _register_optional(sub, module_name)
     return parser
 

@@ -3,8 +3,8 @@
 One awaited ``topic.send`` per message costs ~460 µs in Faust on these machines
 (notes/pipe-findings.md); aiokafka's ``create_batch``/``send_batch`` path costs
 ~7 µs. :class:`BatchSender` groups a micro-batch's outputs per (topic, partition),
-picks partitions the way Kafka's default partitioner does for the key (murmur2),
-so lists keyed by user land where any Kafka client would put them.
+picks partitions the way Kafka's default partitioner does for the key (murmur2,
+``stream.wire.partitioner``), so lists keyed by user land where any Kafka client would put them.
 
 Delivery is pipelined: :meth:`BatchSender.send` hands batches to the producer and
 returns; the agent goes on with the next micro-batch while the broker acknowledges.
@@ -20,16 +20,8 @@ import asyncio
 from collections import deque
 from typing import Any, Sequence
 
-from kafka.partitioner.default import murmur2
-
-from stream.processor import Output
-
-
-def partition_for(key: bytes | None, partitions: int) -> int:
-    """Kafka's default partition for a key (murmur2, positive, modulo partitions)."""
-    if key is None or partitions <= 1:
-        return 0
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+from stream.wire.messages import Output
+from stream.wire.partitioner import partition_for
 
 
 class BatchSender:

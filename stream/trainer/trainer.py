@@ -5,10 +5,11 @@ offsets kept under its own group id ``<app_id>-trainer``, no group join), keeps
 bounded per-user sequences, and every ``trainer_refresh_s`` seconds (when at least
 ``trainer_min_new_events`` arrived) trains a fresh encoder on them
 (``models.train_offline``, all items, no hold-out), writes a versioned checkpoint
-and announces it on ``model-updates``. Workers load announced versions into their
-``ModelSlot`` (``stream.app``) without a restart. Its metrics (``stream.metrics.TrainerMetrics``:
-events consumed, training loss, throughput, checkpoints, when the last version was published)
-live on its own registry, served by :meth:`StreamTrainer.serve_metrics`.
+and announces it on ``model-updates`` (``stream.wire.announcements``). Workers load announced
+versions into their ``ModelSlot`` (``stream.worker.encoder_handover``) without a restart. Its
+metrics (``stream.trainer.metrics.TrainerMetrics``: events consumed, training loss, throughput,
+checkpoints, when the last version was published) live on its own registry, served by
+:meth:`StreamTrainer.serve_metrics`.
 
 A refresh retrains from scratch on the buffered sequences: simple and always
 consistent with the current item vocabulary; warm-starting is future work.
@@ -23,10 +24,13 @@ from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 
-from stream import batch_guard, schema
-from stream.metrics import TrainerMetrics, serve_metrics
-from stream.schema import Invalid
+from stream.kafka import batch_guard
+from stream.observability import serve_metrics
 from stream.settings import Settings
+from stream.trainer.metrics import TrainerMetrics
+from stream.wire import schema
+from stream.wire.announcements import ModelUpdate, encode_model_update
+from stream.wire.schema import Invalid
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class StreamTrainer:
     def _connect(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-        from stream.security import kafka_python_security
+        from stream.kafka.security import kafka_python_security
 
         batch_guard.install()  # an undecodable batch is skipped and counted, never a crash
         s = self.settings
@@ -159,21 +163,21 @@ class StreamTrainer:
         started = time.perf_counter()
         path = train_offline(users, items, self.encoder_config, self.trainer_config, s.trainer_dir, holdout=0,
                              version=version, on_epoch_end=m.record_epoch)
-        announcement = {"version": version, "path": str(path), "ts": time.time(),
-                        "metrics": {"train_seconds": round(time.perf_counter() - started, 3),
-                                    "users": len(self.store), "events_seen": self.events_seen}}
-        self._producer.send(s.topic_model_updates, value=json.dumps(announcement).encode())
+        update = ModelUpdate(version, str(path), time.time(),
+                             {"train_seconds": round(time.perf_counter() - started, 3), "users": len(self.store),
+                              "events_seen": self.events_seen})
+        self._producer.send(s.topic_model_updates, value=encode_model_update(update))
         self._producer.flush()
         m.checkpoints.inc()
         m.encoder_version.set(version)
-        m.encoder_published.set(announcement["ts"])
+        m.encoder_published.set(update.ts)
         m.refresh_duration.observe(time.perf_counter() - started)
         if self._consumer is not None:
             self._consumer.commit()  # the events this version learned from
         self.new_events = 0
         self.versions.append(version)
         log.info("encoder version %d written to %s", version, path)
-        return announcement
+        return update.as_dict()
 
     def run(self, once: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
         last_refresh = self.clock() - self.settings.trainer_refresh_s if once else self.clock()
