@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({os.cpu_count()} cores)",
                "torch_threads": torch.get_num_threads(),
-               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+               "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"encoder benchmark on {machine['device']}, torch {machine['torch']}, "
           f"{machine['torch_threads']} threads, budget {args.budget_s:.0f}s per variant", flush=True)
     results: dict[str, Any] = {"machine": machine, "budget_s": args.budget_s, "command": " ".join(sys.argv),

@@ -14,7 +14,7 @@ import argparse
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     keys = [f"event-{n}" for n in range(args.capacity + args.events)]
     warm = keys[: args.capacity]
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}")
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}")
     for name, run in (("dict + next(iter())", plain_dict), ("OrderedDict.popitem (RecentIds)", ordered)):
         seconds = run(args.capacity, keys) - run(args.capacity, warm)  # the evicting part only
         print(f"dedup window {args.capacity:,}: {name:32} {1e6 * seconds / args.events:8.2f} µs per evicting event")

@@ -131,7 +131,7 @@ def startup(bootstrap: str, runs: int) -> list[float]:
 
         create_topics(bootstrap, settings.topic_specs())
         consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=True)
-        consumer.consumer
+        consumer.connect()
         with EventPublisher(bootstrap, settings.topic_events, batch_events=1) as publisher:
             publisher.publish({"user_id": "probe", "item_id": "i1", "type": "click", "ts": 1.0})
         started = time.time()
@@ -154,7 +154,7 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     create_topics(bootstrap, settings.topic_specs())
     process = start_worker(settings, f"latency{int(rate)}")
     consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=False)
-    consumer.consumer
+    consumer.connect()
     samples: list[float] = []
     stop_flag = threading.Event()
     measuring = threading.Event()
@@ -256,7 +256,7 @@ def main() -> int:
     if "latency" in phases:
         for rate in (100.0, 1000.0):
             results[f"latency_{int(rate)}"] = phase(f"latency at {rate:.0f} ev/s",
-                                                    lambda b: latency(b, rate, args.latency_seconds, warmup=3.0))
+                                                    lambda b, rate=rate: latency(b, rate, args.latency_seconds, warmup=3.0))
         global LINGER_MS
         plain, LINGER_MS = LINGER_MS, 5
         results["latency_1000_producer_linger_5ms"] = phase(

@@ -35,9 +35,10 @@ import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(funk, key=lambda r: r[f"hr@{args.k}"]) if funk else None
     _print_table(results, best, args.k)
     if args.json is not None:
-        report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                   "command": " ".join([Path(sys.executable).name, *sys.argv]),
                   "machine": {"python": platform.python_version(), "platform": platform.platform(),
                               "cpus": multiprocessing.cpu_count(), "numpy": np.__version__,

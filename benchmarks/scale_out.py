@@ -29,7 +29,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def live(args) -> int:
         return 0
     events = load(ML100K, "movielens")[: args.live_events]
     throughput_events = generate(args.throughput_events, seed=3)
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; "
           f"ML-100K first {len(events):,} events at {args.rate:,.0f} ev/s (arrays of 20); "
           f"throughput on {len(throughput_events):,} generated events", flush=True)
     rows = []
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"skipping ML-100K: {ML100K} is absent (MovieLens is read in place, never copied)")
     data.append((f"generated {args.generated_events:,}", generate(args.generated_events, seed=7)))
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}, "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}, "
           f"{args.partitions} partitions, prequential HR@10, batch 1")
     rows = []
     for name, events in data:

@@ -16,15 +16,15 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.files import atomic_write_bytes  # noqa: E402
 from online.base import Interaction  # noqa: E402
 from online.engine import StreamingRecommender  # noqa: E402
-from common.files import atomic_write_bytes  # noqa: E402
 from online.state import snapshot_bytes  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--events-per-user", type=int, default=3)
     parser.add_argument("--blend", default="", help="STREAMREC_BLEND of the engine ('' = the default worker engine)")
     args = parser.parse_args()
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}")
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}")
     for users in (int(u) for u in args.users.split(",")):
         engine = StreamingRecommender(Settings(blend=args.blend).engine_config())
         batch = []

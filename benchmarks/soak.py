@@ -32,9 +32,10 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def rss_bytes(pid: int) -> int:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {pid}")
+        raise RuntimeError(f"no VmRSS for pid {pid}") from None
     return int(psutil.Process(pid).memory_info().rss)
 
 
@@ -129,7 +130,7 @@ def run_soak(settings: Settings, worker_pid: int, *, rate: float, duration: floa
     metrics_url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
     state = Soak()
     consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
-    consumer.consumer  # positioned at the end before the first event is sent
+    consumer.connect()  # positioned at the end before the first event is sent
     reader = threading.Thread(target=read_lists, args=(state, consumer), daemon=True)
     reader.start()
     before = total(scrape(metrics_url), "streamrec_events_processed_total")

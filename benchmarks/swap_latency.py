@@ -45,7 +45,7 @@ def train_versions(directory: Path, n: int, events) -> list[Path]:
 
 def measure(bootstrap: str, settings: Settings, rate: float, seconds: float, events, on_tick=None) -> dict:
     consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations)
-    consumer.consumer
+    consumer.connect()
     samples: list[float] = []
     stop = threading.Event()
     started = time.time()

@@ -44,7 +44,7 @@ import multiprocessing
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if not streams:
         return 0
     rows = plan(streams, args.lr_grid, args.weight_grid.split(","), args.policies.split(","))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(f"tuning benchmark {started:%Y-%m-%d %H:%M} UTC on {platform.node()} ({platform.processor() or platform.machine()}), "
           f"{multiprocessing.cpu_count()} CPUs, {len(rows)} rows, {args.workers} workers; "
           + ", ".join(f"{s}: {len(STREAMS[s]):,} events" for s in streams), flush=True)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     order = {(s, label): n for n, (s, label, _, _) in enumerate(rows)}
     results.sort(key=lambda r: order[(r["stream"], r["row"])])
-    report: dict[str, Any] = {"started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
+    report: dict[str, Any] = {"started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
                               "machine": {"node": platform.node(), "cpus": multiprocessing.cpu_count(),
                                           "python": platform.python_version()},
                               "k": K, "streams": {}, "rows": results}

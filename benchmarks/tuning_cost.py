@@ -15,7 +15,7 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def main() -> int:
             started = time.process_time()
             processor.process_events(batch)
             cpu[key] += time.process_time() - started
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}; "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}; "
           f"{name}, {len(events):,} events, micro-batches of {args.batch}")
     for key, processor in processors.items():
         print(f"{key:6} {1e6 * cpu[key] / len(events):6.0f} CPU µs/event   "

@@ -19,7 +19,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.config import EncoderConfig, TrainerConfig
-from models.data import ItemVocab, Sequences, SequenceBuffer, build_sequences, leave_one_out, training_windows
+from models.data import ItemVocab, SequenceBuffer, Sequences, build_sequences, leave_one_out, training_windows
 from models.encoder import SequenceEncoder
 from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
 from models.evaluate import evaluate

@@ -15,8 +15,8 @@ Conventions used by the whole package:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -20,7 +20,6 @@ Shapes: ``B`` batch, ``L`` window length, ``H`` hidden, ``N`` catalogue size,
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ from torch import nn
 
 from models.config import EncoderConfig
 
-Device = Union[torch.device, str, None]  # where to create parameters ("meta": no memory, for loading)
+Device = torch.device | str | None  # where to create parameters ("meta": no memory, for loading)
 
 
 class CausalSelfAttention(nn.Module):

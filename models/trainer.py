@@ -24,9 +24,10 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from torch import nn
 from models import distributed
 from models.checkpoint import checkpoint_path, next_version, save_checkpoint
 from models.config import EncoderConfig, TrainerConfig
-from models.data import batch_order, build_sequences, leave_one_out, training_windows, training_negatives
+from models.data import batch_order, build_sequences, leave_one_out, training_negatives, training_windows
 from models.encoder import SequenceEncoder
 from models.errors import ModelError, NonFiniteLoss
 from models.evaluate import evaluate

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Collection, Iterator, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 
 class Interaction(NamedTuple):
@@ -50,7 +51,7 @@ class Served(NamedTuple):
     items: list[tuple[str, float]]
     versions: tuple[tuple[str, int], ...] = ()
     arm: str | None = None
-    pool: "Pool | None" = None
+    pool: Pool | None = None
 
 
 class Pool(NamedTuple):

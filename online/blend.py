@@ -18,8 +18,9 @@ Normalisations
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ class BlendConfig:
             raise ValueError("invalid blend: " + "; ".join(problems))
 
     @classmethod
-    def parse(cls, spec: str, **overrides: Any) -> "BlendConfig":
+    def parse(cls, spec: str, **overrides: Any) -> BlendConfig:
         """``"name=weight,name=weight"`` (a bare name weighs 1) plus field overrides.
 
         >>> BlendConfig.parse("popularity=0.3, mf").weights
@@ -117,7 +118,7 @@ class BlendConfig:
             weights.append((name.strip(), weight))
         return cls(weights=tuple(weights), **overrides)
 
-    def with_weights(self, **weights: float) -> "BlendConfig":
+    def with_weights(self, **weights: float) -> BlendConfig:
         """A copy with some weights changed or added (validated again)."""
         merged = dict(self.weights)
         merged.update(weights)

@@ -9,7 +9,7 @@ each time they arrive (documented in the README's guarantees).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class RecentIds:

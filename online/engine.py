@@ -9,17 +9,17 @@ near the bare pipe's throughput.
 from __future__ import annotations
 
 import heapq
-from operator import itemgetter
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
 
 from online.base import Interaction, Served
 from online.blend import Blend, BlendConfig, build_blend
 from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
 from online.sequential import NextItem
-
 
 _by_score = itemgetter(1)
 

@@ -17,7 +17,9 @@ import dataclasses
 import resource
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from online.base import Interaction
 from online.engine import EngineConfig, StreamingRecommender
@@ -143,7 +145,5 @@ def iter_prequential(events: Iterable[Interaction], config: EngineConfig | None 
 def run_prequential(events: Iterable[Interaction], config: EngineConfig | None = None,
                     **kwargs: Any) -> dict[str, Any]:
     """The final snapshot of :func:`iter_prequential` (same arguments)."""
-    last: dict[str, Any] = {}
-    for last in iter_prequential(events, config, **kwargs):
-        pass
-    return last
+    snapshots = deque(iter_prequential(events, config, **kwargs), maxlen=1)
+    return snapshots[0] if snapshots else {}

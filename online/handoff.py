@@ -9,7 +9,8 @@ item-level state stays where it was learned (see README, "Guarantees").
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from online.engine import StreamingRecommender
 

@@ -14,7 +14,8 @@ capacity whose rows are reused on eviction.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ class ImplicitMF(Tunable):
             return self._Q[rows].mean(axis=0)
         return None
 
-    def scorer(self, user_id: str, history: Sequence[str]) -> "FactorScorer":
+    def scorer(self, user_id: str, history: Sequence[str]) -> FactorScorer:
         vector = self.user_vector(user_id, history)
         n = len(self._items)
         table = self._items

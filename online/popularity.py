@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,7 @@ class DecayedPopularity(Tunable):
         values[slots < 0] = 0.0
         return values.tolist()
 
-    def scorer(self, user_id: str, history: Sequence[str]) -> "PopularityScorer":
+    def scorer(self, user_id: str, history: Sequence[str]) -> PopularityScorer:
         return PopularityScorer(self)
 
 

@@ -19,8 +19,9 @@ here keeps state.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from online.base import Strategy
 
@@ -102,7 +103,7 @@ class StrategySpec:
     #: A slot that ``stream/`` fills with versions of an outside model (the encoder).
     slot: bool = False
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -116,7 +117,7 @@ class PopularitySpec(StrategySpec):
     knobs = (Knob("half_life", "float", 100.0, 1e6, log=True, in_place=True, attribute="half_life",
                   help="events after which a past interaction counts half"),)
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.popularity import DecayedPopularity
 
         return DecayedPopularity(context.half_life, context.max_items)
@@ -132,7 +133,7 @@ class NextItemSpec(StrategySpec):
         Knob("vote_top", "int", 4, 128, log=True, help="strongest followers each voting item offers"),
     )
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.sequential import NextItem
 
         return NextItem(max_items=context.max_items, max_users=context.max_users)
@@ -155,7 +156,7 @@ class CooccurrenceSpec(StrategySpec):
         Knob("cooc_staleness", "float", 0.0, 1.0, help="growth of an item's table before its top list is rebuilt"),
     )
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.sequential import NextItem
 
         co = NextItem(followers_cap=config.cooc_cap, lookback=config.cooc_lookback, decay=config.cooc_decay,
@@ -178,7 +179,7 @@ class ImplicitMFSpec(StrategySpec):
              help="where negatives come from: all known items, or the recent stream (by popularity)"),
     )
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.mf import ImplicitMF
 
         return ImplicitMF(n_factors=config.mf_factors, lr=config.mf_lr, l2=config.mf_l2,
@@ -198,7 +199,7 @@ class RiverMFSpec(StrategySpec):
         Knob("river_optimizer", "categorical", choices=("sgd", "adam", "rmsprop"), help="river optimizer"),
     )
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.river_mf import RiverMF  # river is imported only when asked for
 
         return RiverMF(n_factors=config.river_factors, lr=config.river_lr, l2=config.river_l2,
@@ -212,7 +213,7 @@ class EncoderSpec(StrategySpec):
                "fills; trained elsewhere, so no knobs here")
     slot = True
 
-    def build(self, config: "BlendConfig", context: BuildContext) -> Strategy:
+    def build(self, config: BlendConfig, context: BuildContext) -> Strategy:
         from online.blend import StrategySlot
 
         return StrategySlot(self.name)

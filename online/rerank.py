@@ -16,7 +16,8 @@ encoder after a refresh); they are exported as normalised plain data.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from river import optim

@@ -17,7 +17,8 @@ dropped from river's tables.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from river import optim, reco

@@ -15,8 +15,9 @@ pairs fade: each new pair adds ``2 ** (n / half_life)``, the trick
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection, Iterator, Sequence
 from operator import itemgetter
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any
 
 from online.base import Interaction, Tunable
 
@@ -217,7 +218,7 @@ class NextItem(Tunable):
             weight *= self.decay
         return out
 
-    def scorer(self, user_id: str, history: Sequence[str]) -> "VoteScorer":
+    def scorer(self, user_id: str, history: Sequence[str]) -> VoteScorer:
         return VoteScorer(self.votes(history))
 
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:

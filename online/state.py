@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from common.files import atomic_write_bytes
 from online.engine import StreamingRecommender

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from online.engine import EngineConfig
 from stream.wire.topics import TopicSpec
@@ -177,7 +178,7 @@ class Settings:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then environment variables, then ``overrides`` (flags that were given)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -188,7 +189,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod

@@ -98,6 +98,6 @@ class TunerConfig:
         if problems:
             raise ValueError("invalid tuner config: " + "; ".join(problems))
 
-    def replace(self, **changes: Any) -> "TunerConfig":
+    def replace(self, **changes: Any) -> TunerConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -10,13 +10,13 @@ Each arm keeps its own ``lr`` and ``l2`` (``negatives`` is shared: a different
 count cannot share the draw, so it is tuned with separate copies instead).
 
 Each arm is still a plain ``ImplicitMF`` whose ``_P``/``_Q`` are views into the
-stack (re-linked after a pickle round trip, which copies views): the blend serves the champion as before, and a promoted shadow is a
-normal model. :func:`stackable` says when this applies.
+stack (re-linked after a pickle round trip, which copies views): the blend serves the champion as
+before, and a promoted shadow is a normal model. :func:`stackable` says when this applies.
 """
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

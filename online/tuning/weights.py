@@ -1,7 +1,8 @@
 """Strategy weights by champion/challenger over weight vectors, scored on the served pools.
 
 Every list the blend serves is a pool of candidates with each strategy's
-normalised score (the ``pool`` that ``Blend.serve(..., keep_pool=True)`` returns with the list). When the user's next item arrives, *any*
+normalised score (the ``pool`` that ``Blend.serve(..., keep_pool=True)`` returns with the list).
+When the user's next item arrives, *any*
 weight vector can be scored on that pool: rank the pool by ``features @ w`` and
 see whether the item lands in the top ``k``. That is full information for every
 weight vector at the cost of one small matrix product, so the arms here are
@@ -35,7 +36,8 @@ True
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

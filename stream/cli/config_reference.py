@@ -61,7 +61,8 @@ def render() -> str:
             "Declared in `online/registry.py`. Each strategy's blend weight is a knob too (`weight:<strategy>`,",
             "0 to 1, in place; `--set <strategy>=<weight>`, 0 switches it off). *Applied* says what a search",
             "may change on a running model (through the model's `mutate` or `Blend.set_weights`) and what",
-            "needs the strategy rebuilt.", "", "| owner | knob | space | default | applied | meaning |", "|---|---|---|---|---|---|"]
+            "needs the strategy rebuilt.", "",
+            "| owner | knob | space | default | applied | meaning |", "|---|---|---|---|---|---|"]
     rows = [("engine", knob) for knob in ENGINE_KNOBS] + [("blend", knob) for knob in BLEND_KNOBS]
     rows += [(spec.name, knob) for spec in REGISTRY.values() for knob in spec.knobs]
     for owner, knob in rows:

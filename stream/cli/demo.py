@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from online.base import Interaction
@@ -76,7 +75,7 @@ class DemoMetrics(NamedTuple):
     consumer_hit_rate: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "DemoMetrics":
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> DemoMetrics:
         metrics = cls(
             events_published=Counter(f"{prefix}_demo_events_published", "Events the demo replayed",
                                      registry=registry),
@@ -132,7 +131,7 @@ class ListCollector(threading.Thread):
         self.lists: list[tuple[str, str | None, tuple[str, ...], float | None, float]] = []
         self.stop_event = threading.Event()
         self.first_arrival: float | None = None
-        self.consumer.consumer  # connect and assign now, so nothing published is missed
+        self.consumer.connect()  # so nothing published is missed
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -427,7 +426,8 @@ def _tuning_summary(samples: dict) -> dict[str, Any]:
     weights = {dict(labels).get("strategy"): value for (name, labels), value in samples.items()
                if name == "streamrec_blend_strategy_weight"}
     return {"tuner_learning_rates": ", ".join(f"{m}={v:.4g}" for m, v in sorted(rates.items())),
-            "tuner_strategy_weights": ", ".join(f"{n}={w:.2f}" for n, w in sorted(weights.items(), key=lambda x: -x[1])),
+            "tuner_strategy_weights": ", ".join(f"{n}={w:.2f}"
+                                                for n, w in sorted(weights.items(), key=lambda x: -x[1])),
             "tuner_reward_rate": total(samples, "streamrec_tuner_reward_rate"),
             "tuner_drift_events": int(total(samples, "streamrec_tuner_drift_events_total"))}
 

@@ -17,8 +17,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from stream.cli.datasets import FORMATS, load
 from stream.errors import DataFormatError

@@ -11,7 +11,8 @@ import logging
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stream.errors import StreamError
 from stream.settings import Settings
@@ -136,7 +137,7 @@ def cmd_request(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     consumer = RecommendationConsumer.from_settings(settings)
-    consumer.consumer  # assign before asking, so the answer cannot be missed
+    consumer.connect()  # assign before asking, so the answer cannot be missed
     requests = RequestPublisher.from_settings(settings)
     request_id = requests.request(args.user, k=args.k or settings.k, exclude=args.exclude or ())
     requests.close()

@@ -18,7 +18,6 @@ from typing import Any
 
 from stream.settings import Settings
 
-
 #: Seconds a stopping worker may spend on its final commit and clean-up before it is ended.
 SHUTDOWN_GRACE_S = 15.0
 

@@ -27,7 +27,8 @@ integration tests exercise it through a real broker.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: The ``reason`` of an undecodable batch, one per cause (the DLQ's ``error`` says more).
 UNDECODABLE_REASON = "undecodable_batch"
@@ -55,7 +56,7 @@ class UndecodableBatch(bytes):
     truncated: bool
 
     def __new__(cls, raw: bytes, *, error: str, first_offset: int, last_offset: int, codec: str = "unknown",
-                records: int = -1) -> "UndecodableBatch":
+                records: int = -1) -> UndecodableBatch:
         self = super().__new__(cls, bytes(raw[:MAX_RAW_BYTES]))
         self.error = error[:500]
         self.first_offset = first_offset
@@ -201,7 +202,7 @@ class GuardedRecords:
         return _UndecodableBatchView(None, _MarkerRecord(value, None))
 
     # kafka-python iterates a MemoryRecords directly in a few places
-    def __iter__(self) -> "GuardedRecords":
+    def __iter__(self) -> GuardedRecords:
         return self
 
     def __next__(self) -> Any:

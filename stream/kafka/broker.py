@@ -14,7 +14,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from stream.errors import BrokerUnavailable
 from stream.wire.topics import TopicSpec
@@ -112,7 +113,7 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         binary = resolve_broker_binary()
         url = f"tcp://{self.host}:{self.port}"
         if self.log_path is None:
@@ -168,7 +169,7 @@ class EmbeddedBroker:
         """Whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from online.base import Interaction
 from stream.kafka import batch_guard
@@ -67,10 +68,14 @@ class EventPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
-                      **kwargs: Any) -> "EventPublisher":
+                      **kwargs: Any) -> EventPublisher:
         """A publisher to ``settings.topic_events`` with the security settings applied."""
         kwargs.setdefault("topic", settings.topic_events)
         return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+
+    def connect(self) -> None:
+        """Connect now rather than at the first send."""
+        _ = self.producer
 
     @property
     def producer(self) -> Any:
@@ -89,7 +94,7 @@ class EventPublisher:
         found = self._partition_of.get(user_id)
         if found is None:
             if self._producer is None:
-                self.producer  # connects, which also learns the topic's partition count
+                self.connect()  # which also learns the topic's partition count
             found = self._partition_of[user_id] = partition_for(user_id.encode(), self._partitions)
         return found
 
@@ -162,7 +167,7 @@ class EventPublisher:
             self._producer.close()
             self._producer = None
 
-    def __enter__(self) -> "EventPublisher":
+    def __enter__(self) -> EventPublisher:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -181,7 +186,7 @@ class RequestPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
-                      **kwargs: Any) -> "RequestPublisher":
+                      **kwargs: Any) -> RequestPublisher:
         """A publisher to ``settings.topic_requests`` with the security settings applied."""
         kwargs.setdefault("topic", settings.topic_requests)
         return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
@@ -222,10 +227,15 @@ class RecommendationConsumer:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
-                      **kwargs: Any) -> "RecommendationConsumer":
+                      **kwargs: Any) -> RecommendationConsumer:
         """A consumer of ``settings.topic_recommendations`` with the security settings applied."""
         kwargs.setdefault("topic", settings.topic_recommendations)
         return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+
+    def connect(self) -> None:
+        """Connect and assign now (positioned at the end unless ``from_beginning``), so that nothing
+        published after this call is missed."""
+        _ = self.consumer
 
     @property
     def consumer(self) -> Any:

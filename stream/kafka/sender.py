@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from stream.wire.messages import Output
 from stream.wire.partitioner import partition_for

@@ -25,7 +25,7 @@ class TrainerMetrics(NamedTuple):
     encoder_published: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "TrainerMetrics":
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> TrainerMetrics:
         metrics = cls(
             events_consumed=Counter(f"{prefix}_trainer_events_consumed", "Valid events the trainer buffered",
                                     registry=registry),

@@ -8,8 +8,9 @@ dashboards and tests read it back with :func:`decode_tuning`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -89,7 +89,7 @@ def parse_timestamp(raw: object) -> float:
         except ValueError:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
             value = moment.timestamp()
     else:
         raise ValueError(f"a {type(raw).__name__} is not a timestamp")

@@ -28,8 +28,9 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from common.files import atomic_write_bytes
 from online.errors import SnapshotError

@@ -20,8 +20,9 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from common.files import atomic_write_bytes
 from online.handoff import export_users, held_users, import_users

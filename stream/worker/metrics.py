@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -94,7 +95,7 @@ class WorkerMetrics(NamedTuple):
     seen: dict
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> "WorkerMetrics":
+    def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> WorkerMetrics:
         loaded = Gauge(f"{prefix}_encoder_loaded_timestamp_seconds",
                        "When the served encoder version was loaded (Unix time; 0 = none yet)", registry=registry)
         version = _VersionGauge(f"{prefix}_encoder_version", "Encoder version being served (0 = none)",

@@ -11,8 +11,8 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from online.base import Interaction
 from online.dedup import RecentIds

@@ -20,7 +20,8 @@ convert with :meth:`TopicPartition.from_key` where they are read.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 
 class TopicPartition(NamedTuple):
@@ -32,7 +33,7 @@ class TopicPartition(NamedTuple):
         return f"{self.topic}/{self.partition}"
 
     @classmethod
-    def from_key(cls, key: str) -> "TopicPartition":
+    def from_key(cls, key: str) -> TopicPartition:
         """The inverse of :meth:`key`; ``ValueError`` for anything else."""
         topic, sep, partition = key.rpartition("/")
         if not sep or not topic:

@@ -12,8 +12,17 @@ from prometheus_client import CollectorRegistry
 from stream.cli.demo import DemoMetrics
 from stream.trainer.metrics import TrainerMetrics
 from stream.worker.metrics import WorkerMetrics
-from tests.test_deploy.promql import (DASHBOARD_DIR, REPO, RULES_FILE, concrete, dashboard_queries, dashboards,
-                                      iter_panels, metric_names, provisioned_datasource_uids)
+from tests.test_deploy.promql import (
+    DASHBOARD_DIR,
+    REPO,
+    RULES_FILE,
+    concrete,
+    dashboard_queries,
+    dashboards,
+    iter_panels,
+    metric_names,
+    provisioned_datasource_uids,
+)
 
 #: What the observability issue names; each must be exported and on a dashboard.
 REQUIRED_ON_DASHBOARDS = (

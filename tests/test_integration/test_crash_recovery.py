@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+
 from stream.cli.processes import ready_state, spawn_worker, stop_process, wait_until_ready
 from stream.kafka.broker import create_topics, free_port
 from stream.kafka.clients import EventPublisher

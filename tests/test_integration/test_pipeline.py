@@ -94,7 +94,7 @@ def test_malformed_input_lands_in_the_dlq_with_reasons_and_the_worker_keeps_serv
 def test_an_explicit_request_is_answered_with_its_request_id(running_worker):
     settings = running_worker
     consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
-    consumer.consumer
+    consumer.connect()
     requests = RequestPublisher(settings.bootstrap_servers, settings.topic_requests)
     request_id = requests.request("someone-new", k=3)
     requests.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from stream.cli.datasets import generate
 from stream.cli.scrape import scrape, total
 from stream.kafka.broker import free_port

@@ -30,7 +30,12 @@ from stream.cli.scrape import scrape, total
 from stream.kafka.broker import create_topics, free_port
 from stream.settings import Settings
 from tests.forged_batches import (
-    SNAPPY, ZSTD, corrupt_payload, flip_last_byte, produce_raw_batch, record_batch,
+    SNAPPY,
+    ZSTD,
+    corrupt_payload,
+    flip_last_byte,
+    produce_raw_batch,
+    record_batch,
 )
 from tests.test_integration.conftest import read_topic
 
@@ -130,8 +135,8 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             lz4 = next(letter for letter in letters if letter["partition"] == 0)
             assert "lz4" in lz4["error"] and lz4["last_offset"] >= lz4["offset"]
             assert [offset for partition, offset in by_partition if partition == 1] == offsets
-            for letter, (codec, raw) in zip(sorted((l for l in letters if l["partition"] == 1),
-                                                   key=lambda l: l["offset"]), forged):
+            for letter, (codec, raw) in zip(sorted((dl for dl in letters if dl["partition"] == 1),
+                                                   key=lambda dl: dl["offset"]), forged):
                 assert letter["topic"] == settings.topic_events and f"codec {codec}" in letter["error"]
                 assert letter["last_offset"] == letter["offset"] + 5  # the batch's six records
                 # the raw batch as the broker stored it (it sets the base offset, the rest is the producer's)
@@ -149,8 +154,8 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             assert worker.poll() is None, "the restarted worker did not crash on the same offsets"
             # at-least-once: nothing was committed, so each bad batch is dead-lettered again, identically
             again = _undecodable_letters(settings, expected=2 * len(letters))
-            assert sorted((l["partition"], l["offset"], l["last_offset"]) for l in again) == \
-                sorted(2 * [(l["partition"], l["offset"], l["last_offset"]) for l in letters])
+            assert sorted((dl["partition"], dl["offset"], dl["last_offset"]) for dl in again) == \
+                sorted(2 * [(dl["partition"], dl["offset"], dl["last_offset"]) for dl in letters])
             assert "We experienced a crash" not in log_path.read_text()
             hostile = read_topic(settings.bootstrap_servers, settings.topic_dlq,
                                  lambda got: sum(v["reason"] != "undecodable_batch" for _, v in got) >= len(HOSTILE))

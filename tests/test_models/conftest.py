@@ -1,8 +1,8 @@
 """Fixtures for the encoder tests: tiny learnable data and ready-made checkpoints (CPU only)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

@@ -12,7 +12,6 @@ from online.blend import Blend, BlendConfig, StrategySlot, build_blend, normalis
 from online.engine import EngineConfig, StreamingRecommender
 from online.rerank import LearnedWeights
 from online.sequential import NextItem
-
 from tests.test_online.helpers import stream
 
 NAMES = ["a", "b", "c"]

@@ -16,7 +16,6 @@ import pytest
 import online
 from online.base import Strategy, Tunable, scorer_for
 from online.blend import StrategySlot
-
 from tests.test_online.helpers import stream
 
 

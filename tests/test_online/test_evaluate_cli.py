@@ -7,7 +7,6 @@ import json
 import pytest
 
 from stream.cli import evaluate
-
 from tests.test_online.helpers import stream
 
 

@@ -9,7 +9,6 @@ from online.base import Interaction
 from online.blend import BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
 from online.evaluation import iter_prequential, run_prequential
-
 from tests.test_online.helpers import stream
 
 POPULARITY_ONLY = EngineConfig(k=2, half_life=1e12, blend=BlendConfig(weights=(("popularity", 1.0),),

@@ -18,7 +18,14 @@ from online.base import Strategy, scorer_for
 from online.blend import STRATEGY_NAMES, BlendConfig, StrategySlot, build_strategy
 from online.engine import EngineConfig
 from online.registry import (
-    BLEND_KNOBS, ENGINE_KNOBS, REGISTRY, BuildContext, Knob, in_place_changes, search_space, spec,
+    BLEND_KNOBS,
+    ENGINE_KNOBS,
+    REGISTRY,
+    BuildContext,
+    Knob,
+    in_place_changes,
+    search_space,
+    spec,
 )
 from tests.test_online.helpers import stream
 

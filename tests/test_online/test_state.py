@@ -9,7 +9,6 @@ from online.blend import BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
 from online.errors import SnapshotError
 from online.state import FORMAT_VERSION, MAGIC, load_snapshot, save_snapshot
-
 from tests.test_online.helpers import stream
 
 CONFIG = EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.2,cooccurrence=1,next_item=0.3,mf=0.3,"

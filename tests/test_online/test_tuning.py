@@ -11,9 +11,16 @@ import pytest
 from online.base import Interaction
 from online.engine import EngineConfig, StreamingRecommender
 from online.mf import ImplicitMF
-from online.tuning import (POLICIES, ArmPolicy, ShadowSearch, TunedRecommender, TunerConfig, WeightSearch,
-                           arm_labels, tuned_engine_config)
-
+from online.tuning import (
+    POLICIES,
+    ArmPolicy,
+    ShadowSearch,
+    TunedRecommender,
+    TunerConfig,
+    WeightSearch,
+    arm_labels,
+    tuned_engine_config,
+)
 from tests.test_online.helpers import stream
 
 
@@ -35,7 +42,7 @@ def test_arm_probabilities_sum_to_one_and_every_open_arm_keeps_some(policy):
     arms = ["a", "b", "c", "d"]
     bandit = ArmPolicy(policy, arms, explore=0.1, seed=3)
     rng = random.Random(0)
-    for step in range(300):
+    for _ in range(300):
         probs = bandit.probabilities()
         assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9)
         assert all(p > 0 for p in probs.values())  # no arm is ever starved
@@ -109,7 +116,7 @@ def _mf_search(lr: float = 0.05, **kwargs) -> ShadowSearch:
 def test_a_better_shadow_is_promoted_and_the_labels_stay_fixed():
     search = _mf_search(lr=0.01, period=100, min_evidence=20)
     events = stream(100)
-    for round_ in range(3):
+    for _round in range(3):
         search.learn(events)
         for _ in range(100):  # the x2 shadow wins every event
             search.policy.update_all({"x0.5": 0.0, "x1": 0.0, "x2": 1.0}, reference="x1")

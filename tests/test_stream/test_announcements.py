@@ -5,8 +5,13 @@ import json
 
 import pytest
 
-from stream.wire.announcements import (ModelUpdate, decode_model_update, decode_tuning, encode_model_update,
-                                       encode_tuning)
+from stream.wire.announcements import (
+    ModelUpdate,
+    decode_model_update,
+    decode_tuning,
+    encode_model_update,
+    encode_tuning,
+)
 
 
 def test_an_announcement_round_trips_and_is_the_json_the_trainer_always_sent():

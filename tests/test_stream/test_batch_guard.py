@@ -23,7 +23,15 @@ from kafka.structs import TopicPartition as KafkaPythonTopicPartition
 from stream.kafka import batch_guard
 from stream.kafka.batch_guard import MAX_RAW_BYTES, GuardedRecords, UndecodableBatch
 from tests.forged_batches import (
-    GZIP, LZ4, SNAPPY, ZSTD, corrupt_payload, fix_crc, flip_last_byte, record_batch, unknown_codec,
+    GZIP,
+    LZ4,
+    SNAPPY,
+    ZSTD,
+    corrupt_payload,
+    fix_crc,
+    flip_last_byte,
+    record_batch,
+    unknown_codec,
 )
 
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
@@ -68,7 +76,7 @@ def stream_with(fault: bytearray) -> bytes:
 @pytest.mark.parametrize("read", READERS)
 @pytest.mark.parametrize("make_fault, codec", FAULTS)
 def test_unguarded_clients_raise_on_the_batch_and_would_refetch_it_forever(read, make_fault, codec):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever each client raises: any exception is the pill
         records, _ = read(stream_with(make_fault()), guarded=False)
         assert len(records) == 7  # kafka-python defers the error to the next take(); it never gets past
 

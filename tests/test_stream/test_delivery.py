@@ -154,7 +154,8 @@ def test_with_snapshots_off_commits_pass_through(tmp_path):
     assert not flushed and not keeper.restore()
 
 
-def _user_in(partition, partitions=Settings().partitions):
+def _user_in(partition, partitions=None):
+    partitions = partitions or Settings().partitions
     from stream.wire.partitioner import partition_for
 
     return next(f"u{n}" for n in range(10_000) if partition_for(f"u{n}".encode(), partitions) == partition)

@@ -15,8 +15,7 @@ from prometheus_client import CollectorRegistry
 from stream.cli.demo import DemoMetrics
 from stream.observability import serve_metrics
 from stream.trainer.metrics import TrainerMetrics
-from stream.worker.metrics import (WorkerMetrics, record_blend, record_prequential, record_tuning,
-                                   update_consumer_lag)
+from stream.worker.metrics import WorkerMetrics, record_blend, record_prequential, record_tuning, update_consumer_lag
 from stream.worker.progress import TopicPartition
 
 

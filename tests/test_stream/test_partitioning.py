@@ -1,8 +1,9 @@
 """Our partition choice is Kafka's default partitioner's (checked against aiokafka's implementation), so per-user state stays on one partition."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
 from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.wire.partitioner import partition_for
 

@@ -49,7 +49,7 @@ def test_bad_messages_and_bad_array_elements_become_dead_letters_with_reason_and
         _msg(b'{"user_id": "u", "item_id": "i", "type": "click", "ts": NaN}', offset=7),
     ])
     letters = [json.loads(o.value) for o in result.dead_letters]
-    assert [(l["reason"], l["offset"], l["index"]) for l in letters] == [
+    assert [(dl["reason"], dl["offset"], dl["index"]) for dl in letters] == [
         ("not_json", 5, None), ("missing_field", 6, 1), ("unknown_type", 6, 2), ("invalid_ts", 7, None)]
     assert letters[0]["original"] == "not json"
     assert all(o.topic == "events-dlq" for o in result.dead_letters)

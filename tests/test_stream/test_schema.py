@@ -5,7 +5,8 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.wire import schema
 from stream.wire.schema import Invalid

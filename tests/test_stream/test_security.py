@@ -258,7 +258,7 @@ def test_clients_hand_the_security_kwargs_to_kafka_python(monkeypatch):
     monkeypatch.setattr(kafka, "KafkaConsumer", Fake)
     settings = sasl(bootstrap_servers=UNREACHABLE)
     RequestPublisher.from_settings(settings, extra_config={"linger_ms": 3}).request("u1")
-    RecommendationConsumer.from_settings(settings).consumer
+    RecommendationConsumer.from_settings(settings).connect()
     expected = kafka_python_security(settings)
     assert len(built) == 2
     for config in built:
