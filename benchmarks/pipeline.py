@@ -72,7 +72,7 @@ def produce(bootstrap: str, topic: str, events, batch_events: int) -> float:
 def worker_rate(settings: Settings, expect: int, name: str, timeout: float = 600) -> dict:
     """Run a worker over pre-produced events; rate between first and last processed event."""
     process = start_worker(settings, name)
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     first = last = None
     cpu_start = None
     deadline = time.time() + timeout
@@ -130,9 +130,9 @@ def startup(bootstrap: str, runs: int) -> list[float]:
         from stream.kafka.broker import create_topics
 
         create_topics(bootstrap, settings.topic_specs())
-        consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=True)
+        consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=True)
         consumer.connect()
-        with EventPublisher(bootstrap, settings.topic_events, batch_events=1) as publisher:
+        with EventPublisher(bootstrap, settings.topics.events, batch_events=1) as publisher:
             publisher.publish({"user_id": "probe", "item_id": "i1", "type": "click", "ts": 1.0})
         started = time.time()
         process = start_worker(settings, f"startup{n}")
@@ -153,7 +153,7 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
 
     create_topics(bootstrap, settings.topic_specs())
     process = start_worker(settings, f"latency{int(rate)}")
-    consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations, from_beginning=False)
+    consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=False)
     consumer.connect()
     samples: list[float] = []
     stop_flag = threading.Event()
@@ -170,14 +170,14 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     try:
         wait_until_ready(settings, process)
         events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
-        publisher = EventPublisher(bootstrap, settings.topic_events, batch_events=1,
+        publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1,
                                    extra_config={"linger_ms": LINGER_MS})
         timer = threading.Timer(warmup, measuring.set)
         timer.start()
         publisher.replay(events, rate=rate)
         publisher.close()
         time.sleep(2.0)
-        worker_side = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        worker_side = scrape(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics")
     finally:
         stop_flag.set()
         reader.join(5)

@@ -47,7 +47,7 @@ def engine_config(name: str):
     if name == "fast":
         return Settings().engine_config()  # what a worker runs by default
     if name == "blend":
-        return Settings(blend="default").engine_config()
+        return Settings.of(blend="default").engine_config()
     raise SystemExit(f"unknown engine {name!r} (fast or blend)")
 
 
@@ -88,9 +88,9 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
     out = {"config": name, "workers": workers, "learn_scope": scope}
     for phase, data, paced in (("quality", events, rate), ("throughput", throughput_events, None)):
         with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(work / f"broker-{phase}.log")) as broker:
-            base = Settings(bootstrap_servers=broker.bootstrap, app_id=f"scale-{phase}", learn_scope=scope,
+            base = Settings.of(bootstrap_servers=broker.bootstrap, app_id=f"scale-{phase}", learn_scope=scope,
                             snapshot_interval_s=0, encoder_poll_s=3600.0)
-            create_topics(base.bootstrap_servers, base.topic_specs())
+            create_topics(base.kafka.bootstrap_servers, base.topic_specs())
             settings = [base.replace(metrics_port=free_port(), data_dir=str(work / f"{phase}-{i}"))
                         for i in range(workers)]
             procs: list[subprocess.Popen] = []
@@ -98,12 +98,12 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
                 for i, s in enumerate(settings):
                     procs.append(spawn_worker(s, open(work / f"{phase}-{i}.log", "wb"), cwd=str(ROOT)))
                 _wait_split(settings, procs)
-                urls = [f"http://{s.metrics_host}:{s.metrics_port}/metrics" for s in settings]
+                urls = [f"http://{s.metrics.host}:{s.metrics.port}/metrics" for s in settings]
                 if paced:
-                    with EventPublisher(base.bootstrap_servers, base.topic_events, batch_events=20) as publisher:
+                    with EventPublisher(base.kafka.bootstrap_servers, base.topics.events, batch_events=20) as publisher:
                         publisher.replay(data, rate=paced)
                 else:
-                    with EventPublisher(base.bootstrap_servers, base.topic_events, batch_events=100,
+                    with EventPublisher(base.kafka.bootstrap_servers, base.topics.events, batch_events=100,
                                         extra_config={"linger_ms": 5}) as publisher:
                         publisher.replay(data)
                 first = last = None
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2,4", help="worker counts to compare (default 1,2,4)")
     parser.add_argument("--engines", default="fast,blend", help="fast (worker default), blend (STREAMREC_BLEND=default)")
-    parser.add_argument("--partitions", type=int, default=Settings().partitions)
+    parser.add_argument("--partitions", type=int, default=Settings().kafka.partitions)
     parser.add_argument("--generated-events", type=int, default=50_000)
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--live", action="store_true", help="real workers on the embedded broker (see above)")

@@ -37,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}")
     for users in (int(u) for u in args.users.split(",")):
-        engine = StreamingRecommender(Settings(blend=args.blend).engine_config())
+        engine = StreamingRecommender(Settings.of(blend=args.blend).engine_config())
         batch = []
         for n in range(users * args.events_per_user):
             batch.append(Interaction(f"user{n % users}", f"item{(n * 7919) % 20_000}", float(n)))

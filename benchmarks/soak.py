@@ -127,14 +127,14 @@ def run_soak(settings: Settings, worker_pid: int, *, rate: float, duration: floa
              broker_pid: int | None = None,
              drain_timeout: float = 60.0, out: Callable[[str], None] = print) -> dict[str, Any]:
     """Drive a running worker; returns the summary (and prints a line every ``report_every`` s)."""
-    metrics_url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    metrics_url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     state = Soak()
-    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
+    consumer = RecommendationConsumer(settings.kafka.bootstrap_servers, settings.topics.recommendations)
     consumer.connect()  # positioned at the end before the first event is sent
     reader = threading.Thread(target=read_lists, args=(state, consumer), daemon=True)
     reader.start()
     before = total(scrape(metrics_url), "streamrec_events_processed_total")
-    publisher = EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=batch_events,
+    publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=batch_events,
                                linger_s=linger_s)
     started = time.time()
     stop_publishing = threading.Event()
@@ -203,7 +203,7 @@ def run_soak(settings: Settings, worker_pid: int, *, rate: float, duration: floa
     all_ms = np.array(state.latencies) * 1000
     measured = [s for s in samples if s["t"] <= duration + report_every / 2]
     trend = rss_trend([(s["t"], s["worker_rss_mb"]) for s in measured])
-    cap = settings.max_users
+    cap = settings.engine.max_users
     cap_reached = next((s["t"] for s in samples if s["state_users"] >= cap), None)
     summary = {
         "rate_target": rate, "duration_s": duration, "users_cycle": users, "max_users": cap, "items": items,

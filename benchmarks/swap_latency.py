@@ -44,7 +44,7 @@ def train_versions(directory: Path, n: int, events) -> list[Path]:
 
 
 def measure(bootstrap: str, settings: Settings, rate: float, seconds: float, events, on_tick=None) -> dict:
-    consumer = RecommendationConsumer(bootstrap, settings.topic_recommendations)
+    consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations)
     consumer.connect()
     samples: list[float] = []
     stop = threading.Event()
@@ -64,7 +64,7 @@ def measure(bootstrap: str, settings: Settings, rate: float, seconds: float, eve
     if on_tick is not None:
         ticker = threading.Thread(target=on_tick, args=(stop,), daemon=True)
         ticker.start()
-    publisher = EventPublisher(bootstrap, settings.topic_events, batch_events=1, extra_config={"linger_ms": 0})
+    publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1, extra_config={"linger_ms": 0})
     publisher.replay(events[: int(rate * seconds)], rate=rate)
     publisher.close()
     time.sleep(1.0)
@@ -90,20 +90,20 @@ def main() -> int:
     print(f"training {n_versions} tiny encoder versions ...", flush=True)
     paths = train_versions(work / "ckpt", n_versions, stream[:5_000])
     with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(work / "broker.log")) as broker:
-        settings = Settings(bootstrap_servers=broker.bootstrap, blend="default", metrics_port=free_port(),
+        settings = Settings.of(bootstrap_servers=broker.bootstrap, blend="default", metrics_port=free_port(),
                             data_dir=str(work / "worker"), trainer_dir=str(work / "ckpt"))
         create_topics(broker.bootstrap, settings.topic_specs())
-        url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
         worker = spawn_worker(settings, open(work / "worker.log", "wb"), cwd=str(ROOT))
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
 
         def announce(version: int) -> None:
             note = ModelUpdate(version, str(paths[version - 1]))
-            producer.send(settings.topic_model_updates, value=encode_model_update(note))
+            producer.send(settings.topics.model_updates, value=encode_model_update(note))
             producer.flush()
 
         try:
-            with EventPublisher(broker.bootstrap, settings.topic_events) as publisher:  # warm-up: history
+            with EventPublisher(broker.bootstrap, settings.topics.events) as publisher:  # warm-up: history
                 publisher.replay(stream[:5_000])
             announce(1)
             deadline = time.time() + 120

@@ -48,7 +48,7 @@ def main() -> int:
         batches.append([RawMessage(json.dumps([event_payload(e) for e in chunk[j:j + args.per_message]]).encode(),
                                    b"k", "events", 0, start + j, 1.0)
                         for j in range(0, len(chunk), args.per_message)])
-    settings = Settings(tuner=True)
+    settings = Settings.of(tuner=True)
     processors = {"fixed": EventProcessor(settings, engine=StreamingRecommender(
                       tuned_engine_config(settings.engine_config()))),
                   "tuned": EventProcessor(settings)}

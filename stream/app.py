@@ -52,34 +52,34 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     batch_guard.install()  # no record batch can crash the agents' or the replica's consumer
     registry = registry if registry is not None else CollectorRegistry()
     app = StreamrecFaustApp(
-        settings.app_id,
-        broker=faust_broker_urls(settings.bootstrap_servers),
+        settings.kafka.app_id,
+        broker=faust_broker_urls(settings.kafka.bootstrap_servers),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        topic_partitions=settings.partitions,
+        topic_partitions=settings.kafka.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_rebalance_timeout=settings.rebalance_timeout_s,
-        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),
-        broker_request_timeout=max(30.0, settings.session_timeout_s + 5),
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_rebalance_timeout=settings.kafka.rebalance_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.kafka.session_timeout_s / 3),
+        broker_request_timeout=max(30.0, settings.kafka.session_timeout_s + 5),
         producer_max_batch_size=1_048_576,
         producer_linger=0.0,
-        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        stream_buffer_maxsize=max(4096, settings.serving.batch_max * 2),
         web_enabled=True,
-        web_port=settings.metrics_port,
-        web_bind=settings.metrics_host,
-        web_host=settings.metrics_host,
+        web_port=settings.metrics.port,
+        web_bind=settings.metrics.host,
+        web_host=settings.metrics.host,
         table_standby_replicas=0,
         TableManager=PromptTableManager,
         broker_credentials=faust_security(settings),
         # With snapshots on, every commit first writes one (stream.worker.durability): commit on a clock
         # at the snapshot interval, not every N messages.
-        **({"broker_commit_interval": settings.snapshot_interval_s, "broker_commit_every": 1 << 40}
-           if settings.snapshot_interval_s > 0 else {}),
+        **({"broker_commit_interval": settings.durability.snapshot_interval_s, "broker_commit_every": 1 << 40}
+           if settings.durability.snapshot_interval_s > 0 else {}),
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_max_wait_ms = settings.kafka.fetch_max_wait_ms
     metrics = WorkerMetrics.create(registry)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
@@ -89,7 +89,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     sender = BatchSender(lambda: app.producer._ensure_producer(),
                          on_error=lambda exc: log.error("publishing lists failed: %r", exc))
     state_lock = asyncio.Lock()  # a micro-batch (learn + publish) and a snapshot never interleave
-    handoff = PartitionHandoff(settings, processor) if settings.handoff_dir and settings.snapshot_interval_s > 0 \
+    durability = settings.durability
+    handoff = PartitionHandoff(settings, processor) if durability.handoff_dir and durability.snapshot_interval_s > 0 \
         else None
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
@@ -98,12 +99,12 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     install_periodic_metrics(app, metrics, processor, keeper=keeper)
 
     replica = ReplicaReader(settings, processor, state_lock, aiokafka_security(settings)) \
-        if settings.learn_scope == "all" else None
+        if settings.durability.learn_scope == "all" else None
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         """Take over the users (handoff) and stop learning as a replica what is now ours."""
-        mine = {tp.partition for tp in assigned if tp.topic == settings.topic_events}
+        mine = {tp.partition for tp in assigned if tp.topic == settings.topics.events}
         async with state_lock:
             if handoff is not None:
                 handoff.on_assigned(mine)
@@ -115,10 +116,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         async def learn_other_partitions() -> None:
             await replica.run()
 
-    events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
-    updates_topic = app.topic(settings.topic_model_updates, partitions=1)
-    encoder = EncoderHandover(processor, metrics, settings.encoder_weight)
-    requests_topic = app.topic(settings.topic_requests, partitions=settings.partitions)
+    events_topic = app.topic(settings.topics.events, partitions=settings.kafka.partitions)
+    updates_topic = app.topic(settings.topics.model_updates, partitions=1)
+    encoder = EncoderHandover(processor, metrics, settings.encoder.weight)
+    requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any) -> None:
         await sender.send(result.recommendations + result.dead_letters)
@@ -130,7 +131,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        async for batch in stream.take_events(settings.serving.batch_max, within=settings.serving.batch_within_s):
             async with state_lock:
                 started = time.perf_counter()
                 messages = [_raw(event) for event in batch]
@@ -143,7 +144,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     @app.agent(requests_topic, name="streamrec.answer_requests")
     async def answer_requests(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        async for batch in stream.take_events(settings.serving.batch_max, within=settings.serving.batch_within_s):
             await publish(processor.process_requests([_raw(event) for event in batch]))
 
     @app.agent(updates_topic, name="streamrec.swap_encoder")
@@ -151,20 +152,20 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         async for raw in stream:
             await encoder.handle(raw)
 
-    if settings.tuner:
-        tuning_key = f"{settings.app_id}:{os.uname().nodename}:{os.getpid()}".encode()
+    if settings.tuner.enabled:
+        tuning_key = f"{settings.kafka.app_id}:{os.uname().nodename}:{os.getpid()}".encode()
 
-        @app.timer(settings.tuner_publish_s)
+        @app.timer(settings.tuner.publish_s)
         async def publish_tuning() -> None:
             """The tuner's state: to the gauges and, as JSON, to the ``tuning`` topic."""
             snapshot = processor.engine.tuning_snapshot()
             record_tuning(metrics, snapshot)
             value = encode_tuning(snapshot, worker=tuning_key.decode(), ts=time.time())
-            await sender.send([Output(settings.topic_tuning, tuning_key, value)])
+            await sender.send([Output(settings.topics.tuning, tuning_key, value)])
 
-    @app.timer(settings.encoder_poll_s)
+    @app.timer(settings.encoder.poll_s)
     async def poll_checkpoints() -> None:
-        await encoder.poll_directory(settings.trainer_dir)
+        await encoder.poll_directory(settings.encoder.trainer_dir)
 
     @app.page("/health/live")
     class Live(View):

@@ -1,266 +1,561 @@
-"""The one typed settings object, and the only place that reads the environment.
+"""The one typed settings tree, and the only place that reads the environment.
 
-Every field has a default, an environment variable and (in ``stream.cli``) a
-flag. Precedence: flag > environment > default. ``Settings`` is frozen: derive a
-changed copy with :meth:`Settings.replace`, which validates again.
+``Settings`` is a frozen tree of sections (``settings.kafka``, ``.topics``, ``.serving``,
+``.engine``, ``.tuner``, ``.encoder``, ``.durability``, ``.security``, ``.metrics``), each a
+frozen dataclass. Every leaf has a unique *flat name* (``topic_events``, ``tuner_policy``), an
+environment variable (``STREAMREC_TOPIC_EVENTS``) and a flag (``--topic-events``):
+:func:`setting` finds a leaf by flat name and :meth:`Setting.parse` is the one parser of raw
+strings, used by :meth:`Settings.from_env`, the CLI flags and ``streamrec eval --set``.
+Precedence: flag > environment > default.
+
+The engine section carries every field of :class:`~online.engine.EngineConfig` and
+:class:`~online.blend.BlendConfig` (the blend's weights are the ``blend`` spec string), the tuner
+section every field of :class:`~online.tuning.TunerConfig`; those fields, their types and
+defaults are generated from the dataclasses, so the two cannot disagree.
+:meth:`Settings.engine_config` and :meth:`Settings.tuner_config` build the records back.
+
+Code and tests construct with flat names, ``Settings.of(bootstrap_servers=..., partitions=4)``,
+and derive a changed copy with ``settings.replace(k=5)``; both validate again.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from online.blend import NORMALISATIONS, BlendConfig
 from online.engine import EngineConfig
+from online.rerank import OPTIMIZERS
+from online.tuning.config import FEEDBACK, POLICIES, TunerConfig
 from stream.wire.topics import TopicSpec
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: The type of ``TunerConfig.params``: ``(model, hyper-parameter)`` pairs, written ``mf.lr,mf.l2``.
+Pairs = tuple[tuple[str, str], ...]
 
-def _env(name: str, help: str) -> Any:
-    """Field metadata: the environment variable that sets it and what it means."""
-    return {"env": name, "help": help}
+
+def _leaf(default: Any, help: str, *, flat: str | None = None, env: str | None = None,
+          choices: tuple[Any, ...] = (), repr: bool = True) -> Any:
+    """A section field: its default, meaning, flat name (default: the field's name), environment
+    variable (default ``STREAMREC_<FLAT NAME>``) and allowed values (categorical fields)."""
+    return field(default=default, repr=repr, metadata={"help": help, "flat": flat, "env": env, "choices": choices})
+
+
+class _Section:
+    """Base of the sections: choices and per-section rules checked on construction."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for f in fields(self):  # type: ignore[arg-type]
+            choices = f.metadata.get("choices", ())
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                problems.append(f"{f.metadata.get('flat') or f.name} must be one of "
+                                f"{', '.join(map(str, choices))} (got {value!r})")
+        problems += self._problems()
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        return []
+
+    def _at_least(self, minimum: int, *names: str) -> list[str]:
+        return [f"{name} must be >= {minimum} (got {getattr(self, name)})" for name in names
+                if getattr(self, name) < minimum]
+
+
+@dataclass(frozen=True)
+class KafkaSettings(_Section):
+    """Kafka connection and consumer group."""
+
+    bootstrap_servers: str = _leaf("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]",
+                                   env="KAFKA_BOOTSTRAP_SERVERS")
+    app_id: str = _leaf("streamrec", "Faust app id = consumer group of the workers")
+    partitions: int = _leaf(8, "partitions of events, rec-requests and recommendations")
+    session_timeout_s: float = _leaf(6.0, "consumer group session timeout, seconds")
+    rebalance_timeout_s: float = _leaf(
+        1.0, "consumer group rebalance timeout, seconds (Tansu holds every join this long)")
+    fetch_max_wait_ms: int = _leaf(10, "consumer long-poll wait (Faust hard-codes 1500 ms; we override)")
+
+    def _problems(self) -> list[str]:
+        problems = self._at_least(1, "partitions")
+        if self.session_timeout_s <= 0 or self.rebalance_timeout_s <= 0:
+            problems.append("group timeouts must be positive")
+        return problems
+
+
+@dataclass(frozen=True)
+class TopicSettings(_Section):
+    """Topic names."""
+
+    events: str = _leaf("events", "events topic", flat="topic_events")
+    requests: str = _leaf("rec-requests", "recommendation requests topic", flat="topic_requests")
+    recommendations: str = _leaf("recommendations", "recommendation lists topic", flat="topic_recommendations")
+    dlq: str = _leaf("events-dlq", "dead-letter topic", flat="topic_dlq")
+    model_updates: str = _leaf("model-updates", "encoder version announcements", flat="topic_model_updates")
+    tuning: str = _leaf("tuning", "tuner snapshots", flat="topic_tuning")
+
+
+@dataclass(frozen=True)
+class ServingSettings(_Section):
+    """Serving: lists, micro-batches, input limits."""
+
+    k: int = _leaf(EngineConfig.k, "default list length")
+    max_k: int = _leaf(200, "largest k a request may ask for")
+    push: bool = _leaf(True, "publish a fresh list for every user in each processed batch")
+    batch_max: int = _leaf(2_000, "most messages the events agent takes per micro-batch")
+    batch_within_s: float = _leaf(0.005, "longest wait to fill a micro-batch, seconds")
+    max_message_bytes: int = _leaf(1_000_000, "larger events messages go to the DLQ")
+    max_event_bytes: int = _leaf(16_384, "an event object larger than this goes to the DLQ")
+    max_events_per_message: int = _leaf(10_000, "a longer JSON array goes to the DLQ")
+
+    def _problems(self) -> list[str]:
+        problems = self._at_least(1, "k", "max_k", "batch_max", "max_message_bytes", "max_event_bytes",
+                                  "max_events_per_message")
+        if self.k > self.max_k:
+            problems.append(f"k={self.k} exceeds max_k={self.max_k}")
+        return problems
+
+
+# --- generated sections: the engine's and the tuner's records, field by field -------------------
+
+#: Meanings of the generated fields (the registry's knob help is the fallback).
+_HELP = {
+    # EngineConfig
+    "half_life": "popularity half-life, in events",
+    "popularity_weight": "blend weight of decayed popularity (fast path, blend off)",
+    "next_item_weight": "blend weight of next-item co-occurrence (fast path, blend off)",
+    "popularity_candidates": "popular items offered to every list",
+    "history_len": "recent items kept per user",
+    "max_seen": "items remembered per user as seen (never recommended again)",
+    "max_users": "users kept in memory; least recently active evicted",
+    "max_items": "items kept in memory",
+    "followers_cap": "next-item model: followers kept per item",
+    "lookback": "next-item model: user's recent items that vote",
+    "vote_top": "next-item model: strongest followers each voting item offers",
+    # BlendConfig (besides the registry's knobs)
+    "seed": "seed of the blend's models",
+    "learn_optimizer": "optimizer of the weight learner",
+    # TunerConfig
+    "tuner_policy": "bandit policy of the tuner: thompson, ucb, exp3 or epsilon",
+    "tuner_seed": "seed of the tuner's policies and serving draws (none: unseeded)",
+    "tuner_feedback": "full: every event scores every arm (it is the user's next item); bandit: only events "
+                      "naming a served list (rec_id) reward it, the served arm is sampled with a logged "
+                      "propensity, the others get IPS estimates",
+    "tuner_params": "(model, hyper-parameter) pairs tuned with shadows, as 'model.param,...' (none: no shadows)",
+    "tuner_lr_step": "shadows sit at value / lr_step and value * lr_step",
+    "tuner_lr_low": "lowest learning rate the search may reach",
+    "tuner_lr_high": "highest learning rate the search may reach",
+    "tuner_period": "events between two learning-rate decisions",
+    "tuner_tune_weights": "also search the strategy weights",
+    "tuner_weight_step": "share a weight move adds to one strategy (then renormalised)",
+    "tuner_weight_period": "events between two weight moves",
+    "tuner_floor": "smallest share a strategy keeps",
+    "tuner_explore": "share of the serving distribution spread over all open arms (bandit feedback)",
+    "tuner_check_every": "events between two safety checks of the models",
+    "tuner_bar_events": "events a reset arm is barred",
+    "tuner_max_norm": "parameter norm that counts as diverged",
+    "tuner_collapse": "reward ratio that counts as collapse",
+    "tuner_min_evidence": "scored events each arm needs before a decision is taken",
+    "tuner_gate": "standard errors by which a proposed arm must beat the served one (paired)",
+    "tuner_max_evidence": "scored events per arm that evidence accumulates up to",
+    "tuner_drift_delta": "ADWIN's confidence on the served reward (a detected change re-opens exploration)",
+    "tuner_reward_window": "events in the recent reward rate",
+    "tuner_max_pending": "served lists kept waiting for their feedback",
+}
+
+
+def _registry_help_and_choices() -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
+    from online.registry import BLEND_KNOBS, ENGINE_KNOBS, REGISTRY
+
+    helps: dict[str, str] = {}
+    choices: dict[str, tuple[Any, ...]] = {}
+    for knob in (*ENGINE_KNOBS, *BLEND_KNOBS, *(k for spec in REGISTRY.values() for k in spec.knobs)):
+        helps.setdefault(knob.field, knob.help)
+        if knob.kind == "categorical" and not all(isinstance(c, bool) for c in knob.choices):
+            choices[knob.field] = tuple(knob.choices)
+    return helps, choices
+
+
+_KNOB_HELP, _KNOB_CHOICES = _registry_help_and_choices()
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    **_KNOB_CHOICES, "normalise": NORMALISATIONS, "river_optimizer": OPTIMIZERS, "learn_optimizer": OPTIMIZERS,
+    "tuner_policy": tuple(POLICIES), "tuner_feedback": FEEDBACK,
+}
+
+
+def _generated(record: type, skip: tuple[str, ...], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Section fields mirroring ``record``'s: same name (flat name ``prefix + name``), type and default."""
+    hints = typing.get_type_hints(record)
+    out = []
+    for f in fields(record):
+        if f.name in skip:
+            continue
+        flat = prefix + f.name
+        help_text = _HELP.get(flat) or _KNOB_HELP.get(f.name)
+        if not help_text:
+            raise TypeError(f"no meaning written for {record.__name__}.{f.name}: add it to _HELP")
+        out.append((f.name, hints[f.name], _leaf(f.default, help_text, flat=flat if prefix else None,
+                                                 choices=_CHOICES.get(flat, ()))))
+    return out
+
+
+def _make_section(name: str, doc: str, leaves: list[tuple[str, Any, Any]], problems: Any) -> type:
+    cls = dataclasses.make_dataclass(name, leaves, bases=(_Section,), frozen=True,
+                                     namespace={"_problems": problems, "__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+_BLEND_FIELDS = tuple(f.name for f in fields(BlendConfig) if f.name != "weights")
+_ENGINE_FIELDS = tuple(f.name for f in fields(EngineConfig) if f.name not in ("k", "blend"))
+
+
+def _engine_problems(self: Any) -> list[str]:
+    problems = self._at_least(1, "history_len", "max_users", "max_items")
+    if self.half_life <= 0:
+        problems.append("half_life must be positive")
+    try:
+        BlendConfig(**{name: getattr(self, name) for name in _BLEND_FIELDS})
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+EngineSettings = _make_section(
+    "EngineSettings",
+    "Engine: the online models and the blend (every EngineConfig and BlendConfig field; the blend's "
+    "weights are the ``blend`` spec).",
+    [("blend", str, _leaf("", "learned blend of strategies: '' = off (fast popularity + next-item), 'default' = "
+                              "the recommended blend, or 'name=weight,...' over popularity, next_item, "
+                              "cooccurrence, mf, river_mf"))]
+    + _generated(EngineConfig, ("k", "blend")) + _generated(BlendConfig, ("weights",)),
+    _engine_problems)
+
+_TUNER_FIELDS = tuple(f.name for f in fields(TunerConfig))
+
+
+def _tuner_problems(self: Any) -> list[str]:
+    problems = []
+    if self.publish_s <= 0:
+        problems.append("tuner_publish_s must be > 0")
+    try:
+        TunerConfig(**{name: getattr(self, name) for name in _TUNER_FIELDS})
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+TunerSettings = _make_section(
+    "TunerSettings", "Online tuning (every TunerConfig field, flat names prefixed ``tuner_``).",
+    [("enabled", bool, _leaf(False, "tune learning rates and blend weights online (turns the default blend on if "
+                                    "none is set)", flat="tuner", env="STREAMREC_TUNER")),
+     ("publish_s", float, _leaf(5.0, "seconds between tuner snapshots on the tuning topic", flat="tuner_publish_s"))]
+    + _generated(TunerConfig, (), prefix="tuner_"),
+    _tuner_problems)
+
+
+@dataclass(frozen=True)
+class EncoderSettings(_Section):
+    """Trainer and encoder."""
+
+    trainer_dir: str = _leaf("/tmp/streamrec/checkpoints",
+                             "where the trainer writes checkpoints (workers must be able to read it)")
+    trainer_refresh_s: float = _leaf(60.0, "seconds between encoder refreshes")
+    trainer_min_new_events: int = _leaf(1_000, "new events needed before a refresh")
+    trainer_epochs: int = _leaf(2, "epochs per refresh")
+    trainer_device: str = _leaf("auto", "auto, cpu or cuda")
+    trainer_size: str = _leaf("tiny", "encoder size preset: tiny (CPU) or large (GPU)")
+    poll_s: float = _leaf(10.0, "how often every worker also checks the checkpoint directory for a newer "
+                                "encoder, seconds", flat="encoder_poll_s")
+    weight: float = _leaf(0.3, "starting blend weight of the encoder once a version is loaded",
+                          flat="encoder_weight")
+
+
+@dataclass(frozen=True)
+class DurabilitySettings(_Section):
+    """Durability and scale-out."""
+
+    dedup_window: int = _leaf(200_000, "event_ids remembered per worker; a repeated id within it is learned once")
+    snapshot_interval_s: float = _leaf(
+        30.0, "seconds between snapshots of the learned state under data_dir (0 = never)")
+    snapshot_fork: bool = _leaf(
+        True, "write snapshots from a forked child (learning pauses for the fork, not for the pickling)")
+    learn_scope: str = _leaf(
+        "partitions", "partitions: a worker learns only its partitions' events; all: it also learns every other "
+        "partition's events (item state from the whole stream; lists still only for its own users)",
+        choices=("partitions", "all"))
+    handoff_dir: str = _leaf(
+        "", "folder shared by all workers where each leaves its partitions' user state for the next owner "
+        "('' = off: a moved partition's users restart from what the new owner re-reads)")
+    data_dir: str = _leaf("/tmp/streamrec", "worker's local data directory")
+
+    def _problems(self) -> list[str]:
+        if self.dedup_window < 0 or self.snapshot_interval_s < 0:
+            return ["dedup_window and snapshot_interval_s must be >= 0"]
+        return []
+
+
+@dataclass(frozen=True)
+class SecuritySettings(_Section):
+    """Kafka security (every client: kafka-python and Faust/aiokafka)."""
+
+    protocol: str = _leaf("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", flat="security_protocol",
+                          choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    sasl_mechanism: str = _leaf("PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                                choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    sasl_username: str = _leaf("", "SASL user name")
+    sasl_password: str = _leaf("", "SASL password (never printed)", repr=False)
+    ssl_cafile: str = _leaf("", "CA bundle to verify the brokers (SSL, SASL_SSL)")
+    ssl_certfile: str = _leaf("", "client certificate for mutual TLS")
+    ssl_keyfile: str = _leaf("", "client certificate's key")
+
+
+@dataclass(frozen=True)
+class MetricsSettings(_Section):
+    """Metrics, health and logs."""
+
+    host: str = _leaf("127.0.0.1", "address of the worker's /metrics and health endpoints", flat="metrics_host")
+    port: int = _leaf(6066, "port of the worker's /metrics and health endpoints", flat="metrics_port")
+    trainer_port: int = _leaf(
+        6067, "port of the trainer's /metrics and health endpoints (on metrics_host; 0 = a free port)",
+        flat="trainer_metrics_port")
+    log_level: str = _leaf("info", "log level")
+
+    def _problems(self) -> list[str]:
+        return [f"{flat} {value} is not a port" for flat, value in
+                (("metrics_port", self.port), ("trainer_metrics_port", self.trainer_port))
+                if not 0 <= value <= 65535]
+
+
+def _section(cls: type, title: str) -> Any:
+    return field(default_factory=cls, metadata={"title": title})
 
 
 @dataclass(frozen=True)
 class Settings:
-    # Kafka
-    bootstrap_servers: str = field(default="127.0.0.1:9092", metadata=_env(
-        "KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, host:port[,host:port]"))
-    app_id: str = field(default="streamrec", metadata=_env(
-        "STREAMREC_APP_ID", "Faust app id = consumer group of the workers"))
-    topic_events: str = field(default="events", metadata=_env("STREAMREC_TOPIC_EVENTS", "events topic"))
-    topic_requests: str = field(default="rec-requests", metadata=_env(
-        "STREAMREC_TOPIC_REQUESTS", "recommendation requests topic"))
-    topic_recommendations: str = field(default="recommendations", metadata=_env(
-        "STREAMREC_TOPIC_RECOMMENDATIONS", "recommendation lists topic"))
-    topic_dlq: str = field(default="events-dlq", metadata=_env("STREAMREC_TOPIC_DLQ", "dead-letter topic"))
-    topic_model_updates: str = field(default="model-updates", metadata=_env(
-        "STREAMREC_TOPIC_MODEL_UPDATES", "encoder version announcements"))
-    topic_tuning: str = field(default="tuning", metadata=_env("STREAMREC_TOPIC_TUNING", "tuner snapshots"))
-    partitions: int = field(default=8, metadata=_env(
-        "STREAMREC_PARTITIONS", "partitions of events, rec-requests and recommendations"))
-    # Serving
-    k: int = field(default=10, metadata=_env("STREAMREC_K", "default list length"))
-    max_k: int = field(default=200, metadata=_env("STREAMREC_MAX_K", "largest k a request may ask for"))
-    push: bool = field(default=True, metadata=_env(
-        "STREAMREC_PUSH", "publish a fresh list for every user in each processed batch"))
-    batch_max: int = field(default=2_000, metadata=_env(
-        "STREAMREC_BATCH_MAX", "most messages the events agent takes per micro-batch"))
-    batch_within_s: float = field(default=0.005, metadata=_env(
-        "STREAMREC_BATCH_WITHIN_S", "longest wait to fill a micro-batch, seconds"))
-    fetch_max_wait_ms: int = field(default=10, metadata=_env(
-        "STREAMREC_FETCH_MAX_WAIT_MS", "consumer long-poll wait (Faust hard-codes 1500 ms; we override)"))
-    session_timeout_s: float = field(default=6.0, metadata=_env(
-        "STREAMREC_SESSION_TIMEOUT_S", "consumer group session timeout, seconds"))
-    rebalance_timeout_s: float = field(default=1.0, metadata=_env(
-        "STREAMREC_REBALANCE_TIMEOUT_S",
-        "consumer group rebalance timeout, seconds (Tansu holds every join this long)"))
-    max_message_bytes: int = field(default=1_000_000, metadata=_env(
-        "STREAMREC_MAX_MESSAGE_BYTES", "larger events messages go to the DLQ"))
-    max_event_bytes: int = field(default=16_384, metadata=_env(
-        "STREAMREC_MAX_EVENT_BYTES", "an event object larger than this goes to the DLQ"))
-    max_events_per_message: int = field(default=10_000, metadata=_env(
-        "STREAMREC_MAX_EVENTS_PER_MESSAGE", "a longer JSON array goes to the DLQ"))
-    # Online model
-    half_life: float = field(default=5_000.0, metadata=_env(
-        "STREAMREC_HALF_LIFE", "popularity half-life, in events"))
-    popularity_weight: float = field(default=0.3, metadata=_env(
-        "STREAMREC_POPULARITY_WEIGHT", "blend weight of decayed popularity"))
-    next_item_weight: float = field(default=1.0, metadata=_env(
-        "STREAMREC_NEXT_ITEM_WEIGHT", "blend weight of next-item co-occurrence"))
-    blend: str = field(default="", metadata=_env(
-        "STREAMREC_BLEND",
-        "learned blend of strategies: '' = off (fast popularity + next-item), 'default' = the "
-        "recommended blend, or 'name=weight,...' over popularity, next_item, cooccurrence, mf, river_mf"))
-    history_len: int = field(default=50, metadata=_env("STREAMREC_HISTORY_LEN", "recent items kept per user"))
-    max_users: int = field(default=1_000_000, metadata=_env(
-        "STREAMREC_MAX_USERS", "users kept in memory; least recently active evicted"))
-    max_items: int = field(default=1_000_000, metadata=_env("STREAMREC_MAX_ITEMS", "items kept in memory"))
-    # Online tuning (online.tuning, wired in stream.app)
-    tuner: bool = field(default=False, metadata=_env(
-        "STREAMREC_TUNER", "tune learning rates and blend weights online (turns the default blend on if none is set)"))
-    tuner_policy: str = field(default="thompson", metadata=_env(
-        "STREAMREC_TUNER_POLICY", "bandit policy of the tuner: thompson, ucb, exp3 or epsilon"))
-    tuner_feedback: str = field(default="full", metadata=_env(
-        "STREAMREC_TUNER_FEEDBACK",
-        "full: every event scores every arm (it is the user's next item); bandit: only events naming a served "
-        "list (rec_id) reward it, the served arm is sampled with a logged propensity, the others get IPS estimates"))
-    tuner_publish_s: float = field(default=5.0, metadata=_env(
-        "STREAMREC_TUNER_PUBLISH_S", "seconds between tuner snapshots on the tuning topic"))
-    # Delivery and state (issue 7)
-    dedup_window: int = field(default=200_000, metadata=_env(
-        "STREAMREC_DEDUP_WINDOW", "event_ids remembered per worker; a repeated id within it is learned once"))
-    snapshot_interval_s: float = field(default=30.0, metadata=_env(
-        "STREAMREC_SNAPSHOT_INTERVAL_S",
-        "seconds between snapshots of the learned state under data_dir (0 = never)"))
-    # Encoder (trainer process and hot swap in workers)
-    trainer_dir: str = field(default="/tmp/streamrec/checkpoints", metadata=_env(
-        "STREAMREC_TRAINER_DIR", "where the trainer writes checkpoints (workers must be able to read it)"))
-    trainer_refresh_s: float = field(default=60.0, metadata=_env(
-        "STREAMREC_TRAINER_REFRESH_S", "seconds between encoder refreshes"))
-    trainer_min_new_events: int = field(default=1_000, metadata=_env(
-        "STREAMREC_TRAINER_MIN_NEW_EVENTS", "new events needed before a refresh"))
-    trainer_epochs: int = field(default=2, metadata=_env("STREAMREC_TRAINER_EPOCHS", "epochs per refresh"))
-    trainer_device: str = field(default="auto", metadata=_env(
-        "STREAMREC_TRAINER_DEVICE", "auto, cpu or cuda"))
-    trainer_size: str = field(default="tiny", metadata=_env(
-        "STREAMREC_TRAINER_SIZE", "encoder size preset: tiny (CPU) or large (GPU)"))
-    encoder_poll_s: float = field(default=10.0, metadata=_env(
-        "STREAMREC_ENCODER_POLL_S",
-        "how often every worker also checks the checkpoint directory for a newer encoder, seconds"))
-    encoder_weight: float = field(default=0.3, metadata=_env(
-        "STREAMREC_ENCODER_WEIGHT", "starting blend weight of the encoder once a version is loaded"))
-    snapshot_fork: bool = field(default=True, metadata=_env(
-        "STREAMREC_SNAPSHOT_FORK",
-        "write snapshots from a forked child (learning pauses for the fork, not for the pickling)"))
-    learn_scope: str = field(default="partitions", metadata=_env(
-        "STREAMREC_LEARN_SCOPE",
-        "partitions: a worker learns only its partitions' events; all: it also learns every other "
-        "partition's events (item state from the whole stream; lists still only for its own users)"))
-    handoff_dir: str = field(default="", metadata=_env(
-        "STREAMREC_HANDOFF_DIR",
-        "folder shared by all workers where each leaves its partitions' user state for the next owner "
-        "('' = off: a moved partition's users restart from what the new owner re-reads)"))
-    # Kafka security (both clients: kafka-python and Faust/aiokafka)
-    security_protocol: str = field(default="PLAINTEXT", metadata=_env(
-        "STREAMREC_SECURITY_PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
-    sasl_mechanism: str = field(default="PLAIN", metadata=_env(
-        "STREAMREC_SASL_MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
-    sasl_username: str = field(default="", metadata=_env("STREAMREC_SASL_USERNAME", "SASL user name"))
-    sasl_password: str = field(default="", repr=False, metadata=_env(
-        "STREAMREC_SASL_PASSWORD", "SASL password (never printed)"))
-    ssl_cafile: str = field(default="", metadata=_env(
-        "STREAMREC_SSL_CAFILE", "CA bundle to verify the brokers (SSL, SASL_SSL)"))
-    ssl_certfile: str = field(default="", metadata=_env(
-        "STREAMREC_SSL_CERTFILE", "client certificate for mutual TLS"))
-    ssl_keyfile: str = field(default="", metadata=_env("STREAMREC_SSL_KEYFILE", "client certificate's key"))
-    # Processes
-    metrics_host: str = field(default="127.0.0.1", metadata=_env(
-        "STREAMREC_METRICS_HOST", "address of the worker's /metrics and health endpoints"))
-    metrics_port: int = field(default=6066, metadata=_env(
-        "STREAMREC_METRICS_PORT", "port of the worker's /metrics and health endpoints"))
-    data_dir: str = field(default="/tmp/streamrec", metadata=_env(
-        "STREAMREC_DATA_DIR", "worker's local data directory"))
-    log_level: str = field(default="info", metadata=_env("STREAMREC_LOG_LEVEL", "log level"))
-    trainer_metrics_port: int = field(default=6067, metadata=_env(
-        "STREAMREC_TRAINER_METRICS_PORT",
-        "port of the trainer's /metrics and health endpoints (on metrics_host; 0 = a free port)"))
+    """Every setting, as a tree of frozen sections (reading order = the reference's order)."""
 
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("partitions", "k", "max_k", "batch_max", "max_message_bytes", "max_event_bytes",
-                     "history_len", "max_users", "max_items", "max_events_per_message"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
-        if self.k > self.max_k:
-            problems.append(f"k={self.k} exceeds max_k={self.max_k}")
-        if self.half_life <= 0:
-            problems.append("half_life must be positive")
-        if not 0 <= self.metrics_port <= 65535:
-            problems.append(f"metrics_port {self.metrics_port} is not a port")
-        if self.session_timeout_s <= 0 or self.rebalance_timeout_s <= 0:
-            problems.append("group timeouts must be positive")
-        if self.tuner_policy not in ("thompson", "ucb", "exp3", "epsilon"):
-            problems.append(f"tuner_policy must be thompson, ucb, exp3 or epsilon (got {self.tuner_policy!r})")
-        if self.tuner_feedback not in ("full", "bandit"):
-            problems.append(f"tuner_feedback must be full or bandit (got {self.tuner_feedback!r})")
-        if self.learn_scope not in ("partitions", "all"):
-            problems.append(f"learn_scope must be partitions or all (got {self.learn_scope!r})")
-        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            problems.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, "
-                            "SASL_PLAINTEXT, SASL_SSL")
-        if self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-            problems.append(f"sasl_mechanism {self.sasl_mechanism!r} is not one of PLAIN, SCRAM-SHA-256, "
-                            "SCRAM-SHA-512")
-        if self.dedup_window < 0 or self.snapshot_interval_s < 0 or self.tuner_publish_s <= 0:
-            problems.append("dedup_window and snapshot_interval_s must be >= 0, tuner_publish_s > 0")
-        if problems:
-            raise ValueError("invalid settings: " + "; ".join(problems))
+    kafka: KafkaSettings = _section(KafkaSettings, "Kafka connection and consumer group")
+    topics: TopicSettings = _section(TopicSettings, "Topic names")
+    serving: ServingSettings = _section(ServingSettings, "Serving: lists, micro-batches, input limits")
+    engine: EngineSettings = _section(EngineSettings, "Engine: the online models and the blend")  # type: ignore
+    tuner: TunerSettings = _section(TunerSettings, "Online tuning")  # type: ignore[valid-type]
+    encoder: EncoderSettings = _section(EncoderSettings, "Trainer and encoder")
+    durability: DurabilitySettings = _section(DurabilitySettings, "Durability and scale-out")
+    security: SecuritySettings = _section(SecuritySettings, "Kafka security (every client)")
+    metrics: MetricsSettings = _section(MetricsSettings, "Metrics, health and logs")
+
+    # --- construction by flat name ----------------------------------------------------------
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then environment variables, then ``overrides`` (flags that were given)."""
+    def of(cls, **flat: Any) -> Settings:
+        """Defaults with some settings given by flat name: ``Settings.of(topic_events="e", partitions=4)``."""
+        return cls().replace(**flat)
+
+    def replace(self, **flat: Any) -> Settings:
+        """A validated copy with some settings (by flat name) changed."""
+        changes: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            leaf = setting(name)
+            changes.setdefault(leaf.section, {})[leaf.name] = value
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)
+                                            for section, values in changes.items()})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, flags: Mapping[str, Any] | None = None,
+                 **overrides: Any) -> Settings:
+        """Defaults, then environment variables, then ``flags`` (flat name -> the flag's raw string),
+        then ``overrides`` (flat name -> typed value); ``None`` values are ignored."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(f.metadata["env"])
+        for leaf in leaves():
+            raw = environ.get(leaf.env)
             if raw is not None and raw != "":
-                values[f.name] = _parse(f, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+                values[leaf.flat] = leaf.parse(raw, leaf.env)
+        for name, raw in (flags or {}).items():
+            if raw is not None:
+                leaf = setting(name)
+                values[name] = leaf.parse(raw, leaf.flag) if isinstance(raw, str) else raw
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls.of(**values)
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+    def with_strings(self, raw: Mapping[str, str], source: str = "--set") -> Settings:
+        """A copy with settings given as raw strings by flat name (``streamrec eval --set``); a bad
+        value's error names ``source NAME``."""
+        return self.replace(**{name: parse_setting(name, text, f"{source} {name}")[1] for name, text in raw.items()})
 
-    @classmethod
-    def env_table(cls) -> list[tuple[str, str, Any, str]]:
-        """(field, environment variable, default, help) for docs and ``--help``."""
-        return [(f.name, f.metadata["env"], f.default, f.metadata["help"]) for f in fields(cls)]
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, flat: str) -> Any:
+        """The value of one setting by its flat name."""
+        leaf = setting(flat)
+        return getattr(getattr(self, leaf.section), leaf.name)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by flat name."""
+        return {leaf.flat: self.get(leaf.flat) for leaf in leaves()}
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that give a process exactly these settings."""
+        return {leaf.env: leaf.format(self.get(leaf.flat)) for leaf in leaves()}
+
+    @staticmethod
+    def leaves() -> tuple[Setting, ...]:
+        return leaves()
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic streamrec uses, with its partition count."""
-        keyed = self.partitions
+        keyed, t = self.kafka.partitions, self.topics
         return [
-            TopicSpec(self.topic_events, keyed),
-            TopicSpec(self.topic_requests, keyed),
-            TopicSpec(self.topic_recommendations, keyed),
-            TopicSpec(self.topic_dlq, 1),
-            TopicSpec(self.topic_model_updates, 1),
-            TopicSpec(self.topic_tuning, 1),
+            TopicSpec(t.events, keyed),
+            TopicSpec(t.requests, keyed),
+            TopicSpec(t.recommendations, keyed),
+            TopicSpec(t.dlq, 1),
+            TopicSpec(t.model_updates, 1),
+            TopicSpec(t.tuning, 1),
         ]
 
+    def blend_config(self, weights: str | None = None, **changes: Any) -> BlendConfig:
+        """The ``BlendConfig`` of the engine section with ``weights`` (a spec; default: BlendConfig's)."""
+        values = {name: getattr(self.engine, name) for name in _BLEND_FIELDS}
+        values.update(changes)
+        if weights is None or weights.strip() == "default":
+            return BlendConfig(**values)
+        return BlendConfig.parse(weights, **values)
+
     def engine_config(self) -> EngineConfig:
-        from online.blend import BlendConfig
-
+        """The ``EngineConfig`` the workers run: the blend when ``blend`` is set or the tuner is on."""
+        spec = self.engine.blend.strip()
         blend = None
-        if self.blend.strip() == "default" or (self.tuner and not self.blend.strip()):
-            blend = BlendConfig()
-        elif self.blend.strip():
-            blend = BlendConfig.parse(self.blend)
-        return EngineConfig(
-            k=self.k, half_life=self.half_life, popularity_weight=self.popularity_weight,
-            next_item_weight=self.next_item_weight, history_len=self.history_len,
-            max_users=self.max_users, max_items=self.max_items, blend=blend,
-        )
+        if spec or self.tuner.enabled:
+            blend = self.blend_config(spec or None)
+        return EngineConfig(k=self.serving.k, blend=blend,
+                            **{name: getattr(self.engine, name) for name in _ENGINE_FIELDS})
+
+    def tuner_config(self) -> TunerConfig:
+        """The ``TunerConfig`` of the tuner section."""
+        return TunerConfig(**{name: getattr(self.tuner, name) for name in _TUNER_FIELDS})
 
 
-#: The sections of the configuration, in reading order: every field of :class:`Settings` is in
-#: exactly one (``tests/test_stream/test_config_reference.py``). ``docs/configuration.md`` is
-#: generated from them (``python -m stream.cli.config_reference``).
-SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("kafka", "Kafka connection and consumer group",
-     ("bootstrap_servers", "app_id", "partitions", "session_timeout_s", "rebalance_timeout_s",
-      "fetch_max_wait_ms")),
-    ("topics", "Topic names", ("topic_events", "topic_requests", "topic_recommendations", "topic_dlq",
-                               "topic_model_updates", "topic_tuning")),
-    ("serving", "Serving: lists, micro-batches, input limits",
-     ("k", "max_k", "push", "batch_max", "batch_within_s", "max_message_bytes", "max_event_bytes",
-      "max_events_per_message")),
-    ("engine", "Engine: the online models and the blend",
-     ("blend", "half_life", "popularity_weight", "next_item_weight", "history_len", "max_users", "max_items")),
-    ("tuner", "Online tuning", ("tuner", "tuner_policy", "tuner_feedback", "tuner_publish_s")),
-    ("encoder", "Trainer and encoder",
-     ("trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs", "trainer_device",
-      "trainer_size", "encoder_poll_s", "encoder_weight")),
-    ("durability", "Durability and scale-out",
-     ("dedup_window", "snapshot_interval_s", "snapshot_fork", "learn_scope", "handoff_dir", "data_dir")),
-    ("security", "Kafka security (every client)",
-     ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile",
-      "ssl_keyfile")),
-    ("metrics", "Metrics, health and logs", ("metrics_host", "metrics_port", "trainer_metrics_port", "log_level")),
-)
+# --- the leaves and the one parser --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setting:
+    """One leaf of the tree: where it sits, how it is named outside, its type and default."""
+
+    flat: str
+    section: str
+    name: str
+    env: str
+    kind: Any
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    title: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.flat.replace("_", "-")
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def parse(self, raw: str, source: str | None = None) -> Any:
+        """``raw`` as this setting's type; a bad value is a ``ValueError`` naming ``source``
+        (the environment variable, the flag or ``--set NAME``)."""
+        source = source or self.flat
+        text = raw.strip()
+        kind = self.kind
+        optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+        if optional:
+            if text.lower() in ("none", ""):
+                return None
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(f"{source}={raw!r} is not a boolean (true/false)")
+        if kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"{source}={raw!r} is not a valid {kind.__name__}") from None
+        if kind == Pairs:
+            if text.lower() in ("none", ""):
+                return ()
+            pairs = []
+            for part in text.split(","):
+                model, dot, param = part.strip().partition(".")
+                if not dot or not model or not param:
+                    raise ValueError(f"{source}={raw!r} is not a list of model.param pairs")
+                pairs.append((model, param))
+            return tuple(pairs)
+        if self.choices and raw not in self.choices:
+            raise ValueError(f"{source}={raw!r} is not one of {', '.join(map(str, self.choices))}")
+        return raw
+
+    def format(self, value: Any) -> str:
+        """``value`` as the string :meth:`parse` reads back."""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if value is None:
+            return "none"
+        if self.kind == Pairs:
+            return ",".join(f"{model}.{param}" for model, param in value) or "none"
+        return str(value)
 
 
-def _parse(f: dataclasses.Field, raw: str) -> Any:
-    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
-    if kind is bool:
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{f.metadata['env']}={raw!r} is not a boolean")
+@functools.cache
+def leaves() -> tuple[Setting, ...]:
+    """Every setting, section by section in reading order."""
+    out = []
+    for section in fields(Settings):
+        cls = section.default_factory  # type: ignore[misc]
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            flat = f.metadata.get("flat") or f.name
+            out.append(Setting(flat=flat, section=section.name, name=f.name,
+                               env=f.metadata.get("env") or "STREAMREC_" + flat.upper(), kind=hints[f.name],
+                               default=f.default, help=f.metadata["help"], choices=f.metadata.get("choices", ()),
+                               title=section.metadata["title"]))
+    names = [leaf.flat for leaf in out]
+    assert len(names) == len(set(names)), "flat names must be unique"
+    return tuple(out)
+
+
+@functools.cache
+def _by_flat() -> dict[str, Setting]:
+    return {leaf.flat: leaf for leaf in leaves()}
+
+
+def setting(flat: str) -> Setting:
+    """The leaf with this flat name; an unknown name is a ``ValueError``."""
     try:
-        return kind(raw)
-    except ValueError as exc:
-        raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from exc
+        return _by_flat()[flat]
+    except KeyError:
+        raise ValueError(f"unknown setting {flat!r}") from None
+
+
+def parse_setting(flat: str, raw: str, source: str | None = None) -> tuple[Setting, Any]:
+    """The one parser: the leaf named ``flat`` and ``raw`` parsed by its type (errors name ``source``)."""
+    leaf = setting(flat)
+    return leaf, leaf.parse(raw, source or leaf.flat)
+
+
+def sections() -> list[tuple[str, str, tuple[Setting, ...]]]:
+    """``(section, title, its settings)`` in reading order, for the docs and ``--help``."""
+    out: list[tuple[str, str, tuple[Setting, ...]]] = []
+    for section in fields(Settings):
+        out.append((section.name, section.metadata["title"],
+                    tuple(leaf for leaf in leaves() if leaf.section == section.name)))
+    return out

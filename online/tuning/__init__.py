@@ -30,13 +30,25 @@ bandit feedback, ``serve(..., rec_id=...)`` plus ``feedback(rec_id, item_id, rew
 """
 from __future__ import annotations
 
-from online.tuning.config import FEEDBACK, TunerConfig
-from online.tuning.policy import POLICIES, ArmPolicy, make_policy
-from online.tuning.recommender import TunedRecommender, tuned_engine_config
-from online.tuning.safety import diverged, finite_scores, model_norm
-from online.tuning.shadows import ShadowSearch, arm_labels
-from online.tuning.stacked import StackedMF
-from online.tuning.weights import KEEP, WeightSearch
+import importlib
+from typing import Any
+
+from online.tuning.config import FEEDBACK, POLICIES, TunerConfig
+
+# The rest imports river (bandits, drift detectors): loaded on first use, so that reading the
+# configuration (``stream.settings`` needs TunerConfig) does not cost river's import time.
+_LAZY = {"ArmPolicy": "policy", "make_policy": "policy", "TunedRecommender": "recommender",
+         "tuned_engine_config": "recommender", "diverged": "safety", "finite_scores": "safety",
+         "model_norm": "safety", "ShadowSearch": "shadows", "arm_labels": "shadows", "StackedMF": "stacked",
+         "KEEP": "weights", "WeightSearch": "weights"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'online.tuning' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"online.tuning.{module}"), name)
+
 
 __all__ = ["FEEDBACK", "KEEP", "POLICIES", "ArmPolicy", "ShadowSearch", "StackedMF", "TunedRecommender",
            "TunerConfig", "WeightSearch", "arm_labels", "diverged", "finite_scores", "make_policy", "model_norm",

@@ -5,8 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from online.tuning.policy import POLICIES
-
+#: river bandit policies a decision can use (``online.tuning.policy.make_policy`` builds them).
+POLICIES = ("thompson", "ucb", "exp3", "epsilon")
 FEEDBACK = ("full", "bandit")
 
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from river import bandit, proba
 
-POLICIES = ("thompson", "ucb", "exp3", "epsilon")
+from online.tuning.config import POLICIES
 
 
 def make_policy(name: str, seed: int | None = 0, burn_in: int = 0) -> bandit.base.Policy:

@@ -211,23 +211,24 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
     if not events:
         raise ValueError("the data set is empty")
     workdir = Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
-    metrics_port, trainer_port, demo_port = metrics_ports(settings.metrics_port)
+    metrics_port, trainer_port, demo_port = metrics_ports(settings.metrics.port)
     registry = CollectorRegistry()
     demo_metrics = DemoMetrics.create(registry)
-    host = settings.metrics_host
+    host = settings.metrics.host
     demo_server, demo_base = serve_metrics(registry, host, demo_port)
     history = MetricsHistory()
     console.print(f"[bold]streamrec demo[/]: {len(events):,} events "
                   f"({options.data or 'generated: tastes, Zipf popularity, sessions, drift halfway'})")
     with EmbeddedBroker(topics=settings.topic_specs(), log_path=str(workdir / "broker.log")) as broker:
-        if settings.tuner:  # a demo is short: show the tuner's state every second
-            settings = settings.replace(tuner_publish_s=min(settings.tuner_publish_s, 1.0))
+        if settings.tuner.enabled:  # a demo is short: show the tuner's state every second
+            settings = settings.replace(tuner_publish_s=min(settings.tuner.publish_s, 1.0))
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
                                     trainer_metrics_port=trainer_port, data_dir=str(workdir / "worker"))
         if options.trainer:  # the encoder is served through the blend; refresh early and often
             settings = settings.replace(
-                blend=settings.blend or "default", trainer_dir=str(workdir / "checkpoints"), trainer_refresh_s=5.0,
-                trainer_min_new_events=max(100, min(settings.trainer_min_new_events, len(events) // 4)),
+                blend=settings.engine.blend or "default", trainer_dir=str(workdir / "checkpoints"),
+                trainer_refresh_s=5.0,
+                trainer_min_new_events=max(100, min(settings.encoder.trainer_min_new_events, len(events) // 4)),
                 trainer_epochs=1)
         metrics_url = f"http://{host}:{metrics_port}/metrics"
         urls = {"streamrec-worker": metrics_url, "streamrec-demo": f"{demo_base}/metrics"}
@@ -246,19 +247,20 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         if options.trainer:
             trainer_log = open(workdir / "trainer.log", "wb")
             trainer = spawn_process(["trainer"], settings, trainer_log)
-            console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.trainer_dir}; log {trainer_log.name}")
+            console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.encoder.trainer_dir}; "
+                          f"log {trainer_log.name}")
         for job, url in urls.items():
             console.print(f"metrics    {job:<18} {url}")
         console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
-        collector = ListCollector(broker.bootstrap, settings.topic_recommendations, demo_metrics)
+        collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics)
         collector.start()
-        publisher = EventPublisher(broker.bootstrap, settings.topic_events, batch_events=options.batch_events)
+        publisher = EventPublisher(broker.bootstrap, settings.topics.events, batch_events=options.batch_events)
         try:
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                                TimeElapsedColumn(), console=console, transient=False),
                              demo_metrics, history)
-            demo_metrics.consumer_hit_rate.labels(str(settings.k)).set(summary[f"hr@{settings.k}_consumer"])
+            demo_metrics.consumer_hit_rate.labels(str(settings.serving.k)).set(summary[f"hr@{settings.serving.k}_consumer"])
             if trainer is not None:
                 summary["encoder_version_served"] = _wait_for_encoder(metrics_url, worker, trainer, console,
                                                                       started + options.timeout, history)
@@ -289,7 +291,7 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         Path(options.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"summary written to {options.json_path}")
     if options.report_path:
-        write_report(options.report_path, history, collector.lists, summary, settings.k)
+        write_report(options.report_path, history, collector.lists, summary, settings.serving.k)
         console.print(f"report written to {options.report_path}")
     return summary
 
@@ -366,7 +368,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
                 if bad and n % bad_every == 0:
                     raw, _ = bad.pop()
                     publisher.flush_buffers()
-                    publisher.producer.send(settings.topic_events, value=raw, key=b"u-bad")
+                    publisher.producer.send(settings.topics.events, value=raw, key=b"u-bad")
                 yield event
 
         replayer = threading.Thread(target=lambda: publisher.replay(mixed(), rate=options.rate or None,
@@ -394,7 +396,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
     lists = list(collector.lists)
     latencies = np.array([arrived - src for _, _, _, src, arrived in lists if src is not None])
     pct = (lambda q: float(np.percentile(latencies, q)) if latencies.size else float("nan"))
-    k = settings.k
+    k = settings.serving.k
     consumer_hr = consumer_hit_rate(events, lists, k)
     return {
         "events_published": len(events),

@@ -3,7 +3,8 @@
 Registered by ``stream.cli.main`` through :func:`add_parser`. The engine is built the
 way the worker builds it (``Settings.from_env().engine_config()``), then
 ``--strategy`` / ``--weights`` may swap in a blend or a single strategy and
-``--set`` changes single fields; the replay itself is
+``--set NAME=VALUE`` changes single settings (any flat name, parsed like the
+environment variable) or strategy weights; the replay itself is
 :func:`online.evaluation.iter_prequential`.
 
 Tuning: ``--tuner`` defaults to what the worker would do (``STREAMREC_TUNER``,
@@ -26,6 +27,7 @@ from typing import Any
 from online.blend import STRATEGY_NAMES, BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
 from online.evaluation import iter_prequential
+from stream.settings import Settings, parse_setting, setting
 
 STRATEGY_CHOICES = ("engine", "blend") + tuple(name for name in STRATEGY_NAMES if name != "encoder")
 
@@ -66,8 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tuner-policy", choices=("thompson", "ucb", "exp3", "epsilon"), default=None,
                    help="bandit policy of the tuner (default: STREAMREC_TUNER_POLICY, thompson)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="set one field: a strategy weight (cooccurrence=0.5), a BlendConfig field (mf_lr=0.2) "
-                        "or an EngineConfig field (half_life=2000); repeatable, applied in order")
+                   help="set one setting by its flat name (docs/configuration.md): a blend field (mf_lr=0.2), an "
+                        "engine field (half_life=2000), a tuner field (tuner_period=500), ...; or a strategy "
+                        "weight (cooccurrence=0.5); repeatable, applied in order")
     p.add_argument("--plot", type=Path, default=None, metavar="PATH",
                    help="write a PNG of learning rates, strategy weights and reward over the stream")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
@@ -77,48 +80,63 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def engine_config_for(strategy: str, weights: str | None, fixed_weights: bool, k: int,
-                      base: EngineConfig | None = None) -> EngineConfig:
-    """The ``EngineConfig`` for ``--strategy`` / ``--weights`` on top of the worker's ``base``."""
-    base = base or EngineConfig()
+                      base: EngineConfig | None = None, settings: Settings | None = None) -> EngineConfig:
+    """The ``EngineConfig`` for ``--strategy`` / ``--weights`` on top of the worker's ``base``; a blend
+    built here takes its hyper-parameters from ``settings`` (the engine section)."""
+    settings = settings or Settings()
+    base = base or settings.engine_config()
     learn = not fixed_weights
     if weights:
-        blend = BlendConfig.parse(weights, learn_weights=learn)
+        blend = settings.blend_config(weights, learn_weights=learn)
     elif strategy == "engine":
         blend = base.blend
     elif strategy == "blend":
-        blend = dataclasses.replace(base.blend or BlendConfig(), learn_weights=learn)
+        blend = dataclasses.replace(base.blend or settings.blend_config(), learn_weights=learn)
     else:
-        blend = BlendConfig(weights=((strategy, 1.0),), learn_weights=False)
+        blend = settings.blend_config(f"{strategy}=1", learn_weights=False)
     return dataclasses.replace(base, k=k, blend=blend)
 
 
-def _worker_settings():
-    from stream.settings import Settings
-
+def _worker_settings() -> Settings:
     return Settings.from_env()
 
 
-def _convert(raw: str, current: Any, name: str) -> Any:
-    """``raw`` as the type of the field's current value."""
-    text = raw.strip()
+def _split(item: str) -> tuple[str, str]:
+    name, sep, raw = item.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise UsageError(f"--set needs NAME=VALUE (got {item!r})")
+    return name, raw
+
+
+def settings_with_sets(settings: Settings, sets: list[str]) -> Settings:
+    """``settings`` with every ``--set NAME=VALUE`` that names a setting (its flat name, see
+    docs/configuration.md) applied through the one parser; strategy weights are :func:`apply_sets`'s.
+
+    >>> settings_with_sets(Settings(), ["tuner_period=300", "mf=0.5"]).tuner.period
+    300
+    """
+    raw = {}
+    for item in sets:
+        name, value = _split(item)
+        if name in STRATEGY_NAMES:
+            continue
+        try:
+            setting(name)
+        except ValueError:
+            raise UsageError(f"--set: unknown name {name!r} (a strategy weight or a setting's flat name, "
+                             "see docs/configuration.md)") from None
+        raw[name] = value
     try:
-        if isinstance(current, bool):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float) or current is None:
-            return None if text.lower() == "none" else float(text)
-    except ValueError:
-        raise UsageError(f"--set {name}: {raw!r} is not a valid {type(current).__name__}") from None
-    return text
+        return settings.with_strings(raw, source="--set")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
-    """``--set name=value`` in order: a strategy weight, a ``BlendConfig`` field or an ``EngineConfig`` field.
+    """``--set name=value`` in order on the engine's record: a strategy weight, a ``BlendConfig`` field
+    or an ``EngineConfig`` field (parsed by :func:`stream.settings.parse_setting`). Other settings (the
+    tuner's, ...) reach the run through :func:`settings_with_sets`.
 
     >>> apply_sets(EngineConfig(blend=BlendConfig()), ["mf_lr=0.2", "mf=0.5", "k=5"]).blend.mf_lr
     0.2
@@ -126,24 +144,24 @@ def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
     blend_fields = {f.name for f in dataclasses.fields(BlendConfig)} - {"weights"}
     engine_fields = {f.name for f in dataclasses.fields(EngineConfig)} - {"blend"}
     for item in sets:
-        name, sep, raw = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"--set needs NAME=VALUE (got {item!r})")
+        name, raw = _split(item)
         try:
             if name in STRATEGY_NAMES:
+                try:
+                    weight = float(raw.strip())
+                except ValueError:
+                    raise UsageError(f"--set {name}: {raw!r} is not a valid weight (a float)") from None
                 blend = config.blend or BlendConfig()
-                config = dataclasses.replace(config, blend=blend.with_weights(**{name: _convert(raw, 1.0, name)}))
-            elif name in blend_fields:
+                config = dataclasses.replace(config, blend=blend.with_weights(**{name: weight}))
+                continue
+            leaf, value = parse_setting(name, raw, f"--set {name}")
+            if leaf.flat in blend_fields:
                 blend = config.blend or BlendConfig()
-                value = _convert(raw, getattr(blend, name), name)
                 config = dataclasses.replace(config, blend=dataclasses.replace(blend, **{name: value}))
-            elif name in engine_fields:
-                config = dataclasses.replace(config, **{name: _convert(raw, getattr(config, name), name)})
-            else:
-                raise UsageError(f"--set: unknown name {name!r} (a strategy, a BlendConfig or an EngineConfig field)")
+            elif leaf.flat in engine_fields:
+                config = dataclasses.replace(config, **{name: value})
         except ValueError as exc:
-            raise UsageError(f"--set {name}: {exc}") from None
+            raise UsageError(str(exc) if str(exc).startswith("--set") else f"--set {name}: {exc}") from None
     return config
 
 
@@ -194,12 +212,12 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be >= 1")
-    settings = _worker_settings()
-    tuner = (args.tuner == "on") if args.tuner is not None else bool(settings.tuner)
-    policy = args.tuner_policy or settings.tuner_policy
+    settings = settings_with_sets(_worker_settings(), args.sets)
+    tuner = (args.tuner == "on") if args.tuner is not None else bool(settings.tuner.enabled)
+    policy = args.tuner_policy or settings.tuner.policy
     try:
         config = engine_config_for(args.strategy, args.weights, args.fixed_weights, args.k,
-                                   settings.engine_config())
+                                   settings.engine_config(), settings)
         if tuner:
             from online.tuning import tuned_engine_config
 
@@ -219,9 +237,9 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     engine: Any = StreamingRecommender(config)
     if tuner:
-        from online.tuning import TunedRecommender, TunerConfig
+        from online.tuning import TunedRecommender
 
-        engine = TunedRecommender(engine, TunerConfig(policy=policy, seed=0))
+        engine = TunedRecommender(engine, settings.tuner_config().replace(policy=policy))
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
                   f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}")
     final: dict[str, Any] = {}

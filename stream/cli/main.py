@@ -22,21 +22,24 @@ _EPILOG = "Settings: every --flag below also reads the environment variable show
 
 def _add_settings_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     group = parser.add_argument_group("settings (flag > environment > default)")
-    for name, env, default, help_text in Settings.env_table():
-        if only is not None and name not in only:
+    for leaf in Settings.leaves():
+        if only is not None and leaf.flat not in only:
             continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=f"set_{name}", action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{help_text} [env {env}; default {default}]")
-        else:
-            group.add_argument(flag, dest=f"set_{name}", type=type(default), default=None, metavar=env,
-                               help=f"{help_text} [default {default}]")
+        default = leaf.format(leaf.default)
+        if leaf.kind is bool:
+            group.add_argument(leaf.flag, dest=f"set_{leaf.flat}", action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{leaf.help} [env {leaf.env}; default {default}]")
+        else:  # the raw string: Settings.from_env parses it (errors name the flag)
+            group.add_argument(leaf.flag, dest=f"set_{leaf.flat}", default=None, metavar=leaf.env,
+                               help=f"{leaf.help} [default {default or repr('')}]")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("set_")}
-    return Settings.from_env(**overrides)
+    """Defaults, then the environment, then the flags given; every raw string goes through the one
+    parser (:meth:`stream.settings.Setting.parse`), booleans as ``true``/``false``."""
+    flags = {key[4:]: value for key, value in vars(args).items() if key.startswith("set_") and value is not None}
+    return Settings.from_env(flags={name: str(value).lower() if isinstance(value, bool) else value
+                                    for name, value in flags.items()})
 
 
 def _stop_requested() -> Callable[[], bool]:
@@ -82,8 +85,9 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     should_stop = _stop_requested()
     trainer = StreamTrainer(settings)
     metrics_url = trainer.serve_metrics()
-    print(f"streamrec trainer: events from {settings.topic_events} at {settings.bootstrap_servers}; checkpoints in "
-          f"{settings.trainer_dir}; announcing on {settings.topic_model_updates}; metrics {metrics_url}",
+    print(f"streamrec trainer: events from {settings.topics.events} at {settings.kafka.bootstrap_servers}; "
+          f"checkpoints in "
+          f"{settings.encoder.trainer_dir}; announcing on {settings.topics.model_updates}; metrics {metrics_url}",
           file=sys.stderr, flush=True)
     return trainer.run(once=args.once, should_stop=should_stop)
 
@@ -99,7 +103,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     publisher = EventPublisher.from_settings(settings, batch_events=args.batch_events)
     started = time.perf_counter()
     with Progress(transient=False) as progress, publisher:
-        task = progress.add_task(f"publishing to {settings.topic_events}", total=len(events))
+        task = progress.add_task(f"publishing to {settings.topics.events}", total=len(events))
         count = publisher.replay(events, rate=args.rate, on_progress=lambda n: progress.update(task, advance=n))
     elapsed = time.perf_counter() - started
     print(json.dumps({"events": count, "messages": publisher.messages_sent, "seconds": round(elapsed, 3),
@@ -139,7 +143,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     consumer = RecommendationConsumer.from_settings(settings)
     consumer.connect()  # assign before asking, so the answer cannot be missed
     requests = RequestPublisher.from_settings(settings)
-    request_id = requests.request(args.user, k=args.k or settings.k, exclude=args.exclude or ())
+    request_id = requests.request(args.user, k=args.k or settings.serving.k, exclude=args.exclude or ())
     requests.close()
     deadline = time.monotonic() + args.timeout
     try:
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trainer", help="refresh the sequence encoder from the events stream; announce versions")
     p.add_argument("--once", action="store_true",
                    help="train one version as soon as enough events arrived, then exit")
-    p.add_argument("--metrics-port", dest="set_trainer_metrics_port", type=int, default=None,
+    p.add_argument("--metrics-port", dest="set_trainer_metrics_port", default=None,
                    metavar="STREAMREC_TRAINER_METRICS_PORT",
                    help="port of the trainer's /metrics and health endpoints [default 6067; 0 = a free port]")
     _add_settings_flags(p, ("bootstrap_servers", "app_id", "topic_events", "topic_model_updates", "max_users",

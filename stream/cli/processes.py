@@ -43,12 +43,12 @@ def run_worker(settings: Settings) -> int:
 
     from stream.app import create_app
 
-    os.makedirs(settings.data_dir, exist_ok=True)
+    os.makedirs(settings.durability.data_dir, exist_ok=True)
     app = create_app(settings)
-    app.conf.datadir = os.path.join(settings.data_dir, "faust")
-    print(f"streamrec worker: Kafka {settings.bootstrap_servers}, group {settings.app_id}; "
-          f"metrics http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
-    worker = BoundedShutdownWorker(app, loglevel=settings.log_level.upper(), quiet=True)
+    app.conf.datadir = os.path.join(settings.durability.data_dir, "faust")
+    print(f"streamrec worker: Kafka {settings.kafka.bootstrap_servers}, group {settings.kafka.app_id}; "
+          f"metrics http://{settings.metrics.host}:{settings.metrics.port}/metrics", flush=True)
+    worker = BoundedShutdownWorker(app, loglevel=settings.metrics.log_level.upper(), quiet=True)
     worker.spinner = None  # its terminal escape codes garble logs and pipes
     try:
         worker.execute_from_commandline()
@@ -60,12 +60,8 @@ def run_worker(settings: Settings) -> int:
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly these settings."""
-    env = {}
-    for name, var, _, _ in Settings.env_table():
-        value = getattr(settings, name)
-        env[var] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    """The environment that gives a child process exactly these settings (every leaf of the tree)."""
+    return settings.to_env()
 
 
 def spawn_process(command: list[str], settings: Settings, log: Any, cwd: str | None = None) -> subprocess.Popen:
@@ -92,7 +88,7 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
 
 def ready_state(settings: Settings) -> dict | None:
     """The worker's ``/health/ready`` body when it is ready, else None."""
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/health/ready"
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/health/ready"
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return json.loads(response.read()) if response.status == 200 else None

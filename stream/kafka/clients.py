@@ -69,9 +69,9 @@ class EventPublisher:
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
                       **kwargs: Any) -> EventPublisher:
-        """A publisher to ``settings.topic_events`` with the security settings applied."""
-        kwargs.setdefault("topic", settings.topic_events)
-        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+        """A publisher to ``settings.topics.events`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topics.events)
+        return cls(settings.kafka.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
 
     def connect(self) -> None:
         """Connect now rather than at the first send."""
@@ -187,9 +187,9 @@ class RequestPublisher:
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
                       **kwargs: Any) -> RequestPublisher:
-        """A publisher to ``settings.topic_requests`` with the security settings applied."""
-        kwargs.setdefault("topic", settings.topic_requests)
-        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+        """A publisher to ``settings.topics.requests`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topics.requests)
+        return cls(settings.kafka.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
 
     def request(self, user_id: str, k: int = 10, exclude: Iterable[str] = (),
                 request_id: str | None = None) -> str:
@@ -228,9 +228,9 @@ class RecommendationConsumer:
     @classmethod
     def from_settings(cls, settings: Settings, *, extra_config: Mapping[str, Any] | None = None,
                       **kwargs: Any) -> RecommendationConsumer:
-        """A consumer of ``settings.topic_recommendations`` with the security settings applied."""
-        kwargs.setdefault("topic", settings.topic_recommendations)
-        return cls(settings.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
+        """A consumer of ``settings.topics.recommendations`` with the security settings applied."""
+        kwargs.setdefault("topic", settings.topics.recommendations)
+        return cls(settings.kafka.bootstrap_servers, extra_config=_client_config(settings, extra_config), **kwargs)
 
     def connect(self) -> None:
         """Connect and assign now (positioned at the end unless ``from_beginning``), so that nothing

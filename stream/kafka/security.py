@@ -30,22 +30,22 @@ SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 def check_security(settings: Settings) -> None:
     """Raise :class:`ValueError` listing every problem of the security settings."""
-    protocol = settings.security_protocol
+    protocol = settings.security.protocol
     problems = []
     if protocol in SASL_PROTOCOLS:
-        if not settings.sasl_username:
+        if not settings.security.sasl_username:
             problems.append(f"{protocol} needs STREAMREC_SASL_USERNAME")
-        if not settings.sasl_password:
+        if not settings.security.sasl_password:
             problems.append(f"{protocol} needs STREAMREC_SASL_PASSWORD")
-    elif settings.sasl_username or settings.sasl_password:
+    elif settings.security.sasl_username or settings.security.sasl_password:
         problems.append(f"SASL user name/password are set but security_protocol is {protocol}: they would be "
                         "ignored; use SASL_PLAINTEXT or SASL_SSL")
-    ssl_files = {"ssl_cafile": settings.ssl_cafile, "ssl_certfile": settings.ssl_certfile,
-                 "ssl_keyfile": settings.ssl_keyfile}
+    ssl_files = {"ssl_cafile": settings.security.ssl_cafile, "ssl_certfile": settings.security.ssl_certfile,
+                 "ssl_keyfile": settings.security.ssl_keyfile}
     if protocol in SSL_PROTOCOLS:
-        if settings.ssl_certfile and not settings.ssl_keyfile:
+        if settings.security.ssl_certfile and not settings.security.ssl_keyfile:
             problems.append("ssl_certfile is set without ssl_keyfile (mutual TLS needs both)")
-        if settings.ssl_keyfile and not settings.ssl_certfile:
+        if settings.security.ssl_keyfile and not settings.security.ssl_certfile:
             problems.append("ssl_keyfile is set without ssl_certfile (mutual TLS needs both)")
         for name, path in ssl_files.items():
             if path and not os.path.isfile(path):
@@ -65,17 +65,17 @@ def kafka_python_security(settings: Settings) -> dict[str, Any]:
     those names for SCRAM too); SSL adds the ``ssl_*`` files that are set.
     """
     check_security(settings)
-    protocol = settings.security_protocol
+    protocol = settings.security.protocol
     if protocol == "PLAINTEXT":
         return {}
     out: dict[str, Any] = {"security_protocol": protocol}
     if protocol in SASL_PROTOCOLS:
-        out.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                   sasl_plain_password=settings.sasl_password)
+        out.update(sasl_mechanism=settings.security.sasl_mechanism, sasl_plain_username=settings.security.sasl_username,
+                   sasl_plain_password=settings.security.sasl_password)
     if protocol in SSL_PROTOCOLS:
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(settings, name):
-                out[name] = getattr(settings, name)
+            if getattr(settings.security, name):
+                out[name] = getattr(settings.security, name)
     return out
 
 
@@ -83,9 +83,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     """A client-side TLS context: verifies the brokers (``ssl_cafile`` or the system CAs,
     host name checked) and presents ``ssl_certfile``/``ssl_keyfile`` when they are set."""
     check_security(settings)
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.security.ssl_cafile or None)
+    if settings.security.ssl_certfile:
+        context.load_cert_chain(settings.security.ssl_certfile, settings.security.ssl_keyfile or None)
     return context
 
 
@@ -95,7 +95,7 @@ def aiokafka_security(settings: Settings) -> dict[str, Any]:
     kafka-python's, with the certificate files turned into one ``ssl_context`` (aiokafka's way).
     """
     out = {key: value for key, value in kafka_python_security(settings).items() if not key.startswith("ssl_")}
-    if settings.security_protocol in SSL_PROTOCOLS:
+    if settings.security.protocol in SSL_PROTOCOLS:
         out["ssl_context"] = ssl_context(settings)
     return out
 
@@ -103,7 +103,7 @@ def aiokafka_security(settings: Settings) -> dict[str, Any]:
 def faust_security(settings: Settings) -> Credentials | None:
     """The Faust app's ``broker_credentials``: ``None`` for PLAINTEXT."""
     check_security(settings)
-    protocol = settings.security_protocol
+    protocol = settings.security.protocol
     if protocol == "PLAINTEXT":
         return None
     from faust.auth import SASLCredentials, SSLCredentials
@@ -112,5 +112,5 @@ def faust_security(settings: Settings) -> Credentials | None:
     if protocol == "SSL":
         return SSLCredentials(context)
     # SASLCredentials switches its protocol to SASL_SSL when it is given a context.
-    return SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
-                           mechanism=settings.sasl_mechanism, ssl_context=context)
+    return SASLCredentials(username=settings.security.sasl_username, password=settings.security.sasl_password,
+                           mechanism=settings.security.sasl_mechanism, ssl_context=context)

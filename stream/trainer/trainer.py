@@ -96,11 +96,12 @@ class StreamTrainer:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = TrainerMetrics.create(self.registry)
         self._metrics_server: Any = None
-        preset = EncoderConfig.large if settings.trainer_size == "large" else EncoderConfig.tiny
+        preset = EncoderConfig.large if settings.encoder.trainer_size == "large" else EncoderConfig.tiny
         self.encoder_config = preset()
-        self.trainer_config = TrainerConfig(device=settings.trainer_device, epochs=settings.trainer_epochs,
+        encoder = settings.encoder
+        self.trainer_config = TrainerConfig(device=encoder.trainer_device, epochs=encoder.trainer_epochs,
                                             progress=False)
-        self.store = SequenceStore(self.encoder_config.max_len, settings.max_users)
+        self.store = SequenceStore(self.encoder_config.max_len, settings.engine.max_users)
         self.new_events = 0
         self.events_seen = 0
         self.versions: list[int] = []
@@ -115,14 +116,15 @@ class StreamTrainer:
         batch_guard.install()  # an undecodable batch is skipped and counted, never a crash
         s = self.settings
         security = kafka_python_security(s)
-        consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers.split(","), group_id=f"{s.app_id}-trainer",
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka.bootstrap_servers.split(","),
+                                 group_id=f"{s.kafka.app_id}-trainer",
                                  enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                  isolation_level="read_committed",
                                  client_id="streamrec-trainer", **security)
-        partitions = consumer.partitions_for_topic(s.topic_events) or {0}
-        consumer.assign([TopicPartition(s.topic_events, p) for p in sorted(partitions)])
+        partitions = consumer.partitions_for_topic(s.topics.events) or {0}
+        consumer.assign([TopicPartition(s.topics.events, p) for p in sorted(partitions)])
         self._consumer = consumer
-        self._producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers.split(","),
+        self._producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers.split(","),
                                        client_id="streamrec-trainer", **security)
 
     def poll(self, timeout: float = 0.5) -> int:
@@ -151,7 +153,8 @@ class StreamTrainer:
 
     def due(self, last_refresh: float) -> bool:
         s = self.settings
-        return self.new_events >= s.trainer_min_new_events and self.clock() - last_refresh >= s.trainer_refresh_s
+        return (self.new_events >= s.encoder.trainer_min_new_events
+                and self.clock() - last_refresh >= s.encoder.trainer_refresh_s)
 
     def refresh(self) -> dict[str, Any]:
         """Train on the buffered sequences, write a checkpoint, announce it; returns the announcement."""
@@ -159,15 +162,15 @@ class StreamTrainer:
 
         s = self.settings
         users, items = self.store.arrays()
-        version = next_version(s.trainer_dir)
+        version = next_version(s.encoder.trainer_dir)
         m = self.metrics
         started = time.perf_counter()
-        path = train_offline(users, items, self.encoder_config, self.trainer_config, s.trainer_dir, holdout=0,
+        path = train_offline(users, items, self.encoder_config, self.trainer_config, s.encoder.trainer_dir, holdout=0,
                              version=version, on_epoch_end=m.record_epoch)
         update = ModelUpdate(version, str(path), time.time(),
                              {"train_seconds": round(time.perf_counter() - started, 3), "users": len(self.store),
                               "events_seen": self.events_seen})
-        self._producer.send(s.topic_model_updates, value=encode_model_update(update))
+        self._producer.send(s.topics.model_updates, value=encode_model_update(update))
         self._producer.flush()
         m.checkpoints.inc()
         m.encoder_version.set(version)
@@ -181,7 +184,7 @@ class StreamTrainer:
         return update.as_dict()
 
     def run(self, once: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
-        last_refresh = self.clock() - self.settings.trainer_refresh_s if once else self.clock()
+        last_refresh = self.clock() - self.settings.encoder.trainer_refresh_s if once else self.clock()
         while not should_stop():
             self.poll()
             if self.due(last_refresh):
@@ -197,7 +200,7 @@ class StreamTrainer:
         """Serve this trainer's ``/metrics`` and ``/health/*`` on ``metrics_host:trainer_metrics_port``;
         returns the metrics URL (ready once the consumer is connected)."""
         s = self.settings
-        self._metrics_server, base = serve_metrics(self.registry, s.metrics_host, s.trainer_metrics_port,
+        self._metrics_server, base = serve_metrics(self.registry, s.metrics.host, s.metrics.trainer_port,
                                                    ready=lambda: self._consumer is not None)
         return f"{base}/metrics"
 

@@ -54,7 +54,7 @@ class StateKeeper:
         self.processor = processor
         self.lock = lock
         self.flush = flush
-        self.path = Path(settings.data_dir) / SNAPSHOT_NAME
+        self.path = Path(settings.durability.data_dir) / SNAPSHOT_NAME
         self.snapshots_written = 0
         self.failures = 0
         self.last_written: float | None = None
@@ -65,7 +65,7 @@ class StateKeeper:
 
     @property
     def enabled(self) -> bool:
-        return self.settings.snapshot_interval_s > 0
+        return self.settings.durability.snapshot_interval_s > 0
 
     def restore(self) -> bool:
         """Continue from ``<data_dir>/engine.snap`` if it is there and fits the settings.
@@ -118,7 +118,7 @@ class StateKeeper:
             covered = processor.progress.covered()
             events_learned = processor.engine.events_learned
             paused = time.perf_counter()
-            if self.settings.snapshot_fork and hasattr(os, "fork"):
+            if self.settings.durability.snapshot_fork and hasattr(os, "fork"):
                 child = self._fork_writer(covered)  # the child pickles a copy-on-write image
                 data, handed = None, {}
             else:
@@ -147,7 +147,7 @@ class StateKeeper:
         self.events_in_snapshot = events_learned
         self.last_written = time.time()
         self.last_seconds = time.perf_counter() - started
-        events_topic = self.settings.topic_events
+        events_topic = self.settings.topics.events
         safe = {}
         for tp, offset in offsets.items():
             topic, partition = tp[0], tp[1]
@@ -208,7 +208,7 @@ class StateKeeper:
     def _source(self) -> str:
         """Where the state came from: a snapshot is only resumed against the same topic and group."""
         s = self.settings
-        return f"{s.bootstrap_servers}|{s.topic_events}|{s.app_id}"
+        return f"{s.kafka.bootstrap_servers}|{s.topics.events}|{s.kafka.app_id}"
 
     def _set_aside(self, why: str) -> None:
         target = self.path.with_name(f"{self.path.name}.{why}-{int(time.time())}")

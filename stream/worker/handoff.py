@@ -42,10 +42,10 @@ class PartitionHandoff:
     def __init__(self, settings: Settings, processor: EventProcessor) -> None:
         self.settings = settings
         self.processor = processor
-        self.folder = Path(settings.handoff_dir) / settings.app_id / settings.topic_events
+        self.folder = Path(settings.durability.handoff_dir) / settings.kafka.app_id / settings.topics.events
         # Stable across restarts of the same worker (same host, same data_dir): its own files are
         # never newer than its own snapshot, so it does not import them.
-        self.writer = f"{os.uname().nodename}:{os.path.abspath(settings.data_dir)}"
+        self.writer = f"{os.uname().nodename}:{os.path.abspath(settings.durability.data_dir)}"
         self.owned: set[int] = set()
         self.imported_users = 0
 
@@ -56,9 +56,9 @@ class PartitionHandoff:
                 committed: Mapping[TopicPartition, int]) -> dict[int, bytes]:
         """File contents for every owned partition (call between two micro-batches, or in the
         snapshot's forked child, where the partitioner's cost holds nothing up)."""
-        topic = self.settings.topic_events
+        topic = self.settings.topics.events
         engine = self.processor.engine
-        partitions = self.settings.partitions
+        partitions = self.settings.kafka.partitions
         by_partition: dict[int, list[str]] = {p: [] for p in self.owned}
         for user_id in held_users(engine):
             users = by_partition.get(partition_for(user_id.encode(), partitions))
@@ -101,7 +101,7 @@ class PartitionHandoff:
         n = import_users(processor.engine, payload["users"])  # what we knew of them is older than the file
         covered, committed = payload.get("covered"), payload.get("committed")
         if covered is not None:  # messages below it are in the imported users' state (and were answered)
-            processor.progress.take_over(TopicPartition(self.settings.topic_events, partition), covered, committed)
+            processor.progress.take_over(TopicPartition(self.settings.topics.events, partition), covered, committed)
         self.imported_users += n
         log.info("took over %d users of partition %s from %s (covering offsets below %s)",
                  n, partition, payload.get("writer"), covered)

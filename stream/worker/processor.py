@@ -50,12 +50,11 @@ def _invalid(exc: Exception, message: RawMessage) -> Invalid:
 def build_engine(settings: Settings) -> StreamingRecommender:
     """The engine a worker with ``settings`` runs: the fast engine, the blend, or the tuned blend."""
     config = settings.engine_config()
-    if not settings.tuner:
+    if not settings.tuner.enabled:
         return StreamingRecommender(config)
-    from online.tuning import TunedRecommender, TunerConfig, tuned_engine_config
+    from online.tuning import TunedRecommender, tuned_engine_config
 
-    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)),
-                            TunerConfig(policy=settings.tuner_policy, feedback=settings.tuner_feedback))
+    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), settings.tuner_config())
 
 
 class EventProcessor:
@@ -71,7 +70,7 @@ class EventProcessor:
         self.strategy = "blend" if self.engine.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
-        self.recent_ids = RecentIds(settings.dedup_window)
+        self.recent_ids = RecentIds(settings.durability.dedup_window)
         # Per partition: the next offset to learn (what a snapshot covers), what a restored state
         # already holds, and what was learned as a replica before the partition became ours.
         self.progress = PartitionProgress()
@@ -82,7 +81,7 @@ class EventProcessor:
         self.feedback_matched = 0
         self.feedback_unknown = 0
         # Only then do events that name a served list (rec_id) reward the tuner's arms.
-        self.bandit_feedback = settings.tuner and settings.tuner_feedback == "bandit"
+        self.bandit_feedback = settings.tuner.enabled and settings.tuner.feedback == "bandit"
 
     def restore(self, engine: StreamingRecommender, offsets: Mapping[TopicPartition, int], recent_ids: list[str],
                 committed: Mapping[TopicPartition, int] | None = None) -> None:
@@ -95,7 +94,7 @@ class EventProcessor:
         """
         self.engine = engine
         self.progress.restore(offsets, committed)
-        self.recent_ids = RecentIds(self.settings.dedup_window, recent_ids)
+        self.recent_ids = RecentIds(self.settings.durability.dedup_window, recent_ids)
 
     # -- events ---------------------------------------------------------------------------
     def process_events(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -147,12 +146,12 @@ class EventProcessor:
         result.events = sum(types.values())
         self.duplicates += result.duplicates
         self.replayed += result.replayed
-        if settings.push:
+        if settings.serving.push:
             now = self.clock()
             for user_id, (event, source_ts) in latest.items():
                 try:
-                    result.recommendations.append(self._list_for(user_id, settings.k, (), None, event, source_ts,
-                                                                 now))
+                    result.recommendations.append(self._list_for(user_id, settings.serving.k, (), None, event,
+                                                                 source_ts, now))
                 except Exception:  # a bug in a model: this user misses one list, the batch goes on
                     self.lists_failed += 1
                     log.exception("building the list of user %r failed", user_id[:100])
@@ -202,17 +201,17 @@ class EventProcessor:
         try:
             if raw is None or len(raw) == 0:
                 raise Invalid("not_json", "empty message")
-            if len(raw) > settings.max_message_bytes:
-                raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_message_bytes}")
+            if len(raw) > settings.serving.max_message_bytes:
+                raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.serving.max_message_bytes}")
             payload = schema.decode_json(raw)
             if isinstance(payload, list):
                 if not payload:
                     raise Invalid("empty_batch", "an empty JSON array carries no events")
-                if len(payload) > settings.max_events_per_message:
+                if len(payload) > settings.serving.max_events_per_message:
                     raise Invalid("too_many_events",
-                                  f"{len(payload)} events > {settings.max_events_per_message}")
-            elif len(raw) > settings.max_event_bytes:
-                raise Invalid("oversized_event", f"{len(raw)} bytes > {settings.max_event_bytes}")
+                                  f"{len(payload)} events > {settings.serving.max_events_per_message}")
+            elif len(raw) > settings.serving.max_event_bytes:
+                raise Invalid("oversized_event", f"{len(raw)} bytes > {settings.serving.max_event_bytes}")
         except Exception as exc:
             result.dead_letters.append(self._dead_letter(message, raw or b"", _invalid(exc, message), None))
             return []
@@ -223,11 +222,12 @@ class EventProcessor:
                 result.dead_letters.append(self._dead_letter(message, raw, _invalid(exc, message), None))
                 return []
         events: list[Interaction] = []
-        check_sizes = len(raw) > settings.max_event_bytes  # only then can one element be too big
+        check_sizes = len(raw) > settings.serving.max_event_bytes  # only then can one element be too big
         for index, obj in enumerate(payload):
             try:
-                if check_sizes and schema.encoded_size(obj) > settings.max_event_bytes:
-                    raise Invalid("oversized_event", f"element {index} exceeds {settings.max_event_bytes} bytes")
+                if check_sizes and schema.encoded_size(obj) > settings.serving.max_event_bytes:
+                    raise Invalid("oversized_event",
+                                  f"element {index} exceeds {settings.serving.max_event_bytes} bytes")
                 events.append(schema.validate_event(obj))
             except Exception as exc:
                 result.dead_letters.append(self._dead_letter(message, schema.dead_letter_original(obj),
@@ -245,9 +245,9 @@ class EventProcessor:
                 result.dead_letters.append(self._undecodable(message, raw))
                 continue
             try:
-                if len(raw) > settings.max_event_bytes:
-                    raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.max_event_bytes}")
-                request = schema.validate_request(schema.decode_json(raw), settings.k, settings.max_k)
+                if len(raw) > settings.serving.max_event_bytes:
+                    raise Invalid("oversized_message", f"{len(raw)} bytes > {settings.serving.max_event_bytes}")
+                request = schema.validate_request(schema.decode_json(raw), settings.serving.k, settings.serving.max_k)
             except Exception as exc:
                 result.dead_letters.append(self._dead_letter(message, raw, _invalid(exc, message), None))
                 continue
@@ -272,13 +272,13 @@ class EventProcessor:
             request_id=request_id, event=event, source_ts=source_ts, now=now,
             model_version=schema.model_version_of(served.versions), strategy=self.strategy,
             arm=served.arm or "default")
-        return Output(self.settings.topic_recommendations, user_id.encode(), value, source_ts)
+        return Output(self.settings.topics.recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:
         value = schema.dead_letter(raw=raw, reason=bad.reason, detail=bad.detail, topic=message.topic,
                                    partition=message.partition, offset=message.offset, index=index,
                                    key=message.key, now=self.clock())
-        return Output(self.settings.topic_dlq, message.key, value, message.timestamp, bad.reason)
+        return Output(self.settings.topics.dlq, message.key, value, message.timestamp, bad.reason)
 
     def _undecodable(self, message: RawMessage, batch: UndecodableBatch) -> Output:
         """One dead letter for a whole record batch the consumer could not decode: its raw bytes,
@@ -288,7 +288,7 @@ class EventProcessor:
         value = schema.dead_letter(raw=bytes(batch), reason="undecodable_batch", detail=batch.describe(),
                                    topic=message.topic, partition=message.partition, offset=batch.first_offset,
                                    last_offset=batch.last_offset, truncated=batch.truncated, now=self.clock())
-        return Output(self.settings.topic_dlq, None, value, message.timestamp, "undecodable_batch")
+        return Output(self.settings.topics.dlq, None, value, message.timestamp, "undecodable_batch")
 
     def _count(self, messages: Sequence[RawMessage], types: dict[str, int], result: BatchResult) -> None:
         m = self.metrics

@@ -53,13 +53,13 @@ class ReplicaReader:
         import aiokafka
         from aiokafka import AIOKafkaConsumer
 
-        topic = self.settings.topic_events
+        topic = self.settings.topics.events
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers, group_id=None,
                                         enable_auto_commit=False, auto_offset_reset="earliest",
                                         isolation_level="read_committed",
-                                        fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                                        client_id=f"{self.settings.app_id}-replica", **self.consumer_kwargs)
+                                        fetch_max_wait_ms=self.settings.kafka.fetch_max_wait_ms,
+                                        client_id=f"{self.settings.kafka.app_id}-replica", **self.consumer_kwargs)
             try:
                 await consumer.start()
                 partitions = consumer.partitions_for_topic(topic) or set()
@@ -82,7 +82,7 @@ class ReplicaReader:
 
     async def _loop(self, consumer: Any) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max)
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.serving.batch_max)
             if not batches:
                 continue
             async with self.lock:
@@ -110,7 +110,7 @@ class ReplicaReader:
     def on_assigned(self, partitions: Iterable[int]) -> None:
         """The group gave this worker ``partitions`` (call under the lock)."""
         partitions = set(partitions)
-        topic = self.settings.topic_events
+        topic = self.settings.topics.events
         progress = self.processor.progress
         for p in partitions - self.owned:
             where = TopicPartition(topic, p)

@@ -39,7 +39,7 @@ def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeou
 @contextmanager
 def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60.0) -> Iterator[subprocess.Popen]:
     """Start a worker and wait until /health/ready says its partitions are assigned."""
-    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
     log = open(log_path, "ab")
     process = spawn_worker(settings, log)
     try:
@@ -56,7 +56,7 @@ def worker_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFacto
     import uuid
 
     tag = uuid.uuid4().hex[:8]
-    return Settings(
+    return Settings.of(
         bootstrap_servers=kafka_bootstrap, app_id=f"streamrec-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",

@@ -169,7 +169,7 @@ def event_message(draw: Any) -> Case:
     if kind == "junk_object":
         return Case("events", dumps(draw(junk_object)), bad={None: frozenset({"missing_field"})})
     if kind == "too_many":
-        return Case("events", b"[" + b",".join([b"0"] * (LIMITS.max_events_per_message + 1)) + b"]",
+        return Case("events", b"[" + b",".join([b"0"] * (LIMITS.serving.max_events_per_message + 1)) + b"]",
                     bad={None: frozenset({"too_many_events"})})
     # an integer id of 5,000 digits: more than any JSON parser here takes
     event = draw(valid_event())
@@ -180,14 +180,14 @@ def event_message(draw: Any) -> Case:
 
 @st.composite
 def request_message(draw: Any) -> Case:
-    request = {"request_id": f"rq-{uuid.uuid4().hex}", "user_id": draw(ids), "k": draw(st.integers(1, LIMITS.max_k))}
+    request = {"request_id": f"rq-{uuid.uuid4().hex}", "user_id": draw(ids), "k": draw(st.integers(1, LIMITS.serving.max_k))}
     if draw(st.booleans()):
         request["exclude"] = draw(st.lists(ids, max_size=4))
     kind = draw(st.sampled_from(["good", "good", "k", "k", "missing", "wrong", "undecodable", "oversized"]))
     if kind == "good":
         return Case("requests", dumps(request), good=1, request_id=request["request_id"])
     if kind == "k":
-        request["k"] = draw(st.one_of(st.integers(LIMITS.max_k + 1, 10**30), st.integers(-10**6, 0), non_finite,
+        request["k"] = draw(st.one_of(st.integers(LIMITS.serving.max_k + 1, 10**30), st.integers(-10**6, 0), non_finite,
                                       st.floats(1.5, 50), st.just("10"), st.booleans(), st.none(),
                                       st.lists(st.integers(), max_size=2)))
         return Case("requests", dumps(request), bad={None: frozenset({"invalid_k"})})
@@ -203,7 +203,7 @@ def request_message(draw: Any) -> Case:
         return Case("requests", dumps(request), bad={None: frozenset({"wrong_type"})})
     if kind == "undecodable":
         return Case("requests", b"{\x00" + draw(st.binary(max_size=50)), bad={None: UNDECODABLE})
-    request["padding"] = "p" * (LIMITS.max_event_bytes + 1)
+    request["padding"] = "p" * (LIMITS.serving.max_event_bytes + 1)
     return Case("requests", dumps(request), bad={None: frozenset({"oversized_message"})})
 
 
@@ -229,13 +229,13 @@ def generate_corpus(examples: int) -> list[Case]:
 
 def large_payloads() -> list[Case]:
     """Payloads around the 1 MB message limit (and a 20 KB single event)."""
-    limit = LIMITS.max_message_bytes
+    limit = LIMITS.serving.max_message_bytes
     filler = {"user_id": "big", "item_id": "i", "type": "view", "ts": 1, "pad": "x" * 150}
     near = []  # a legal array just under 1 MB: all its events are processed
     while len(dumps(near)) < limit - 1_000:
         near.append({**filler, "user_id": f"big{len(near) % 97}", "event_id": f"ok-{uuid.uuid4().hex}"})
     over = near + [dict(filler, event_id=f"ok-{uuid.uuid4().hex}") for _ in range(20)]
-    assert len(dumps(near)) <= limit < len(dumps(over)) and len(near) <= LIMITS.max_events_per_message
+    assert len(dumps(near)) <= limit < len(dumps(over)) and len(near) <= LIMITS.serving.max_events_per_message
     return [
         Case("events", dumps(near), good=len(near)),
         Case("events", dumps(over), bad={None: frozenset({"oversized_message"})}),
@@ -268,8 +268,8 @@ class TopicReader:
 
 def publish(settings: Settings, cases: list[Case], tag: str) -> dict[int, tuple[int, int]]:
     """Send every case with a unique key; returns {case no: (partition, offset)} as the broker acknowledged."""
-    topics = {"events": settings.topic_events, "requests": settings.topic_requests}
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, max_request_size=4_194_304,
+    topics = {"events": settings.topics.events, "requests": settings.topics.requests}
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, max_request_size=4_194_304,
                              linger_ms=5, acks=1)
     futures = []
     for n, case in enumerate(cases):
@@ -289,7 +289,7 @@ def case_no(key: str) -> int:
 
 
 def metrics_url(settings: Settings, path: str = "/metrics") -> str:
-    return f"http://{settings.metrics_host}:{settings.metrics_port}{path}"
+    return f"http://{settings.metrics.host}:{settings.metrics.port}{path}"
 
 
 @dataclass
@@ -305,8 +305,8 @@ def run_corpus(settings: Settings, cases: list[Case], timeout: float) -> Outcome
     want_letters = sum(len(c.bad) for c in cases)
     want_events = sum(c.good for c in cases if c.topic == "events")
     want_answers = {c.request_id for c in cases if c.request_id}
-    dlq = TopicReader(settings.bootstrap_servers, settings.topic_dlq)
-    lists = TopicReader(settings.bootstrap_servers, settings.topic_recommendations)
+    dlq = TopicReader(settings.kafka.bootstrap_servers, settings.topics.dlq)
+    lists = TopicReader(settings.kafka.bootstrap_servers, settings.topics.recommendations)
     before = total(scrape(metrics_url(settings)), "streamrec_events_processed_total")
     letters: list[dict] = []
     answered: set[str] = set()
@@ -333,7 +333,7 @@ def run_corpus(settings: Settings, cases: list[Case], timeout: float) -> Outcome
 
 
 def check(settings: Settings, cases: list[Case], outcome: Outcome) -> None:
-    topics = {"events": settings.topic_events, "requests": settings.topic_requests}
+    topics = {"events": settings.topics.events, "requests": settings.topics.requests}
     expected = {(n, index): reasons for n, case in enumerate(cases) for index, reasons in case.bad.items()}
     got: dict[tuple[int, int | None], list[dict]] = {}
     for letter in outcome.letters:
@@ -375,7 +375,7 @@ def assert_never_restarted(settings: Settings, process: Any, pid: int, log_path:
 
 def fresh_settings(kafka_bootstrap: str, tmp_path: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(bootstrap_servers=kafka_bootstrap, app_id=f"bad-{tag}", topic_events=f"events-{tag}",
+    return Settings.of(bootstrap_servers=kafka_bootstrap, app_id=f"bad-{tag}", topic_events=f"events-{tag}",
                     topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
                     topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}",
                     topic_tuning=f"tuning-{tag}", partitions=4, metrics_port=free_port(), data_dir=str(tmp_path))

@@ -48,13 +48,13 @@ def _answered_event_ids(bootstrap: str, topic: str, wanted: set[str], timeout: f
 def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exactly_once(
         kafka_bootstrap, tmp_path):
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
+    settings = Settings.of(
         bootstrap_servers=kafka_bootstrap, app_id=f"crash-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
         partitions=4, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), snapshot_interval_s=1.0,
         encoder_poll_s=3600.0)
-    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
     log_path = tmp_path / "worker.log"
     events = _stream()
     distinct = len({e["event_id"] for e in events})
@@ -63,7 +63,7 @@ def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exact
     worker = spawn_worker(settings, log)
     try:
         wait_until_ready(settings, worker, log_path)
-        publisher = EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=20)
+        publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=20)
         sending = threading.Thread(target=publisher.replay, args=(events,), kwargs={"rate": 1_500.0})
         sending.start()
         deadline = time.monotonic() + 60
@@ -98,7 +98,7 @@ def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exact
         for event in events:
             last_of_user[event["user_id"]] = event["event_id"]
         wanted = set(last_of_user.values())
-        answered = _answered_event_ids(settings.bootstrap_servers, settings.topic_recommendations, wanted, 60)
+        answered = _answered_event_ids(settings.kafka.bootstrap_servers, settings.topics.recommendations, wanted, 60)
         assert answered == wanted, f"{len(wanted - answered)} users' last events have no list"
         assert worker.poll() is None
     finally:

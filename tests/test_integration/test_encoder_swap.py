@@ -80,14 +80,14 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
 
     tag = "-enc"
     settings = worker_settings.replace(
-        blend="default", app_id=worker_settings.app_id + tag, metrics_port=free_port(),
-        topic_events=worker_settings.topic_events + tag, topic_model_updates=worker_settings.topic_model_updates + tag,
-        topic_recommendations=worker_settings.topic_recommendations + tag,
-        topic_requests=worker_settings.topic_requests + tag, topic_dlq=worker_settings.topic_dlq + tag,
+        blend="default", app_id=worker_settings.kafka.app_id + tag, metrics_port=free_port(),
+        topic_events=worker_settings.topics.events + tag, topic_model_updates=worker_settings.topics.model_updates + tag,
+        topic_recommendations=worker_settings.topics.recommendations + tag,
+        topic_requests=worker_settings.topics.requests + tag, topic_dlq=worker_settings.topics.dlq + tag,
         trainer_dir=str(tmp_path / "ckpt"), trainer_min_new_events=500, trainer_epochs=1, trainer_device="cpu")
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     with worker_process(settings, tmp_path / "worker.log"):
-        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:
+        with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events) as publisher:
             publisher.replay(generate(1_500, n_users=100, n_items=200, seed=9))
         env = {**worker_environment(settings), "PATH": "/usr/bin:/bin"}
         trained = subprocess.run([sys.executable, "-m", "stream", "trainer", "--once"], env=env,
@@ -98,10 +98,10 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
         assert _wait_for(url, "streamrec_encoder_version", 1), "the worker did not load version 1"
         assert total(scrape(url), "streamrec_encoder_swaps_total", result="swapped") == 1
 
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
         broken = tmp_path / "broken.pt"
         broken.write_bytes(b"not a checkpoint")
-        producer.send(settings.topic_model_updates, value=json.dumps({"version": 2, "path": str(broken)}).encode())
+        producer.send(settings.topics.model_updates, value=json.dumps({"version": 2, "path": str(broken)}).encode())
         producer.flush()
         producer.close()
         assert _wait_for(url, "streamrec_encoder_swaps_total", 1, result="rejected")
@@ -110,10 +110,10 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
         marker = tmp_path / "pwned"
         (tmp_path / "bad").mkdir()
         bad = _bad_checkpoints(Path(announcement["path"]), tmp_path / "bad", marker)
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
         for n, (why, path) in enumerate(bad.items(), start=2):
             rejected = total(scrape(url), "streamrec_encoder_swaps_total", result="rejected")
-            producer.send(settings.topic_model_updates, value=json.dumps({"version": n, "path": str(path)}).encode())
+            producer.send(settings.topics.model_updates, value=json.dumps({"version": n, "path": str(path)}).encode())
             producer.flush()
             assert _wait_for(url, "streamrec_encoder_swaps_total", rejected + 1, result="rejected"), why
             assert total(scrape(url), "streamrec_encoder_version") == 1, why
@@ -121,6 +121,6 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
         assert not marker.exists(), "a checkpoint was unpickled"
 
         before = total(scrape(url), "streamrec_recommendations_published_total")
-        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:  # still serving
+        with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events) as publisher:  # still serving
             publisher.publish({"user_id": "u1", "item_id": "i3", "type": "click", "ts": 5.0, "event_id": "after"})
         assert _wait_for(url, "streamrec_recommendations_published_total", before + 1, timeout=30)

@@ -53,14 +53,14 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
     """``handoff``: each learns its partitions, users move through the shared folder.
     ``replica`` (STREAMREC_LEARN_SCOPE=all): each learns every event, answers only its partitions."""
     tag = uuid.uuid4().hex[:8]
-    base = Settings(
+    base = Settings.of(
         bootstrap_servers=kafka_bootstrap, app_id=f"pair-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
         partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0,
         handoff_dir=str(tmp_path / "handoff") if mode == "handoff" else "",
         learn_scope="all" if mode == "replica" else "partitions")
-    create_topics(base.bootstrap_servers, base.topic_specs())
+    create_topics(base.kafka.bootstrap_servers, base.topic_specs())
     a = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "a"))
     b = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "b"))
     logs = {name: open(tmp_path / f"{name}.log", "ab") for name in "ab"}
@@ -81,7 +81,7 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
         assert share_a > 0 and share_b > 0
 
         first = _events(0, 2_400)  # 20 events per user
-        with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
+        with EventPublisher(a.kafka.bootstrap_servers, a.topics.events, batch_events=50) as publisher:
             publisher.replay(first)
         copies = 1 if mode == "handoff" else 2
         _wait_for(lambda: (ready_state(a) or {}).get("events_learned", 0)
@@ -103,10 +103,10 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_boot
 
         second = [{"user_id": f"f{u}", "item_id": f"new{u}", "type": "click", "ts": 1_800_000_000 + u,
                    "event_id": f"g{u}"} for u in range(USERS)]
-        with EventPublisher(a.bootstrap_servers, a.topic_events, batch_events=50) as publisher:
+        with EventPublisher(a.kafka.bootstrap_servers, a.topics.events, batch_events=50) as publisher:
             publisher.replay(second)
         wanted = {e["event_id"] for e in second}
-        lists = _lists_by_event_id(a.bootstrap_servers, a.topic_recommendations, wanted, 60)
+        lists = _lists_by_event_id(a.kafka.bootstrap_servers, a.topics.recommendations, wanted, 60)
         assert set(lists) == wanted, f"{len(wanted - set(lists))} users' last events have no list"
         touched = {}
         for event in first + second:

@@ -78,7 +78,7 @@ class Worker:
     log_path: Path
 
     def url(self, path: str = "/metrics") -> str:
-        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}{path}"
+        return f"http://{self.settings.metrics.host}:{self.settings.metrics.port}{path}"
 
     def counter(self, name: str) -> float:
         return total(scrape(self.url()), name)
@@ -143,14 +143,14 @@ def worker(worker_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def lists(worker: Worker) -> Iterator[TopicTail]:
-    tail = TopicTail.open(worker.settings.bootstrap_servers, worker.settings.topic_recommendations)
+    tail = TopicTail.open(worker.settings.kafka.bootstrap_servers, worker.settings.topics.recommendations)
     yield tail
     tail.consumer.close()
 
 
 @pytest.fixture(scope="module")
 def dlq(worker: Worker) -> Iterator[TopicTail]:
-    tail = TopicTail.open(worker.settings.bootstrap_servers, worker.settings.topic_dlq)
+    tail = TopicTail.open(worker.settings.kafka.bootstrap_servers, worker.settings.topics.dlq)
     yield tail
     tail.consumer.close()
 
@@ -226,8 +226,8 @@ def ensure_a_list(worker: Worker, lists: TopicTail) -> Record:
     """Publish one event for a fresh user and return the list the worker pushed for it, so a
     consumer test has something to read whatever ran before it."""
     user = new_users("seed", 1)[0]
-    producer = KafkaProducer(bootstrap_servers=worker.settings.bootstrap_servers)
-    producer.send(worker.settings.topic_events, key=user.encode(), value=dumps(event(user, "item-seed")))
+    producer = KafkaProducer(bootstrap_servers=worker.settings.kafka.bootstrap_servers)
+    producer.send(worker.settings.topics.events, key=user.encode(), value=dumps(event(user, "item-seed")))
     producer.flush(10)
     producer.close()
     assert lists.wait_for(lambda found: user in {r.value["user_id"] for r in found}), "no list for the seed user"
@@ -243,9 +243,9 @@ def test_a_confluent_producer_with_any_codec_is_processed(worker: Worker, lists:
     users = new_users(f"ck-{codec}", 8)
     messages = spread_events(users, per_user=3)
     before = worker.counter("streamrec_events_processed_total")
-    producer = confluent_producer(worker.settings.bootstrap_servers, **{
+    producer = confluent_producer(worker.settings.kafka.bootstrap_servers, **{
         "compression.type": codec, "enable.idempotence": idempotent, "acks": "all"})
-    produce_all(producer, worker.settings.topic_events, messages)
+    produce_all(producer, worker.settings.topics.events, messages)
 
     processed = wait_counter(worker, "streamrec_events_processed_total", before, len(messages))
 
@@ -259,10 +259,10 @@ def test_a_kafka_python_producer_with_any_codec_is_processed(worker: Worker, lis
     users = new_users(f"kp-{codec}", 8)
     messages = spread_events(users, per_user=3)
     before = worker.counter("streamrec_events_processed_total")
-    producer = KafkaProducer(bootstrap_servers=worker.settings.bootstrap_servers, compression_type=codec,
+    producer = KafkaProducer(bootstrap_servers=worker.settings.kafka.bootstrap_servers, compression_type=codec,
                              linger_ms=5)
     for key, value, headers in messages:
-        producer.send(worker.settings.topic_events, key=key, value=value,
+        producer.send(worker.settings.topics.events, key=key, value=value,
                       headers=[(name, raw) for name, raw in headers or []])
     producer.flush(20)
     producer.close()
@@ -278,11 +278,11 @@ def test_confluent_with_murmur2_random_partitions_users_like_kafka_python(worker
     """A user's events must land on one partition whichever client publishes them."""
     users = new_users("part", 24)
     before = worker.counter("streamrec_events_processed_total")
-    producer = confluent_producer(worker.settings.bootstrap_servers)
-    confluent_at = produce_all(producer, worker.settings.topic_events,
+    producer = confluent_producer(worker.settings.kafka.bootstrap_servers)
+    confluent_at = produce_all(producer, worker.settings.topics.events,
                                [(u.encode(), dumps(event(u, "item-p")), None) for u in users])
-    kp = KafkaProducer(bootstrap_servers=worker.settings.bootstrap_servers)
-    futures = [kp.send(worker.settings.topic_events, key=u.encode(), value=dumps(event(u, "item-p"))) for u in users]
+    kp = KafkaProducer(bootstrap_servers=worker.settings.kafka.bootstrap_servers)
+    futures = [kp.send(worker.settings.topics.events, key=u.encode(), value=dumps(event(u, "item-p"))) for u in users]
     kp.flush(10)
     kafka_python_at = [f.get(10).partition for f in futures]
     kp.close()
@@ -336,8 +336,8 @@ def test_hostile_payloads_are_dead_lettered_and_valid_users_are_served(worker: W
     processed_before = worker.counter("streamrec_events_processed_total")
     dlq_before = worker.counter("streamrec_events_dlq_total")
 
-    acked = produce_all(confluent_producer(worker.settings.bootstrap_servers, **{"compression.type": "gzip"}),
-                        worker.settings.topic_events, messages)
+    acked = produce_all(confluent_producer(worker.settings.kafka.bootstrap_servers, **{"compression.type": "gzip"}),
+                        worker.settings.topics.events, messages)
 
     sent_at = {m[0]: at for m, at in zip(messages, acked) if m[0] and m[0].startswith(b"hostile|")}
     processed = wait_counter(worker, "streamrec_events_processed_total", processed_before, want_processed)
@@ -358,7 +358,7 @@ def test_hostile_payloads_are_dead_lettered_and_valid_users_are_served(worker: W
             f"{hostile[n].name}: reason {letter['reason']!r}, want one of {sorted(want_letters[(n, index)])}"
         assert letter["error"], hostile[n].name
         assert (letter["topic"], letter["partition"], letter["offset"]) == \
-            (worker.settings.topic_events, *sent_at[f"hostile|{tag}-{n}".encode()]), hostile[n].name
+            (worker.settings.topics.events, *sent_at[f"hostile|{tag}-{n}".encode()]), hostile[n].name
     assert dead == len(want_letters), \
         f"the DLQ counter grew by {dead} for {len(want_letters)} bad inputs (valid input dead-lettered?)"
     assert processed == want_processed, f"processed {processed} of {want_processed} valid events"
@@ -371,10 +371,10 @@ def test_hostile_payloads_are_dead_lettered_and_valid_users_are_served(worker: W
 
 def test_a_confluent_group_consumer_gets_its_first_list_within_seconds(worker: Worker, lists: TopicTail) -> None:
     ensure_a_list(worker, lists)
-    consumer = Consumer({"bootstrap.servers": worker.settings.bootstrap_servers, "group.id": f"ck-{uuid.uuid4().hex}",
+    consumer = Consumer({"bootstrap.servers": worker.settings.kafka.bootstrap_servers, "group.id": f"ck-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", **CONFLUENT_GROUP_SETTINGS})
     started = time.monotonic()
-    consumer.subscribe([worker.settings.topic_recommendations])
+    consumer.subscribe([worker.settings.topics.recommendations])
     try:
         message = None
         while message is None and time.monotonic() - started < 2 * FIRST_MESSAGE_BOUND_S:
@@ -393,7 +393,7 @@ def test_a_confluent_group_consumer_gets_its_first_list_within_seconds(worker: W
 def test_a_kafka_python_group_consumer_gets_its_first_list_within_seconds(worker: Worker, lists: TopicTail) -> None:
     ensure_a_list(worker, lists)
     started = time.monotonic()
-    consumer = KafkaConsumer(worker.settings.topic_recommendations, bootstrap_servers=worker.settings.bootstrap_servers,
+    consumer = KafkaConsumer(worker.settings.topics.recommendations, bootstrap_servers=worker.settings.kafka.bootstrap_servers,
                              group_id=f"kp-{uuid.uuid4().hex}", auto_offset_reset="earliest",
                              **KAFKA_PYTHON_GROUP_SETTINGS)
     try:
@@ -419,7 +419,7 @@ def test_kcat_reads_a_list_from_an_absolute_offset(worker: Worker, lists: TopicT
     record = ensure_a_list(worker, lists)
     flags = [] if os.environ.get("STREAMREC_TEST_BROKER") else KCAT_TANSU_FLAGS
     result = subprocess.run(
-        ["kcat", *flags, "-b", worker.settings.bootstrap_servers, "-C", "-t", worker.settings.topic_recommendations,
+        ["kcat", *flags, "-b", worker.settings.kafka.bootstrap_servers, "-C", "-t", worker.settings.topics.recommendations,
          "-p", str(record.partition), "-o", str(record.offset), "-c", "1", "-q", "-f", "%k\t%s\n"],
         check=False, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -461,13 +461,13 @@ def broker_isolation_problem(bootstrap: str) -> str | None:
 
 
 def test_an_aborted_transaction_is_never_learned(worker: Worker, lists: TopicTail) -> None:
-    problem = broker_isolation_problem(worker.settings.bootstrap_servers)
+    problem = broker_isolation_problem(worker.settings.kafka.bootstrap_servers)
     if problem:
         pytest.skip(problem)
     aborted_users, committed_users = new_users("txn-aborted", 6), new_users("txn-committed", 6)
     aborted_item = f"aborted-item-{uuid.uuid4().hex[:6]}"
     before = worker.counter("streamrec_events_processed_total")
-    producer = Producer({"bootstrap.servers": worker.settings.bootstrap_servers, "partitioner": "murmur2_random",
+    producer = Producer({"bootstrap.servers": worker.settings.kafka.bootstrap_servers, "partitioner": "murmur2_random",
                          "transactional.id": f"txn-{uuid.uuid4().hex}"})
     producer.init_transactions(15)
     for users, item, finish in ((aborted_users, aborted_item, producer.abort_transaction),
@@ -475,7 +475,7 @@ def test_an_aborted_transaction_is_never_learned(worker: Worker, lists: TopicTai
         producer.begin_transaction()
         # flushed and acknowledged first: librdkafka purges unsent messages on abort, and an aborted
         # transaction that never reached the broker would prove nothing
-        produce_all(producer, worker.settings.topic_events,
+        produce_all(producer, worker.settings.topics.events,
                     [(user.encode(), dumps(event(user, item)), None) for user in users])
         finish(15)
 

@@ -25,32 +25,32 @@ def read_all(bootstrap, topic, want, timeout=30.0, match=lambda value: True):
 
 def test_an_outside_kafka_python_producer_gets_valid_lists_back(running_worker):
     settings = running_worker
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
     events = [{"user_id": f"ext{n % 5}", "item_id": f"i{n % 20}", "type": "click", "ts": 1_700_000_000 + n,
                "event_id": f"x{n}"} for n in range(40)]
     for event in events:  # one single-event message per event, keyed by user, as any producer would
-        producer.send(settings.topic_events, key=event["user_id"].encode(), value=json.dumps(event).encode())
+        producer.send(settings.topics.events, key=event["user_id"].encode(), value=json.dumps(event).encode())
     producer.flush()
     producer.close()
-    lists = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+    lists = read_all(settings.kafka.bootstrap_servers, settings.topics.recommendations, want=1, timeout=30,
                      match=lambda v: v["event_id"] == "x39")
     assert lists, "no list answered the last event"
     key, listing = lists[0]
     assert LIST_KEYS <= set(listing)
-    assert key == b"ext4" and listing["user_id"] == "ext4" and listing["k"] == settings.k
+    assert key == b"ext4" and listing["user_id"] == "ext4" and listing["k"] == settings.serving.k
     touched = {e["item_id"] for e in events if e["user_id"] == "ext4"}
     items = [entry["item_id"] for entry in listing["items"]]
-    assert items and not touched & set(items) and len(items) <= settings.k
+    assert items and not touched & set(items) and len(items) <= settings.serving.k
     scores = [entry["score"] for entry in listing["items"]]
     assert scores == sorted(scores, reverse=True)
 
 
 def test_batched_publishing_is_processed_in_full(running_worker):
     settings = running_worker
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     before = total(scrape(url), "streamrec_events_processed_total")
     events = [e._replace(user_id="b" + e.user_id) for e in generate(3_000, seed=11)]
-    with EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=100) as publisher:
+    with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=100) as publisher:
         publisher.replay(events)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -71,31 +71,31 @@ def test_malformed_input_lands_in_the_dlq_with_reasons_and_the_worker_keeps_serv
         b"\xff\xfe\xfd": "not_utf8",
         b"x" * 1_500_000: "oversized_message",
     }
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, max_request_size=4_000_000)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, max_request_size=4_000_000)
     for raw in bad:
-        producer.send(settings.topic_events, key=b"dlq-user", value=raw)
-    producer.send(settings.topic_events, key=b"dlq-user", value=json.dumps(
+        producer.send(settings.topics.events, key=b"dlq-user", value=raw)
+    producer.send(settings.topics.events, key=b"dlq-user", value=json.dumps(
         {"user_id": "dlq-user", "item_id": "i1", "type": "click", "ts": 5, "event_id": "after-bad"}).encode())
     producer.flush()
     producer.close()
-    letters = read_all(settings.bootstrap_servers, settings.topic_dlq, want=len(bad), timeout=30)
+    letters = read_all(settings.kafka.bootstrap_servers, settings.topics.dlq, want=len(bad), timeout=30)
     reasons = sorted(value["reason"] for _, value in letters)
     assert reasons == sorted(bad.values())
     for _, letter in letters:
-        assert letter["topic"] == settings.topic_events and isinstance(letter["offset"], int) and letter["error"]
-    served = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+        assert letter["topic"] == settings.topics.events and isinstance(letter["offset"], int) and letter["error"]
+    served = read_all(settings.kafka.bootstrap_servers, settings.topics.recommendations, want=1, timeout=30,
                       match=lambda v: v["event_id"] == "after-bad")
     assert served, "the worker stopped serving after bad input"
-    samples = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    samples = scrape(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics")
     for reason in set(bad.values()):
         assert total(samples, "streamrec_events_dlq_total", reason=reason) >= 1
 
 
 def test_an_explicit_request_is_answered_with_its_request_id(running_worker):
     settings = running_worker
-    consumer = RecommendationConsumer(settings.bootstrap_servers, settings.topic_recommendations)
+    consumer = RecommendationConsumer(settings.kafka.bootstrap_servers, settings.topics.recommendations)
     consumer.connect()
-    requests = RequestPublisher(settings.bootstrap_servers, settings.topic_requests)
+    requests = RequestPublisher(settings.kafka.bootstrap_servers, settings.topics.requests)
     request_id = requests.request("someone-new", k=3)
     requests.close()
     deadline = time.monotonic() + 30
@@ -109,14 +109,14 @@ def test_an_explicit_request_is_answered_with_its_request_id(running_worker):
 
 def test_metrics_and_health_endpoints(running_worker):
     settings = running_worker
-    samples = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    samples = scrape(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics")
     for name in ("streamrec_events_processed_total", "streamrec_recommendations_published_total",
                  "streamrec_event_to_recommendation_seconds_count"):
         assert total(samples, name) > 0, name
     assert any(name.startswith("streamrec_faust_") for name, _ in samples)  # faust's own sensor
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{settings.metrics_host}:{settings.metrics_port}/health/live") as r:
+    with urllib.request.urlopen(f"http://{settings.metrics.host}:{settings.metrics.port}/health/live") as r:
         assert json.loads(r.read())["status"] == "live"
 
 
@@ -125,13 +125,13 @@ def test_a_worker_started_with_the_blend_serves_it(worker_settings, tmp_path):
     from tests.test_integration.conftest import worker_process
 
     settings = worker_settings.replace(
-        blend="default", app_id=worker_settings.app_id + "-blend", metrics_port=free_port(),
-        topic_events=worker_settings.topic_events + "-blend",
-        topic_recommendations=worker_settings.topic_recommendations + "-blend",
-        topic_requests=worker_settings.topic_requests + "-blend", topic_dlq=worker_settings.topic_dlq + "-blend")
+        blend="default", app_id=worker_settings.kafka.app_id + "-blend", metrics_port=free_port(),
+        topic_events=worker_settings.topics.events + "-blend",
+        topic_recommendations=worker_settings.topics.recommendations + "-blend",
+        topic_requests=worker_settings.topics.requests + "-blend", topic_dlq=worker_settings.topics.dlq + "-blend")
     with worker_process(settings, tmp_path / "worker.log"):
-        with EventPublisher(settings.bootstrap_servers, settings.topic_events) as publisher:
+        with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events) as publisher:
             publisher.replay([e._replace(event_id=f"bl{n}") for n, e in enumerate(generate(500, seed=4))])
-        lists = read_all(settings.bootstrap_servers, settings.topic_recommendations, want=1, timeout=30,
+        lists = read_all(settings.kafka.bootstrap_servers, settings.topics.recommendations, want=1, timeout=30,
                          match=lambda v: v["event_id"] == "bl499")
     assert lists and lists[0][1]["strategy"] == "blend" and lists[0][1]["items"]

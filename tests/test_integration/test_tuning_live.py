@@ -22,18 +22,18 @@ def _read(bootstrap, topic, want, timeout):
 
 def test_a_tuned_worker_publishes_its_tuning_and_labels_each_list_with_its_arms(kafka_bootstrap, tmp_path):
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
+    settings = Settings.of(
         bootstrap_servers=kafka_bootstrap, app_id=f"tuned-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
         partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), tuner=True,
         tuner_publish_s=1.0, encoder_poll_s=3600.0)
-    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     events = generate(6_000, n_users=200, n_items=300, seed=5)
     with worker_process(settings, tmp_path / "worker.log"):
-        with EventPublisher(settings.bootstrap_servers, settings.topic_events, batch_events=20) as publisher:
+        with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=20) as publisher:
             publisher.replay(events, rate=3_000)
-        snapshots = _read(settings.bootstrap_servers, settings.topic_tuning,
+        snapshots = _read(settings.kafka.bootstrap_servers, settings.topics.tuning,
                           lambda found: any(s["step"] >= len(events) for s in found), timeout=90)
         page = scrape(url)
     assert snapshots, "nothing on the tuning topic"
@@ -48,5 +48,5 @@ def test_a_tuned_worker_publishes_its_tuning_and_labels_each_list_with_its_arms(
     assert total(page, "streamrec_tuner_arm_probability", decision="strategies") == pytest.approx(1.0, abs=1e-6)
     assert total(page, "streamrec_tuner_strategy_weight") == pytest.approx(1.0)
     assert total(page, "streamrec_blend_strategy_weight") == pytest.approx(1.0)
-    lists = _read(settings.bootstrap_servers, settings.topic_recommendations, lambda found: len(found) >= 50, 30)
+    lists = _read(settings.kafka.bootstrap_servers, settings.topics.recommendations, lambda found: len(found) >= 50, 30)
     assert lists and all(listing["arm"] != "default" and listing["strategy"] == "blend" for listing in lists)

@@ -78,13 +78,13 @@ def _forged_batches() -> list[tuple[str, bytes]]:
 
 
 def _undecodable_letters(settings: Settings, expected: int, timeout: float = 40.0) -> list[dict]:
-    found = read_topic(settings.bootstrap_servers, settings.topic_dlq,
+    found = read_topic(settings.kafka.bootstrap_servers, settings.topics.dlq,
                        lambda got: sum(v["reason"] == "undecodable_batch" for _, v in got) >= expected, timeout)
     return [value for _, value in found if value["reason"] == "undecodable_batch"]
 
 
 def _served(settings: Settings, users: set[str], timeout: float = 40.0) -> set[str]:
-    found = read_topic(settings.bootstrap_servers, settings.topic_recommendations,
+    found = read_topic(settings.kafka.bootstrap_servers, settings.topics.recommendations,
                        lambda got: users <= {v["user_id"] for _, v in got}, timeout)
     return {value["user_id"] for _, value in found} & users
 
@@ -101,7 +101,7 @@ def codec_less_environment(tmp_path, monkeypatch):
 def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_restart_on_them(
         kafka_bootstrap, tmp_path, codec_less_environment):
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
+    settings = Settings.of(
         bootstrap_servers=kafka_bootstrap, app_id=f"poison-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
@@ -109,16 +109,16 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
         snapshot_interval_s=3600.0,  # no snapshot, so no commit, before the kill: the restart re-reads it all
         encoder_poll_s=3600.0, trainer_metrics_port=free_port(), trainer_refresh_s=3600.0,
         trainer_min_new_events=1_000_000, trainer_dir=str(tmp_path / "ckpt"))
-    create_topics(settings.bootstrap_servers, settings.topic_specs())
+    create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
     log_path = tmp_path / "worker.log"
 
     # the log: gzip users, an lz4 batch this worker cannot decode, three batches nobody can, gzip users
-    _confluent_send(kafka_bootstrap, settings.topic_events, _events("before", 10), "gzip", partition=0)
-    _confluent_send(kafka_bootstrap, settings.topic_events, _events("lz4-", 10), "lz4", partition=0)
+    _confluent_send(kafka_bootstrap, settings.topics.events, _events("before", 10), "gzip", partition=0)
+    _confluent_send(kafka_bootstrap, settings.topics.events, _events("lz4-", 10), "lz4", partition=0)
     forged = _forged_batches()
-    offsets = [asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 1, raw)) for _, raw in forged]
-    _confluent_send(kafka_bootstrap, settings.topic_events, _events("after", 10), "gzip", partition=1)
-    _confluent_send_raw(kafka_bootstrap, settings.topic_events, HOSTILE, "gzip", partition=1)
+    offsets = [asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topics.events, 1, raw)) for _, raw in forged]
+    _confluent_send(kafka_bootstrap, settings.topics.events, _events("after", 10), "gzip", partition=1)
+    _confluent_send_raw(kafka_bootstrap, settings.topics.events, HOSTILE, "gzip", partition=1)
 
     with open(log_path, "ab") as log, open(tmp_path / "trainer.log", "ab") as trainer_log:
         trainer = spawn_process(["trainer"], settings, trainer_log)
@@ -137,18 +137,18 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             assert [offset for partition, offset in by_partition if partition == 1] == offsets
             for letter, (codec, raw) in zip(sorted((dl for dl in letters if dl["partition"] == 1),
                                                    key=lambda dl: dl["offset"]), forged):
-                assert letter["topic"] == settings.topic_events and f"codec {codec}" in letter["error"]
+                assert letter["topic"] == settings.topics.events and f"codec {codec}" in letter["error"]
                 assert letter["last_offset"] == letter["offset"] + 5  # the batch's six records
                 # the raw batch as the broker stored it (it sets the base offset, the rest is the producer's)
                 assert base64.b64decode(letter["original"])[12:] == raw[12:]
-            metrics = scrape(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+            metrics = scrape(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics")
             assert total(metrics, "streamrec_events_dlq_total", reason="undecodable_batch") == len(letters)
 
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
             worker = spawn_worker(settings, log)  # same group, same offsets, same data dir
             wait_until_ready(settings, worker, log_path)
-            _confluent_send(kafka_bootstrap, settings.topic_events, _events("restarted", 5), "gzip", partition=0)
+            _confluent_send(kafka_bootstrap, settings.topics.events, _events("restarted", 5), "gzip", partition=0)
             restarted = {f"restarted{u}" for u in range(5)}
             assert _served(settings, restarted) == restarted, log_path.read_text()[-3000:]
             assert worker.poll() is None, "the restarted worker did not crash on the same offsets"
@@ -157,11 +157,11 @@ def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_r
             assert sorted((dl["partition"], dl["offset"], dl["last_offset"]) for dl in again) == \
                 sorted(2 * [(dl["partition"], dl["offset"], dl["last_offset"]) for dl in letters])
             assert "We experienced a crash" not in log_path.read_text()
-            hostile = read_topic(settings.bootstrap_servers, settings.topic_dlq,
+            hostile = read_topic(settings.kafka.bootstrap_servers, settings.topics.dlq,
                                  lambda got: sum(v["reason"] != "undecodable_batch" for _, v in got) >= len(HOSTILE))
             assert sum(v["reason"] != "undecodable_batch" for _, v in hostile) >= len(HOSTILE)
 
-            trainer_url = f"http://{settings.metrics_host}:{settings.trainer_metrics_port}/metrics"
+            trainer_url = f"http://{settings.metrics.host}:{settings.metrics.trainer_port}/metrics"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
@@ -184,17 +184,17 @@ def test_the_trainer_decodes_every_codec_and_skips_and_counts_undecodable_batche
     from stream.trainer.trainer import StreamTrainer
 
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(bootstrap_servers=kafka_bootstrap, app_id=f"poison-trainer-{tag}",
+    settings = Settings.of(bootstrap_servers=kafka_bootstrap, app_id=f"poison-trainer-{tag}",
                         topic_events=f"events-{tag}", partitions=1, trainer_dir=str(tmp_path / "ckpt"))
-    create_topics(settings.bootstrap_servers, settings.topic_specs())
-    _confluent_send(kafka_bootstrap, settings.topic_events, _events("a", 4), "lz4", partition=0)
+    create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
+    _confluent_send(kafka_bootstrap, settings.topics.events, _events("a", 4), "lz4", partition=0)
     # snappy's raw blocks carry no checksum: a corrupted one can decode into garbage records, which
     # the trainer then drops as invalid events; only the detectable faults are counted here
     forged = [(codec, raw) for codec, raw in _forged_batches() if codec != "snappy"]
     for _, raw in forged:
-        asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topic_events, 0, raw))
+        asyncio.run(produce_raw_batch(kafka_bootstrap, settings.topics.events, 0, raw))
     for prefix, codec in (("b", "zstd"), ("c", "snappy"), ("d", "gzip")):
-        _confluent_send(kafka_bootstrap, settings.topic_events, _events(prefix, 4), codec, partition=0)
+        _confluent_send(kafka_bootstrap, settings.topics.events, _events(prefix, 4), codec, partition=0)
 
     trainer = StreamTrainer(settings)
     try:

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def test_sigterm_ends_the_worker_within_the_grace_period_after_the_broker_died(tmp_path):
     broker = EmbeddedBroker().start()
-    settings = Settings(bootstrap_servers=broker.bootstrap, metrics_port=free_port(), data_dir=str(tmp_path))
+    settings = Settings.of(bootstrap_servers=broker.bootstrap, metrics_port=free_port(), data_dir=str(tmp_path))
     try:
         with worker_process(settings, tmp_path / "worker.log") as process:
             broker.stop()

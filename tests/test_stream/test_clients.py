@@ -28,7 +28,7 @@ def test_a_mapping_passes_through_unchanged_context_included():
 
 
 def test_an_event_published_through_the_python_api_can_answer_a_served_list():
-    processor = EventProcessor(Settings(tuner=True, tuner_feedback="bandit"), clock=lambda: 2000.0)
+    processor = EventProcessor(Settings.of(tuner=True, tuner_feedback="bandit"), clock=lambda: 2000.0)
 
     def send(events, offset):
         raw = schema.encode([event_payload(e) for e in events])

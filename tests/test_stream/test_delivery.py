@@ -24,7 +24,7 @@ def _msg(user, item, offset, event_id=None, partition=0):
 
 
 def _keeper(tmp_path, processor=None, **changes):
-    settings = Settings(**{"data_dir": str(tmp_path), "snapshot_interval_s": 1.0, **changes})
+    settings = Settings.of(**{"data_dir": str(tmp_path), "snapshot_interval_s": 1.0, **changes})
     processor = processor or EventProcessor(settings)
     flushed = []
 
@@ -51,7 +51,7 @@ def test_events_without_an_id_cannot_be_recognised_and_are_learned_each_time():
 
 
 def test_the_dedup_window_is_bounded():
-    processor = EventProcessor(Settings(dedup_window=2))
+    processor = EventProcessor(Settings.of(dedup_window=2))
     processor.process_events([_msg("u", "a", 0, "e1"), _msg("u", "b", 1, "e2"), _msg("u", "c", 2, "e3")])
     assert len(processor.recent_ids) == 2
     assert processor.process_events([_msg("u", "a", 3, "e1")]).duplicates == 0  # forgotten
@@ -155,7 +155,7 @@ def test_with_snapshots_off_commits_pass_through(tmp_path):
 
 
 def _user_in(partition, partitions=None):
-    partitions = partitions or Settings().partitions
+    partitions = partitions or Settings().kafka.partitions
     from stream.wire.partitioner import partition_for
 
     return next(f"u{n}" for n in range(10_000) if partition_for(f"u{n}".encode(), partitions) == partition)

@@ -20,7 +20,7 @@ def test_a_worker_picks_up_the_newest_checkpoint_from_the_directory_and_serves_i
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    processor = EventProcessor(Settings(blend="default"), metrics=metrics)
+    processor = EventProcessor(Settings.of(blend="default"), metrics=metrics)
     handover = EncoderHandover(processor, metrics, weight=0.3)
     asyncio.run(handover.poll_directory(str(tmp_path)))  # empty directory: nothing happens, no torch needed
     assert handover.slot is None
@@ -57,7 +57,7 @@ def _served_to(processor, user_id):
 def test_the_trainers_versions_fill_the_one_encoder_slot_and_each_list_names_the_version_it_served(tmp_path, blend):
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    processor = EventProcessor(Settings(blend=blend, encoder_weight=0.3), metrics=metrics)
+    processor = EventProcessor(Settings.of(blend=blend, encoder_weight=0.3), metrics=metrics)
     declared = processor.engine.blend.strategies.get("encoder")
     events = generate(600, n_users=30, n_items=60, seed=2)
     processor.engine.learn_many(events)

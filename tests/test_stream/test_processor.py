@@ -23,7 +23,7 @@ def _event(user, item, ts=1.0, **extra):
 
 def make(**changes):
     registry = CollectorRegistry()
-    return EventProcessor(Settings(**changes), metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0), registry
+    return EventProcessor(Settings.of(**changes), metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0), registry
 
 
 def test_single_events_and_arrays_are_both_learned_and_each_user_gets_one_fresh_list():

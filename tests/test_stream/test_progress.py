@@ -78,10 +78,10 @@ def _msg(user, item, offset):
 
 def test_a_snapshot_written_before_progress_existed_still_restores(tmp_path):
     """The file format did not change: offsets and commits are stored as "topic/partition" strings."""
-    settings = Settings(data_dir=str(tmp_path), snapshot_interval_s=1.0)
+    settings = Settings.of(data_dir=str(tmp_path), snapshot_interval_s=1.0)
     old = EventProcessor(settings)
     old.process_events([_msg("u1", "a", 0), _msg("u1", "b", 1)])
-    source = f"{settings.bootstrap_servers}|{settings.topic_events}|{settings.app_id}"
+    source = f"{settings.kafka.bootstrap_servers}|{settings.topics.events}|{settings.kafka.app_id}"
     (tmp_path / SNAPSHOT_NAME).write_bytes(snapshot_bytes(
         old.engine, offsets={"events/0": 2},
         metadata={"recent_ids": [], "committed": {"events/0": 1}, "source": source}))
@@ -98,9 +98,9 @@ def test_a_snapshot_written_before_progress_existed_still_restores(tmp_path):
 
 
 def test_a_snapshot_with_unreadable_offsets_is_set_aside(tmp_path):
-    settings = Settings(data_dir=str(tmp_path), snapshot_interval_s=1.0)
+    settings = Settings.of(data_dir=str(tmp_path), snapshot_interval_s=1.0)
     processor = EventProcessor(settings)
-    source = f"{settings.bootstrap_servers}|{settings.topic_events}|{settings.app_id}"
+    source = f"{settings.kafka.bootstrap_servers}|{settings.topics.events}|{settings.kafka.app_id}"
     (tmp_path / SNAPSHOT_NAME).write_bytes(snapshot_bytes(
         processor.engine, offsets={"no-partition-here": 2}, metadata={"source": source}))
 

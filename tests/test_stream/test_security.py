@@ -31,14 +31,14 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 def sasl(protocol: str = "SASL_PLAINTEXT", mechanism: str = "PLAIN", **changes) -> Settings:
-    return Settings(security_protocol=protocol, sasl_mechanism=mechanism, sasl_username="svc-streamrec",
+    return Settings.of(security_protocol=protocol, sasl_mechanism=mechanism, sasl_username="svc-streamrec",
                     sasl_password="s3cret", **changes)
 
 
 def mtls(cert: tuple[str, str], protocol: str = "SSL", **changes) -> Settings:
     certfile, keyfile = cert
     base = dict(security_protocol=protocol, ssl_cafile=certfile, ssl_certfile=certfile, ssl_keyfile=keyfile)
-    return Settings(**{**base, **changes})
+    return Settings.of(**{**base, **changes})
 
 
 # -- kafka-python --------------------------------------------------------------------------
@@ -57,8 +57,8 @@ def test_sasl_kwargs(mechanism):
 
 def test_ssl_kwargs_carry_only_the_files_that_are_set(cert):
     certfile, keyfile = cert
-    assert kafka_python_security(Settings(security_protocol="SSL")) == {"security_protocol": "SSL"}
-    assert kafka_python_security(Settings(security_protocol="SSL", ssl_cafile=certfile)) == {
+    assert kafka_python_security(Settings.of(security_protocol="SSL")) == {"security_protocol": "SSL"}
+    assert kafka_python_security(Settings.of(security_protocol="SSL", ssl_cafile=certfile)) == {
         "security_protocol": "SSL", "ssl_cafile": certfile}
     assert kafka_python_security(mtls(cert, "SASL_SSL", sasl_username="u", sasl_password="p")) == {
         "security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_plain_username": "u",
@@ -97,7 +97,7 @@ def test_kafka_python_clients_accept_the_kwargs(cert, mechanism):
 ])
 def test_incomplete_or_contradictory_settings_are_refused(cert, changes, message):
     changes = {k: cert[0] if v == "CERT" else cert[1] if v == "KEY" else v for k, v in changes.items()}
-    settings = Settings(**changes)
+    settings = Settings.of(**changes)
     for build in (kafka_python_security, faust_security):
         with pytest.raises(ValueError, match=message):
             build(settings)
@@ -198,7 +198,7 @@ def test_the_ssl_context_rejects_a_server_it_cannot_verify(cert):
     """Without our CA the self-signed server must be refused (no silent CERT_NONE)."""
     listener, thread, _ = _tls_server(cert, require_client_cert=False)
     try:
-        context = ssl_context(Settings(security_protocol="SSL"))  # system CAs only
+        context = ssl_context(Settings.of(security_protocol="SSL"))  # system CAs only
         with socket.create_connection(listener.getsockname(), timeout=5) as sock:
             with pytest.raises(ssl.SSLCertVerificationError):
                 context.wrap_socket(sock, server_hostname="localhost")
@@ -295,8 +295,8 @@ def test_metrics_and_health_bind_to_loopback_by_default_and_are_configurable():
     from stream.app import create_app
     from stream.cli.processes import worker_environment
 
-    assert Settings().metrics_host == "127.0.0.1"
-    assert Settings.from_env({}).metrics_host == "127.0.0.1"
+    assert Settings().metrics.host == "127.0.0.1"
+    assert Settings.from_env({}).metrics.host == "127.0.0.1"
     assert create_app(Settings()).conf.web_bind == "127.0.0.1"
     settings = Settings.from_env({"STREAMREC_METRICS_HOST": "0.0.0.0", "STREAMREC_METRICS_PORT": "7001"})
     app = create_app(settings)
@@ -320,7 +320,7 @@ def test_the_replica_reader_s_aiokafka_client_gets_the_same_credentials():
     from stream.kafka.security import aiokafka_security
 
     kwargs = aiokafka_security(sasl())
-    assert kwargs["sasl_plain_username"] == "svc-streamrec" and kwargs["security_protocol"] == sasl().security_protocol
+    assert kwargs["sasl_plain_username"] == "svc-streamrec" and kwargs["security_protocol"] == sasl().security.protocol
     async def build():
         return AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **kwargs)  # accepted without connecting
 
