@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from online.base import Interaction, Pool, Scorer, Served, Strategy, scorer_for
+from online.registry import REGISTRY
 from online.rerank import OPTIMIZERS, LearnedWeights
 
 NORMALISATIONS = ("minmax", "rank")
 #: Names of the registered strategies (``online.registry.REGISTRY``, which knows how to build each).
-STRATEGY_NAMES = ("popularity", "next_item", "cooccurrence", "mf", "river_mf", "encoder")
+STRATEGY_NAMES = tuple(REGISTRY)
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,17 @@ def _tiny_encoder():
     return EncoderScorer(SequenceEncoder(EncoderConfig.tiny(n_items=len(items))), items, version=1)
 
 
-def test_the_registry_is_the_list_of_strategy_names():
-    assert tuple(REGISTRY) == STRATEGY_NAMES
+def test_every_strategy_is_registered_under_its_own_name_and_the_blend_accepts_it():
     assert all(REGISTRY[name].name == name for name in REGISTRY)
+    for name in REGISTRY:
+        assert BlendConfig(weights=((name, 1.0),)).weights == ((name, 1.0),)
+    assert set(STRATEGY_NAMES) == set(REGISTRY)
+
+
+def test_every_strategy_but_a_slot_can_be_evaluated_alone():
+    from stream.cli.evaluate import STRATEGY_CHOICES
+
+    assert {name for name, spec_ in REGISTRY.items() if not spec_.slot} <= set(STRATEGY_CHOICES)
 
 
 def test_an_unknown_strategy_is_refused_with_the_choices():
