@@ -217,15 +217,20 @@ _BLEND_FIELDS = tuple(f.name for f in fields(BlendConfig) if f.name != "weights"
 _ENGINE_FIELDS = tuple(f.name for f in fields(EngineConfig) if f.name not in ("k", "blend"))
 
 
+def _record_problems(section: Any, record: type, names: tuple[str, ...]) -> list[str]:
+    """What the online record built from ``section``'s fields ``names`` refuses (it owns the rules)."""
+    try:
+        record(**{name: getattr(section, name) for name in names})
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
 def _engine_problems(self: Any) -> list[str]:
     problems = self._at_least(1, "history_len", "max_users", "max_items")
     if self.half_life <= 0:
         problems.append("half_life must be positive")
-    try:
-        BlendConfig(**{name: getattr(self, name) for name in _BLEND_FIELDS})
-    except ValueError as exc:
-        problems.append(str(exc))
-    return problems
+    return problems + _record_problems(self, BlendConfig, _BLEND_FIELDS)
 
 
 EngineSettings = _make_section(
@@ -245,11 +250,7 @@ def _tuner_problems(self: Any) -> list[str]:
     problems = []
     if self.publish_s <= 0:
         problems.append("tuner_publish_s must be > 0")
-    try:
-        TunerConfig(**{name: getattr(self, name) for name in _TUNER_FIELDS})
-    except ValueError as exc:
-        problems.append(str(exc))
-    return problems
+    return problems + _record_problems(self, TunerConfig, _TUNER_FIELDS)
 
 
 TunerSettings = _make_section(

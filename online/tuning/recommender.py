@@ -66,8 +66,8 @@ class _Pool:
 
     __slots__ = ("items", "names", "columns", "_index", "_features")
 
-    def __init__(self, items: list[str], names: list[str], columns: list) -> None:
-        self.items, self.names, self.columns = items, names, columns
+    def __init__(self, pool: Pool) -> None:
+        self.items, self.names, self.columns = pool  # the served pool as the blend returned it
         self._index: dict[str, int] | None = None
         self._features: np.ndarray | None = None
 
@@ -247,7 +247,7 @@ class TunedRecommender:
     def _remember_pool(self, user_id: str, pool: Pool) -> None:
         """The pool served to ``user_id``, until their next event scores every arm on it."""
         pools = self._pools
-        pools[user_id] = _Pool(pool.items, pool.names, pool.columns)
+        pools[user_id] = _Pool(pool)
         pools.move_to_end(user_id)
         if len(pools) > self.tuner_config.max_pending:
             pools.popitem(last=False)

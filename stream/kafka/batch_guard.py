@@ -128,11 +128,6 @@ class _UndecodableBatchView(_DecodedBatch):
         if batch is None:
             self.producer_id, self.is_transactional = -1, False
 
-    def __getattr__(self, name: str) -> Any:
-        if self._batch is None:
-            raise AttributeError(name)
-        return getattr(self._batch, name)
-
     @property
     def last_offset(self) -> int:
         return self._records[0].offset
@@ -240,6 +235,3 @@ def install() -> None:
         if not getattr(current, "streamrec_guard", False):
             module.MemoryRecords = _guarding(current)
 
-
-def is_undecodable(value: Any) -> bool:
-    return isinstance(value, UndecodableBatch)

@@ -135,7 +135,7 @@ class StreamTrainer:
         for records in self._consumer.poll(timeout_ms=int(timeout * 1000)).values():
             messages += len(records)
             for record in records:
-                if batch_guard.is_undecodable(record.value):
+                if isinstance(record.value, batch_guard.UndecodableBatch):
                     self.metrics.undecodable_batches.inc()
                     log.warning("skipping an undecodable record batch of %s[%s]: %s", record.topic,
                                 record.partition, record.value.describe())
