@@ -51,8 +51,9 @@ from models.config import EncoderConfig, TrainerConfig  # noqa: E402
 from models.data import build_sequences, leave_one_out, training_windows  # noqa: E402
 from models.encoder import SequenceEncoder  # noqa: E402
 from models.evaluate import evaluate  # noqa: E402
-from models.hot_swap import ModelSlot  # noqa: E402
+from models.hot_swap import EncoderLoader  # noqa: E402
 from models.trainer import EpochReport, Trainer, pick_device  # noqa: E402
+from online.blend import StrategySlot  # noqa: E402
 from stream.cli.datasets import generate, load  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
@@ -165,10 +166,13 @@ def time_to(curve: list[dict[str, Any]], threshold: float, key: str = "test_ndcg
 def swap_latency(run: Run, seqs: list[np.ndarray], items: list[str], seconds: float, seed: int) -> dict[str, Any]:
     """Serving latency (candidates + score for one request) during hot swaps vs. outside them.
 
-    One thread serves requests back to back for ``seconds``; another swaps a new
-    checkpoint in every 0.4 s. A request "during a swap" overlaps a
-    ``load_if_newer`` call; both groups come from the same run, so other load
-    on the machine affects them alike.
+    Served as the worker serves: through the blend's ``encoder``
+    :class:`~online.blend.StrategySlot`, each request pinned to the scorer held
+    when it began. One thread serves requests back to back for ``seconds``;
+    another loads a new checkpoint every 0.4 s with an
+    :class:`~models.hot_swap.EncoderLoader` and swaps its scorer into the slot. A
+    request "during a swap" overlaps a load and its swap; both groups come from
+    the same run, so other load on the machine affects them alike.
     """
     cfg = run.variant.encoder
     rng = random.Random(seed)
@@ -181,8 +185,9 @@ def swap_latency(run: Run, seqs: list[np.ndarray], items: list[str], seconds: fl
             state = SequenceEncoder(cfg).state_dict()
             paths.append(save_checkpoint(checkpoint_path(tmp, version), state_dict=state, config=cfg, items=items,
                                          version=version))
-        slot = ModelSlot()
-        slot.load_if_newer(paths[0])
+        loader = EncoderLoader()
+        slot = StrategySlot("encoder")
+        slot.swap(loader.load_if_newer(paths[0]).scorer)
         stop = threading.Event()
         windows: list[tuple[float, float]] = []
 
@@ -191,7 +196,9 @@ def swap_latency(run: Run, seqs: list[np.ndarray], items: list[str], seconds: fl
                 if stop.wait(0.4):
                     break
                 t0 = time.perf_counter()
-                slot.load_if_newer(path)
+                result = loader.load_if_newer(path)
+                if result.loaded:
+                    slot.swap(result.scorer)
                 windows.append((t0, time.perf_counter()))
 
         def serve(duration: float) -> list[tuple[float, float]]:
@@ -199,8 +206,8 @@ def swap_latency(run: Run, seqs: list[np.ndarray], items: list[str], seconds: fl
             while time.perf_counter() < end:
                 history = rng.choice(histories)
                 t0 = time.perf_counter()
-                cands = slot.candidates("u", history, 50)
-                slot.score("u", history, cands)
+                scorer = slot.scorer("u", history)  # pinned to the version held now
+                scorer.score(scorer.candidates(50))
                 spans.append((t0, time.perf_counter()))
             return spans
 

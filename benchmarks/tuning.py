@@ -75,9 +75,8 @@ def replay(stream: str, label: str, kind: str, params: dict[str, Any], every: in
     if kind == "default":
         engine: Any = StreamingRecommender(dataclasses.replace(base, blend=BlendConfig()))
     elif kind == "fixed":
-        blend = dataclasses.replace(tuned_engine_config(base).blend, weights=params["weights"],
-                                    mf_lr=params["lr"])
-        engine = StreamingRecommender(dataclasses.replace(base, blend=blend))
+        blend = dataclasses.replace(tuned_engine_config(base).blend, weights=params["weights"])
+        engine = StreamingRecommender(base.replace(blend=blend, mf_lr=params["lr"]))
     else:
         engine = TunedRecommender(StreamingRecommender(tuned_engine_config(base)),
                                   TunerConfig(policy=params["policy"], seed=0))

@@ -1,10 +1,11 @@
 """The heavy sequence encoder: PyTorch and numpy only, no Kafka, no ``online``.
 
 A SASRec-family transformer (:class:`SequenceEncoder`), its batch trainer
-(:func:`train_offline`, :class:`Trainer`), versioned checkpoints, the hot-swap
-slot the workers serve from (:class:`ModelSlot`) and the CPU scorer that plugs
-into the blend as a strategy (:class:`EncoderScorer`). ``stream/`` wires these
-to Kafka and the CLI; nothing here knows about either.
+(:func:`train_offline`, :class:`Trainer`), versioned checkpoints, the loader that
+checks and warms up each new version (:class:`EncoderLoader`; it serves nothing)
+and the CPU scorer that plugs into the blend as a strategy (:class:`EncoderScorer`),
+which the blend's encoder slot holds. ``stream/`` wires these to Kafka and the CLI;
+nothing here knows about either.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from models.data import ItemVocab, SequenceBuffer, Sequences, build_sequences, l
 from models.encoder import SequenceEncoder
 from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
 from models.evaluate import evaluate
-from models.hot_swap import ModelSlot, SwapResult
+from models.hot_swap import EncoderLoader, SwapResult
 from models.serving import EncoderScorer
 from models.trainer import EpochReport, Trainer, pick_device, train_offline
 
@@ -32,12 +33,12 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "EncoderConfig",
+    "EncoderLoader",
     "EncoderScorer",
     "EpochReport",
     "IncompatibleCheckpoint",
     "ItemVocab",
     "ModelError",
-    "ModelSlot",
     "NonFiniteLoss",
     "SequenceBuffer",
     "SequenceEncoder",

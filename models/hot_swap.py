@@ -1,25 +1,26 @@
-"""Swap in a newer encoder without stopping serving (gorse's load-then-swap).
+"""Load a newer encoder version, safely, for the caller to serve (gorse's load-then-swap).
 
-:meth:`ModelSlot.load_if_newer` does all the slow and fallible work (read,
-checksum, decode, build a *fresh* model, warm-up forward, build the scorer)
-outside any lock that readers touch, then replaces one reference under a
-``threading.Lock``. Readers take a single reference read (``slot.current``), so
-they see either the old ``(version, scorer)`` pair or the new one, never a
-half-loaded model, and never wait on a load. On any failure the old scorer stays
-and the reason comes back in a :class:`SwapResult` (it is also logged).
+There is one slot class: the blend's ``online.blend.StrategySlot``. It holds the serving
+scorer and swaps it in one reference assignment (``Blend.fill("encoder", scorer)``), and
+it pins each request to the scorer held when the request began, so a request that
+started on one version finishes on it while another is swapped in. Holding a version
+here as well would put it in two slots that can disagree.
 
-The slot is itself a strategy (``name``, ``learn_many``, ``candidates``,
-``score``) that forwards to whatever scorer is current, so the blend can hold
-the slot once and pick up every swap.
+:class:`EncoderLoader` therefore holds nothing served. :meth:`EncoderLoader.load_if_newer`
+does the slow and fallible work outside the slot (read, checksum, decode, build a *fresh*
+model, warm-up forward, build the scorer), one load at a time, and hands the new
+:class:`~models.serving.EncoderScorer` back in a :class:`SwapResult`; the caller serves it
+(``stream.worker.encoder_handover`` puts ``result.scorer`` into the blend's slot). On any
+failure nothing is built, the reason comes back in the result (it is also logged), and
+whatever the caller serves stays as it is. The loader remembers the newest version it
+loaded, so stale announcements are skipped without reading the file.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -32,72 +33,64 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SwapResult:
-    """What :meth:`ModelSlot.load_if_newer` did.
+    """What :meth:`EncoderLoader.load_if_newer` did; serving ``scorer`` is up to the caller.
 
-    ``swapped`` is True only when the new version now serves. ``version`` is the
-    version serving afterwards, ``previous`` the one before, ``candidate`` the
-    version the file claimed (``None`` if it could not be read). ``error`` holds
-    the exception when the load failed (a :class:`~models.errors.ModelError`).
-    ``trained_at`` is when the version now serving was trained (its checkpoint's write
-    time, Unix seconds) if the swap happened and the checkpoint records it, so the
-    worker can report how old the encoder it serves is.
+    ``loaded`` is True only when a newer version was read, checked and warmed up:
+    ``scorer`` then holds it, ready to swap into the blend's slot (``None`` otherwise).
+    ``version`` is the newest version the loader has loaded afterwards, ``previous`` the
+    one before, ``candidate`` the version the file (or the announcement) claimed
+    (``None`` if it could not be read). ``error`` holds the exception when the load failed
+    (a :class:`~models.errors.ModelError`); a stale version is skipped with ``error``
+    ``None``. ``trained_at`` is when the loaded version was trained (its checkpoint's write
+    time, Unix seconds) if the checkpoint records it, so the worker can report how old the
+    encoder it serves is.
     """
 
-    swapped: bool
+    loaded: bool
     version: int | None
     previous: int | None
     candidate: int | None
     reason: str
     error: ModelError | None = None
     trained_at: float | None = None
+    scorer: EncoderScorer | None = None
 
 
-class ModelSlot:
-    """Holds the serving ``(version, scorer)`` pair and replaces it safely.
+class EncoderLoader:
+    """Loads encoder checkpoints into fresh, warmed-up scorers, newest first, one at a time.
+
+    It serves nothing: put each ``result.scorer`` into the blend's slot
+    (``online.blend.Blend.fill`` / ``StrategySlot.swap``).
 
     Examples
     --------
-    >>> slot = ModelSlot()
-    >>> slot.version, slot.score("u", ["a"], ["b"])
-    (None, [0.0])
-    >>> result = slot.load_if_newer("/nonexistent/encoder-v00000001.pt")
-    >>> result.swapped, type(result.error).__name__, slot.version
-    (False, 'CheckpointError', None)
+    >>> loader = EncoderLoader()
+    >>> result = loader.load_if_newer("/nonexistent/encoder-v00000001.pt")
+    >>> result.loaded, type(result.error).__name__, result.scorer, loader.version, loader.failures
+    (False, 'CheckpointError', None, None, 1)
     """
 
-    name = "encoder"
-
-    def __init__(self, scorer: EncoderScorer | None = None, version: int | None = None, *,
-                 normalize: bool = True) -> None:
-        self._current: tuple[int | None, EncoderScorer | None] = (version, scorer)
-        self._swap_lock = threading.Lock()
-        self._load_lock = threading.Lock()  # one load at a time; readers never take it
+    def __init__(self, *, normalize: bool = True) -> None:
+        self._version: int | None = None
+        self._load_lock = threading.Lock()  # one load at a time
         self.normalize = normalize
-        self.swaps = 0
+        self.loads = 0
         self.failures = 0
 
     @property
-    def current(self) -> tuple[int | None, EncoderScorer | None]:
-        """The serving ``(version, scorer)``, read atomically."""
-        return self._current
-
-    @property
     def version(self) -> int | None:
-        return self._current[0]
-
-    @property
-    def scorer(self) -> EncoderScorer | None:
-        return self._current[1]
+        """The newest version loaded so far (``None`` before the first)."""
+        return self._version
 
     def load_if_newer(self, path: str | Path, version: int | None = None) -> SwapResult:
-        """Load ``path`` and serve it if its version is newer than the current one.
+        """Load ``path`` if its version is newer than the newest loaded; the result carries the scorer.
 
         ``version`` (e.g. from the ``model-updates`` announcement) lets a stale
         announcement be skipped without reading the file. Never raises for a bad
-        file: the result says why nothing changed.
+        file: the result says why nothing was loaded.
         """
         with self._load_lock:
-            previous = self._current[0]
+            previous = self._version
             if version is not None and previous is not None and version <= previous:
                 return SwapResult(False, previous, previous, version, f"version {version} is not newer than {previous}")
             candidate: int | None = None
@@ -107,19 +100,18 @@ class ModelSlot:
                 if previous is not None and candidate <= previous:
                     return SwapResult(False, previous, previous, candidate,
                                       f"version {candidate} is not newer than {previous}")
-                model = build_model(checkpoint)  # a fresh object; the serving model is never touched
+                model = build_model(checkpoint)  # a fresh object; a served model is never touched
                 scorer = EncoderScorer(model, checkpoint.items, version=candidate, normalize=self.normalize)
                 self._warm_up(scorer)
             except ModelError as exc:
                 return self._failed(previous, candidate, exc)
             except Exception as exc:  # anything else is still a bad model, not a reason to crash the worker
                 return self._failed(previous, candidate, ModelError(f"{type(exc).__name__}: {exc}"))
-            with self._swap_lock:
-                self._current = (candidate, scorer)
-            self.swaps += 1
-            log.info("encoder swapped: version %s -> %s (%s)", previous, candidate, path)
-            return SwapResult(True, candidate, previous, candidate, "swapped",
-                              trained_at=checkpoint.created if checkpoint.created > 0 else None)
+            self._version = candidate
+            self.loads += 1
+            log.info("encoder version %s loaded (was %s): %s", candidate, previous, path)
+            return SwapResult(True, candidate, previous, candidate, "loaded",
+                              trained_at=checkpoint.created if checkpoint.created > 0 else None, scorer=scorer)
 
     @staticmethod
     def _warm_up(scorer: EncoderScorer) -> None:
@@ -134,22 +126,5 @@ class ModelSlot:
 
     def _failed(self, previous: int | None, candidate: int | None, exc: ModelError) -> SwapResult:
         self.failures += 1
-        log.warning("encoder not swapped, keeping version %s: %s", previous, exc)
+        log.warning("encoder version %s not loaded (newest loaded stays %s): %s", candidate, previous, exc)
         return SwapResult(False, previous, previous, candidate, str(exc), exc)
-
-    # ---- strategy protocol, forwarded to the current scorer -------------------------------
-    def learn_many(self, interactions: Sequence[Any]) -> None:
-        """No-op (see :meth:`EncoderScorer.learn_many`)."""
-
-    def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
-        scorer = self._current[1]
-        return scorer.candidates(user_id, history, n) if scorer is not None else []
-
-    def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        scorer = self._current[1]
-        if scorer is None:
-            try:
-                return [0.0] * len(items)
-            except TypeError:
-                return []
-        return scorer.score(user_id, history, items)

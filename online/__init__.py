@@ -13,10 +13,10 @@ weights), ``blend`` (candidates, normalisation, weights, the encoder slot),
 """
 from __future__ import annotations
 
-from online.base import Interaction, Served, Strategy, Tunable
+from online.base import Engine, Interaction, Ranking, Strategy, Tunable
 from online.blend import Blend, BlendConfig, StrategySlot
 from online.engine import EngineConfig, StreamingRecommender
 from online.errors import OnlineError, SnapshotError
 
-__all__ = ["Blend", "BlendConfig", "EngineConfig", "Interaction", "OnlineError", "Served", "SnapshotError",
+__all__ = ["Blend", "BlendConfig", "Engine", "EngineConfig", "Interaction", "OnlineError", "Ranking", "SnapshotError",
            "Strategy", "StrategySlot", "StreamingRecommender", "Tunable"]

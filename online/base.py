@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 
@@ -36,8 +36,12 @@ class Interaction(NamedTuple):
     rec_id: str | None = None  # the served list this event answers (live bandit feedback), if any
 
 
-class Served(NamedTuple):
-    """A ranked list together with what served it, as the blend and the engines return it.
+#: ``model_version`` of a list the online models served without any hot-swapped model.
+ONLINE_MODEL = "online"
+
+
+class Ranking(NamedTuple):
+    """A ranked list together with what served it: what every engine's ``recommend`` returns.
 
     The list reports its own provenance so that callers never read it back from the engine
     after the call (a second request may have run meanwhile). ``versions`` holds
@@ -46,12 +50,22 @@ class Served(NamedTuple):
     served it alone. ``arm`` names the tuner's arms behind the list (``None`` without a tuner).
     ``pool`` is the scored pool the list was cut from, when the caller asked for it
     (``keep_pool``): what the online tuner scores other weights and models on.
+
+    >>> Ranking([("a", 1.0)]).model_version, Ranking([], (("encoder", 3),)).model_version
+    ('online', 'encoder-v3')
     """
 
     items: list[tuple[str, float]]
     versions: tuple[tuple[str, int], ...] = ()
     arm: str | None = None
     pool: Pool | None = None
+
+    @property
+    def model_version(self) -> str:
+        """What served the list, as ``recommendations.model_version`` names it: ``"online"`` when no
+        hot-swapped model weighed in, else ``"<strategy>-v<N>"`` per model joined by ``+``
+        (today only the encoder: ``"encoder-v3"``, matching its checkpoint's name)."""
+        return "+".join(f"{name}-v{version}" for name, version in self.versions) or ONLINE_MODEL
 
 
 class Pool(NamedTuple):
@@ -61,6 +75,27 @@ class Pool(NamedTuple):
     items: list[str]
     names: list[str]
     columns: list
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the workers, ``streamrec eval`` and the benchmarks run: the one engine contract.
+
+    ``learn_many`` learns a micro-batch in order (each event first scored against the list
+    last served to its user); ``recommend`` returns the user's top ``k`` (the engine's
+    default when ``None``), never an item the user touched or one in ``exclude``, as a
+    :class:`Ranking` that says what served it. ``record`` remembers the list as the one
+    served (prequential hit rate, the tuner's rewards); ``rec_id`` names it for engines that
+    learn from feedback on named lists. Implemented by :class:`online.engine.StreamingRecommender`
+    and :class:`online.tuning.TunedRecommender`; the contract suite runs over both.
+    """
+
+    def learn_many(self, interactions: Sequence[Interaction]) -> None: ...
+
+    def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
+                  record: bool = True, rec_id: str | None = None) -> Ranking: ...
+
+    def stats(self) -> dict[str, float]: ...
 
 
 @runtime_checkable
@@ -91,7 +126,7 @@ class Scorer(Protocol):
 
     ``candidates`` returns up to ``n`` items, best first, none of them in ``exclude``.
     A scorer over a hot-swapped model may also carry ``version`` (an int): the version
-    that answers this request, which the blend reports in :class:`Served`.
+    that answers this request, which the blend reports in :class:`Ranking`.
     """
 
     def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]: ...
@@ -120,7 +155,7 @@ class _ProtocolScorer:
 def scorer_for(strategy: Strategy, user_id: str, history: Sequence[str]) -> Scorer:
     """The strategy's own ``scorer`` if it has one, else an adapter over the protocol."""
     make = getattr(strategy, "scorer", None)
-    if callable(make):  # an attribute that merely holds a model (models.ModelSlot.scorer) is not one
+    if callable(make):  # an attribute that merely holds a model (not a method) is not one
         return make(user_id, history)
     return _ProtocolScorer(strategy, user_id, history)
 

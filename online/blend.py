@@ -14,21 +14,34 @@ Normalisations
 ``minmax``  ``(s - min) / (max - min)`` over the pool; invariant to any positive
             affine change of a strategy's scale, so weights mean "share of the vote".
 ``rank``    ``1 - rank / (len(pool) - 1)`` (Borda); ignores score gaps entirely.
+``none``    the raw scores, weighted as they are: for strategies whose scales are already
+            comparable (the engine's fixed mix of popularity and next-item votes, both in [0, 1]).
+
+Pooling
+-------
+``union``   every strategy proposes its best ``candidates`` items; the pool is their union.
+``fill``    strategies propose in order, each its best items not already pooled, so a later
+            strategy fills the pool up (the fixed mix: every next-item vote, then popular items).
+
+A strategy may propose another number of candidates than the blend's (``per_strategy``);
+``None`` there means every candidate it has (a bounded proposer, like next-item votes).
 """
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from online.base import Interaction, Pool, Scorer, Served, Strategy, scorer_for
-from online.registry import REGISTRY
+from online.base import Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
+from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
 from online.rerank import OPTIMIZERS, LearnedWeights
 
-NORMALISATIONS = ("minmax", "rank")
+NORMALISATIONS = ("minmax", "rank", "none")
+POOLINGS = ("union", "fill")
 #: Names of the registered strategies (``online.registry.REGISTRY``, which knows how to build each).
 STRATEGY_NAMES = tuple(REGISTRY)
 
@@ -39,37 +52,21 @@ class BlendConfig:
 
     ``weights`` is a tuple of ``(strategy, weight)`` pairs, names from
     :data:`STRATEGY_NAMES`; :meth:`parse` reads ``"popularity=0.3,cooccurrence=1"``.
-    ``popularity`` and ``next_item`` are the engine's own models (configured by
-    ``EngineConfig``); the others are built here from the ``<name>_*`` fields.
-    ``encoder`` is an empty :class:`StrategySlot` that ``stream/`` fills with each
-    version of the heavy model the trainer publishes (:meth:`Blend.fill`).
+    ``popularity`` and ``next_item`` are the engine's own models; the others are built
+    from their configs in ``EngineConfig.strategies`` (``online.registry``): this record
+    says only how the strategies are combined. ``encoder`` is an empty
+    :class:`StrategySlot` that ``stream/`` fills with each version of the heavy model the
+    trainer publishes (:meth:`Blend.fill`).
     """
 
     weights: tuple[tuple[str, float], ...] = (("popularity", 0.2), ("cooccurrence", 1.0), ("next_item", 0.3))
     candidates: int = 20
     normalise: str = "minmax"
     seed: int = 0
-    # cooccurrence: a NextItem over a window of past items, both directions
-    cooc_window: int = 10
-    cooc_lookback: int = 5
-    cooc_decay: float = 0.8
-    cooc_symmetric: float = 1.0
-    cooc_cap: int = 64
-    cooc_vote_top: int = 24
-    cooc_half_life: float | None = None
-    cooc_staleness: float = 0.1
-    # mf: online.mf.ImplicitMF
-    mf_factors: int = 32
-    mf_lr: float = 0.1
-    mf_l2: float = 0.01
-    mf_negatives: int = 4
-    mf_sampling: str = "uniform"
-    # river_mf: river.reco.BiasedMF behind online.river_mf.RiverMF
-    river_factors: int = 10
-    river_lr: float = 0.05
-    river_l2: float = 0.001
-    river_negatives: int = 4
-    river_optimizer: str = "sgd"
+    pooling: str = "union"
+    #: ``(strategy, candidates)`` for strategies that propose another number than ``candidates``
+    #: (``None``: all they have). Not a setting: the engine's fixed mix sets it.
+    per_strategy: tuple[tuple[str, int | None], ...] = ()
     # learned weights: online.rerank.LearnedWeights over the served pools
     learn_weights: bool = True
     learn_lr: float = 0.02
@@ -92,10 +89,12 @@ class BlendConfig:
             problems.append("at least one weight must be positive")
         if self.normalise not in NORMALISATIONS:
             problems.append(f"normalise must be one of {', '.join(NORMALISATIONS)}")
-        if self.candidates < 1:
+        if self.pooling not in POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.candidates < 1 or any(n is not None and n < 1 for _, n in self.per_strategy):
             problems.append("candidates must be >= 1")
-        if self.learn_optimizer not in OPTIMIZERS or self.river_optimizer not in OPTIMIZERS:
-            problems.append(f"optimizers must be one of {', '.join(OPTIMIZERS)}")
+        if self.learn_optimizer not in OPTIMIZERS:
+            problems.append(f"learn_optimizer must be one of {', '.join(OPTIMIZERS)}")
         if problems:
             raise ValueError("invalid blend: " + "; ".join(problems))
 
@@ -128,6 +127,7 @@ class BlendConfig:
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["weights"] = dict(self.weights)
+        out["per_strategy"] = dict(self.per_strategy)
         return out
 
 
@@ -145,6 +145,29 @@ class _Pinned:
 
     def score(self, items: Sequence[str]) -> Sequence[float]:
         return self.scorer.score(items)
+
+
+#: "Every candidate it has": the count a strategy proposes with ``per_strategy`` ``None``.
+_ALL = sys.maxsize
+
+
+class _Either:
+    """``x in`` either of two collections, without copying them (the items a "fill" pool excludes)."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Collection[str], second: Collection[str]) -> None:
+        self.first, self.second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __iter__(self):
+        yield from self.first
+        yield from self.second
 
 
 class _Empty:
@@ -229,6 +252,8 @@ def normalise(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
     [0.0, 1.0, 0.5]
     >>> normalise(np.array([[1.0, 5.0], [3.0, 5.0], [np.nan, 5.0]])).tolist()
     [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
+    >>> normalise(np.array([0.5, np.inf]), "none").tolist()
+    [0.5, 0.5]
     """
     x = np.asarray(scores, dtype=float)
     flat = x.ndim == 1
@@ -242,7 +267,9 @@ def normalise(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
         worst = np.where(bad, np.inf, x).min(axis=0)
         worst[~np.isfinite(worst)] = 0.0
         x = np.where(bad, worst, x)
-    if how == "rank":
+    if how == "none":
+        out = x
+    elif how == "rank":
         if n == 1:
             out = np.zeros(x.shape)
         else:
@@ -269,7 +296,12 @@ class Blend:
     candidates
         How many candidates each strategy proposes per request.
     normalise
-        ``"minmax"`` or ``"rank"`` (see the module docstring).
+        ``"minmax"``, ``"rank"`` or ``"none"`` (see the module docstring).
+    pooling
+        ``"union"`` or ``"fill"`` (see the module docstring).
+    per_strategy
+        ``name -> candidates`` for strategies that propose another number than ``candidates``
+        (``None``: every candidate they have).
     learners
         Names whose ``learn_many`` the blend calls; the rest are learned by their
         owner (the engine learns its own popularity and next-item models).
@@ -288,20 +320,25 @@ class Blend:
     {'popularity': 0.25, 'co': 0.75}
     >>> blend.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0),
     ...                   Interaction("u2", "c", 2.0), Interaction("u2", "c", 3.0)])
-    >>> [item for item, _ in blend.rank("u3", ["a"], seen={"a"}, k=2)]
+    >>> [item for item, _ in blend.serve("u3", ["a"], seen={"a"}, k=2).items]
     ['b', 'c']
     """
 
     def __init__(self, strategies: Mapping[str, Strategy], weights: Mapping[str, float] | None = None,
                  candidates: int = 30, normalise: str = "minmax",
-                 learners: Collection[str] | None = None, learner: LearnedWeights | None = None) -> None:
+                 learners: Collection[str] | None = None, learner: LearnedWeights | None = None,
+                 pooling: str = "union", per_strategy: Mapping[str, int | None] | None = None) -> None:
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         if candidates < 1:
             raise ValueError("candidates must be >= 1")
         self.strategies: dict[str, Strategy] = dict(strategies)
         self.candidates = int(candidates)
         self.normalise = normalise
+        self.pooling = pooling
+        self.per_strategy: dict[str, int | None] = dict(per_strategy or {})
         self.learners = list(self.strategies if learners is None else learners)
         self._weights: dict[str, float] = {}
         self.learner = learner
@@ -387,23 +424,17 @@ class Blend:
         for name in self.learners:
             strategies[name].learn_many(interactions)
 
-    def rank(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
-             k: int = 10, exclude: Iterable[str] = (), observe: bool = True,
-             weights: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
-        """Top-``k`` ``(item, blended score)``, never an item in ``seen`` or ``exclude``.
-
-        ``observe`` lets the weight learner remember the pool as the one served.
-        ``weights`` ranks this one request with other (normalised) weights: the tuner's arms.
-        """
-        return self.serve(user_id, history, seen, k, exclude, observe, weights).items
-
     def serve(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
               k: int = 10, exclude: Iterable[str] = (), observe: bool = True,
               weights: Mapping[str, float] | None = None, *, keep_pool: bool = False,
-              substitutes: Mapping[str, Strategy] | None = None) -> Served:
-        """:meth:`rank`'s list with the versions of the hot-swapped strategies that weighed in on it
-        (weight above 0 in this request, a version loaded), read from the same per-request scorers
-        that ranked it.
+              substitutes: Mapping[str, Strategy] | None = None) -> Ranking:
+        """Top-``k`` ``(item, blended score)``, never an item in ``seen`` or ``exclude``: the one
+        ranking path of every engine. The :class:`~online.base.Ranking` carries the versions of
+        the hot-swapped strategies that weighed in on it (weight above 0 in this request, a version
+        loaded), read from the same per-request scorers that ranked it.
+
+        ``observe`` lets the weight learner remember the pool as the one served. ``weights`` ranks
+        this one request with other (normalised) weights: the tuner's arms.
 
         ``keep_pool`` returns the scored pool with the list (:class:`~online.base.Pool`, every
         strategy's column). ``substitutes`` ranks this one request with other models under some
@@ -421,14 +452,20 @@ class Blend:
         active = [(scorer_for(strategies[name], user_id, history), chosen[name]) for name in names]
         pool: dict[str, None] = {}
         n = max(self.candidates, k)
-        for scorer, _ in active:
-            pool.update(dict.fromkeys(scorer.candidates(n, excluded)))
+        per_strategy, fill = self.per_strategy, self.pooling == "fill"
+        for name, (scorer, _) in zip(names, active):
+            wanted = n
+            if name in per_strategy:
+                own = per_strategy[name]
+                wanted = _ALL if own is None else max(own, k)
+            taken = _Either(excluded, pool) if fill and pool else excluded
+            pool.update(dict.fromkeys(scorer.candidates(wanted, taken)))
         if excluded:
             items = [item for item in pool if item not in excluded]
         else:
             items = list(pool)
         if not items:
-            return Served([])
+            return Ranking([])
         columns = [scorer.score(items) for scorer, _ in active]
         learner = self.learner if observe else None
         total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
@@ -439,12 +476,21 @@ class Blend:
             top = np.argsort(-total, kind="stable")
         versions = tuple((name, version) for name, (scorer, weight) in zip(names, active)
                          if weight > 0 and (version := getattr(scorer, "version", None)) is not None)
-        return Served([(items[i], float(total[i])) for i in top.tolist()], versions,
+        return Ranking([(items[i], float(total[i])) for i in top.tolist()], versions,
                       pool=Pool(items, names, columns) if keep_pool else None)
 
     def _combine(self, columns: list[Sequence[float]], weights: list[float], user_id: str,
                  items: list[str], learner: LearnedWeights | None) -> np.ndarray:
         """Blended score per pool item; hands the normalised features to ``learner``."""
+        if self.normalise == "none" and learner is None:
+            # Elementwise, strategy by strategy: the same sums, in the same order, as scoring one
+            # item at a time (the fixed mix ranks exactly as it did by hand).
+            total = np.zeros(len(items))
+            for column, weight in zip(columns, weights):
+                if weight:
+                    total += weight * np.asarray(column, dtype=float)
+            if np.isfinite(total).all():
+                return total
         if self.normalise == "minmax":
             # sum_s w_s (x_s - lo_s) / span_s == x @ a - lo @ a with a_s = w_s / span_s: one matmul,
             # and the normalised matrix is only built when the learner wants it.
@@ -480,33 +526,27 @@ class Blend:
         return {"weights": self.weights, "params": params, "requests": self.requests}
 
 
-def build_strategy(name: str, config: BlendConfig, *, max_users: int = 1_000_000,
-                   max_items: int = 1_000_000, half_life: float = 5_000.0) -> Strategy:
-    """One strategy by name, from the blend's hyper-parameters (standalone instances), as the
-    registry (``online.registry``) declares it."""
-    from online.registry import BuildContext, spec
-
-    context = BuildContext(max_users=max_users, max_items=max_items, half_life=half_life, seed=config.seed)
-    return spec(name).build(config, context)
-
-
-def build_blend(config: BlendConfig, *, shared: Mapping[str, Strategy] | None = None,
-                max_users: int = 1_000_000, max_items: int = 1_000_000,
-                half_life: float = 5_000.0) -> Blend:
-    """The blend ``config`` describes; ``shared`` strategies are used as given and not learned here."""
+def build_blend(config: BlendConfig, strategies: StrategyConfigs | None = None, *,
+                shared: Mapping[str, Strategy] | None = None, max_users: int = 1_000_000,
+                max_items: int = 1_000_000) -> Blend:
+    """The blend ``config`` describes, each strategy built by the registry from its config in
+    ``strategies`` (the defaults if ``None``); ``shared`` strategies are used as given and not
+    learned here."""
+    strategies = StrategyConfigs() if strategies is None else strategies
+    context = BuildContext(max_users=max_users, max_items=max_items, seed=config.seed)
     shared = dict(shared or {})
-    strategies: dict[str, Strategy] = {}
+    built: dict[str, Strategy] = {}
     learners = []
     for name, _ in config.weights:
         if name in shared:
-            strategies[name] = shared[name]
+            built[name] = shared[name]
         else:
-            strategies[name] = build_strategy(name, config, max_users=max_users, max_items=max_items,
-                                              half_life=half_life)
+            built[name] = spec(name).build(strategies[name], context)
             learners.append(name)
     learner = None
     if config.learn_weights:
         learner = LearnedWeights(lr=config.learn_lr, optimizer=config.learn_optimizer,
                                  max_users=min(max_users, 100_000), seed=config.seed)
-    return Blend(strategies, dict(config.weights), candidates=config.candidates,
-                 normalise=config.normalise, learners=learners, learner=learner)
+    return Blend(built, dict(config.weights), candidates=config.candidates,
+                 normalise=config.normalise, learners=learners, learner=learner,
+                 pooling=config.pooling, per_strategy=dict(config.per_strategy))

@@ -117,7 +117,7 @@ def iter_prequential(events: Iterable[Interaction], config: EngineConfig | None 
         batch = events[start:start + batch_size]
         learn(batch)
         for user in dict.fromkeys([event.user_id for event in batch]):
-            for item, _ in recommend(user):
+            for item, _ in recommend(user).items:
                 recommended.add(item)
         for event in batch:
             catalogue.add(event.item_id)

@@ -39,7 +39,7 @@ def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserE
     >>> new = StreamingRecommender()
     >>> import_users(new, moved)
     1
-    >>> [item for item, _ in new.recommend("u1")]  # knows what u1 has seen: recommends nothing old
+    >>> [item for item, _ in new.recommend("u1").items]  # knows what u1 has seen: recommends nothing old
     []
     """
     users = _inner(engine)._users

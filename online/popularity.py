@@ -213,15 +213,26 @@ class PopularityScorer:
         if not exclude:
             return pop.top(n)
         want = n + min(len(exclude), 4 * n)
-        if want > len(pop._board) and len(pop._board) < len(pop):
-            return [item for item in pop.top(want) if item not in exclude][:n]
-        items, out = pop._items, []
-        for slot in pop._board:  # walk the leaderboard until n unexcluded items are found
-            item = items[slot]
-            if item not in exclude:
-                out.append(item)
-                if len(out) == n:
-                    break
+        board = pop._board
+        if want > len(board) and len(board) < len(pop):
+            ranked = pop.top(want)
+            out = [item for item in ranked if item not in exclude][:n]
+            examined = len(ranked)
+        else:
+            items, out = pop._items, []
+            for slot in board:  # walk the leaderboard until n unexcluded items are found
+                item = items[slot]
+                if item not in exclude:
+                    out.append(item)
+                    if len(out) == n:
+                        return out
+            examined = len(board)
+        if len(out) < n and examined < len(pop):  # a user who has seen most of the head: read deeper
+            for item in pop.top(len(pop))[examined:]:
+                if item not in exclude:
+                    out.append(item)
+                    if len(out) == n:
+                        break
         return out
 
     def score(self, items: Sequence[str]) -> list[float]:

@@ -8,7 +8,8 @@ environment variable (``STREAMREC_TOPIC_EVENTS``) and a flag (``--topic-events``
 strings, used by :meth:`Settings.from_env`, the CLI flags and ``streamrec eval --set``.
 Precedence: flag > environment > default.
 
-The engine section carries every field of :class:`~online.engine.EngineConfig` and
+The engine section carries every field of :class:`~online.engine.EngineConfig`, of every
+registered strategy's config (``online.registry``, by flat name: ``cooc_window``) and of
 :class:`~online.blend.BlendConfig` (the blend's weights are the ``blend`` spec string), the tuner
 section every field of :class:`~online.tuning.TunerConfig`; those fields, their types and
 defaults are generated from the dataclasses, so the two cannot disagree.
@@ -30,6 +31,7 @@ from typing import Any
 
 from online.blend import NORMALISATIONS, BlendConfig
 from online.engine import EngineConfig
+from online.registry import STRATEGY_FIELDS, StrategyConfigs
 from online.rerank import OPTIMIZERS
 from online.tuning.config import FEEDBACK, POLICIES, TunerConfig
 from stream.wire.topics import TopicSpec
@@ -128,7 +130,6 @@ class ServingSettings(_Section):
 #: Meanings of the generated fields (the registry's knob help is the fallback).
 _HELP = {
     # EngineConfig
-    "half_life": "popularity half-life, in events",
     "popularity_weight": "blend weight of decayed popularity (fast path, blend off)",
     "next_item_weight": "blend weight of next-item co-occurrence (fast path, blend off)",
     "popularity_candidates": "popular items offered to every list",
@@ -136,9 +137,6 @@ _HELP = {
     "max_seen": "items remembered per user as seen (never recommended again)",
     "max_users": "users kept in memory; least recently active evicted",
     "max_items": "items kept in memory",
-    "followers_cap": "next-item model: followers kept per item",
-    "lookback": "next-item model: user's recent items that vote",
-    "vote_top": "next-item model: strongest followers each voting item offers",
     # BlendConfig (besides the registry's knobs)
     "seed": "seed of the blend's models",
     "learn_optimizer": "optimizer of the weight learner",
@@ -172,20 +170,23 @@ _HELP = {
 
 
 def _registry_help_and_choices() -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
+    """Meaning and choices of every knob, by flat name."""
     from online.registry import BLEND_KNOBS, ENGINE_KNOBS, REGISTRY
 
+    flat_knobs = [(knob.field, knob) for knob in (*ENGINE_KNOBS, *BLEND_KNOBS)]
+    flat_knobs += [(spec.flat(knob.field), knob) for spec in REGISTRY.values() for knob in spec.knobs]
     helps: dict[str, str] = {}
     choices: dict[str, tuple[Any, ...]] = {}
-    for knob in (*ENGINE_KNOBS, *BLEND_KNOBS, *(k for spec in REGISTRY.values() for k in spec.knobs)):
-        helps.setdefault(knob.field, knob.help)
+    for flat, knob in flat_knobs:
+        helps.setdefault(flat, knob.help)
         if knob.kind == "categorical" and not all(isinstance(c, bool) for c in knob.choices):
-            choices[knob.field] = tuple(knob.choices)
+            choices[flat] = tuple(knob.choices)
     return helps, choices
 
 
 _KNOB_HELP, _KNOB_CHOICES = _registry_help_and_choices()
 _CHOICES: dict[str, tuple[Any, ...]] = {
-    **_KNOB_CHOICES, "normalise": NORMALISATIONS, "river_optimizer": OPTIMIZERS, "learn_optimizer": OPTIMIZERS,
+    **_KNOB_CHOICES, "normalise": NORMALISATIONS, "learn_optimizer": OPTIMIZERS,
     "tuner_policy": tuple(POLICIES), "tuner_feedback": FEEDBACK,
 }
 
@@ -206,6 +207,19 @@ def _generated(record: type, skip: tuple[str, ...], prefix: str = "") -> list[tu
     return out
 
 
+def _generated_strategies() -> list[tuple[str, Any, Any]]:
+    """Section fields for every field of every registered strategy's config, by flat name."""
+    from online.registry import REGISTRY
+
+    out = []
+    for spec in REGISTRY.values():
+        hints = typing.get_type_hints(spec.Config)
+        for f in fields(spec.Config):
+            flat = spec.flat(f.name)
+            out.append((flat, hints[f.name], _leaf(f.default, _KNOB_HELP[flat], choices=_CHOICES.get(flat, ()))))
+    return out
+
+
 def _make_section(name: str, doc: str, leaves: list[tuple[str, Any, Any]], problems: Any) -> type:
     cls = dataclasses.make_dataclass(name, leaves, bases=(_Section,), frozen=True,
                                      namespace={"_problems": problems, "__doc__": doc})
@@ -213,8 +227,9 @@ def _make_section(name: str, doc: str, leaves: list[tuple[str, Any, Any]], probl
     return cls
 
 
-_BLEND_FIELDS = tuple(f.name for f in fields(BlendConfig) if f.name != "weights")
-_ENGINE_FIELDS = tuple(f.name for f in fields(EngineConfig) if f.name not in ("k", "blend"))
+_BLEND_FIELDS = tuple(f.name for f in fields(BlendConfig) if f.name not in ("weights", "per_strategy"))
+_ENGINE_FIELDS = tuple(f.name for f in fields(EngineConfig) if f.name not in ("k", "blend", "strategies"))
+_STRATEGY_FIELDS = tuple(STRATEGY_FIELDS)
 
 
 def _record_problems(section: Any, record: type, names: tuple[str, ...]) -> list[str]:
@@ -230,17 +245,22 @@ def _engine_problems(self: Any) -> list[str]:
     problems = self._at_least(1, "history_len", "max_users", "max_items")
     if self.half_life <= 0:
         problems.append("half_life must be positive")
+    try:
+        StrategyConfigs().replace(**{name: getattr(self, name) for name in _STRATEGY_FIELDS})
+    except ValueError as exc:
+        problems.append(str(exc))
     return problems + _record_problems(self, BlendConfig, _BLEND_FIELDS)
 
 
 EngineSettings = _make_section(
     "EngineSettings",
-    "Engine: the online models and the blend (every EngineConfig and BlendConfig field; the blend's "
-    "weights are the ``blend`` spec).",
+    "Engine: the online models and the blend (every EngineConfig field, every field of every registered "
+    "strategy's config by its flat name, every BlendConfig field; the blend's weights are the ``blend`` spec).",
     [("blend", str, _leaf("", "learned blend of strategies: '' = off (fast popularity + next-item), 'default' = "
                               "the recommended blend, or 'name=weight,...' over popularity, next_item, "
                               "cooccurrence, mf, river_mf"))]
-    + _generated(EngineConfig, ("k", "blend")) + _generated(BlendConfig, ("weights",)),
+    + _generated(EngineConfig, ("k", "blend", "strategies")) + _generated_strategies()
+    + _generated(BlendConfig, ("weights", "per_strategy")),
     _engine_problems)
 
 _TUNER_FIELDS = tuple(f.name for f in fields(TunerConfig))
@@ -437,7 +457,8 @@ class Settings:
         blend = None
         if spec or self.tuner.enabled:
             blend = self.blend_config(spec or None)
-        return EngineConfig(k=self.serving.k, blend=blend,
+        strategies = StrategyConfigs().replace(**{name: getattr(self.engine, name) for name in _STRATEGY_FIELDS})
+        return EngineConfig(k=self.serving.k, blend=blend, strategies=strategies,
                             **{name: getattr(self.engine, name) for name in _ENGINE_FIELDS})
 
     def tuner_config(self) -> TunerConfig:

@@ -22,11 +22,12 @@ What it does
 Interface for ``stream/``
 -------------------------
 ``TunedRecommender(StreamingRecommender(tuned_engine_config(base)), TunerConfig(policy="thompson", seed=0))``
-is a drop-in engine (``learn_many``, ``recommend``, ``serve``, ``stats``, ``n_users``, ``n_items``,
-``events_learned``, ``prequential``, ``config``, ``blend``) with ``tuning_snapshot()`` (plain
-JSON data for the ``tuning`` topic and the gauges), ``serve`` returning the list with the arms
-behind it (the ``arm`` field of a published list), and, for live
-bandit feedback, ``serve(..., rec_id=...)`` plus ``feedback(rec_id, item_id, reward)``.
+is a drop-in engine (the :class:`online.base.Engine` contract: ``learn_many``, ``recommend``,
+``stats``; and ``n_users``, ``n_items``, ``events_learned``, ``prequential``, ``config``, ``blend``)
+with ``tuning_snapshot()`` (plain JSON data for the ``tuning`` topic and the gauges); its
+``recommend`` returns the list with the arms behind it (the ``arm`` field of a published list),
+and, for live bandit feedback, ``recommend(..., rec_id=...)`` pairs with
+``feedback(rec_id, item_id, reward)``.
 """
 from __future__ import annotations
 

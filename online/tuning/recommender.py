@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from river import drift
 
-from online.base import Interaction, Pool, Served, scorer_for
+from online.base import Interaction, Pool, Ranking, scorer_for
 from online.blend import BlendConfig, normalise
 from online.engine import EngineConfig, StreamingRecommender
 from online.tuning.config import TunerConfig
@@ -101,7 +101,7 @@ class TunedRecommender:
     >>> engine = StreamingRecommender(tuned_engine_config(EngineConfig(k=2)))
     >>> tuned = TunedRecommender(engine, TunerConfig(period=4, weight_period=4))
     >>> tuned.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0)])
-    >>> sorted(item for item, _ in tuned.recommend("u2"))
+    >>> sorted(item for item, _ in tuned.recommend("u2").items)
     ['a', 'b']
     >>> snap = tuned.tuning_snapshot()
     >>> sorted(snap["models"]["mf"]["arms"]), snap["step"]
@@ -109,8 +109,9 @@ class TunedRecommender:
     """
 
     def __init__(self, engine: StreamingRecommender, config: TunerConfig | None = None) -> None:
-        if engine.blend is None:
-            raise ValueError("the tuner needs an engine with a blend (use tuned_engine_config())")
+        if engine.config.blend is None:
+            raise ValueError("the tuner needs an engine with a learned blend, not the fixed mix "
+                             "(use tuned_engine_config())")
         self.engine = engine
         self.tuner_config = config = config or TunerConfig()
         blend = self.blend = engine.blend
@@ -190,20 +191,16 @@ class TunedRecommender:
             self.blend.set_weights(self.weights.weights)
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
-                  rec_id: str | None = None) -> list[tuple[str, float]]:
-        """The engine's list; with bandit feedback, from a sampled arm whose propensity is logged.
+                  rec_id: str | None = None) -> Ranking:
+        """The engine's list with what served it (the arms behind it, the engine's versions); with
+        bandit feedback, from a sampled arm whose propensity is logged.
 
         ``rec_id`` names the list for :meth:`feedback` (bandit feedback only). Scores are always finite.
         """
-        return self.serve(user_id, k, exclude, record, rec_id).items
-
-    def serve(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
-              rec_id: str | None = None) -> Served:
-        """:meth:`recommend`'s list with what served it: the arms behind it and the engine's report."""
         full = self.tuner_config.feedback == "full"
         if full or not record:
             # Full information scores every arm on the pools served; bandit feedback never reads them.
-            served = self.engine.serve(user_id, k, exclude, record, keep_pool=full)
+            served = self.engine.recommend(user_id, k, exclude, record, keep_pool=full)
             if served.pool is not None:
                 self._remember_pool(user_id, served.pool)
             return served._replace(items=finite_scores(served.items), arm=self._served_label, pool=None)
@@ -291,7 +288,7 @@ class TunedRecommender:
                                  reference="x1")
 
     # -- bandit feedback (live traffic with rec_id) -----------------------------------------------
-    def _serve_sampled(self, user_id: str, k: int | None, exclude: Iterable[str], rec_id: str | None) -> Served:
+    def _serve_sampled(self, user_id: str, k: int | None, exclude: Iterable[str], rec_id: str | None) -> Ranking:
         choices: dict[str, tuple[str, float]] = {}
         weights = None
         if self.weights is not None:
@@ -303,7 +300,7 @@ class TunedRecommender:
             arm, p = search.policy.sample()
             choices[name] = (arm, p)
             substitutes[name] = search.models[arm]
-        served = self.engine.serve(user_id, k, exclude, weights=weights, substitutes=substitutes)
+        served = self.engine.recommend(user_id, k, exclude, weights=weights, substitutes=substitutes)
         arm = ",".join(f"{decision}={arm}" for decision, (arm, _) in choices.items()) or None
         self.logged += 1
         if rec_id is not None:

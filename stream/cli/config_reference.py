@@ -29,11 +29,11 @@ def _space(knob: Knob) -> str:
     return text + (", or `None`" if knob.optional else "")
 
 
-def _default_of(field_name: str) -> object:
+def _default_of(flat_name: str) -> object:
     for record in (BlendConfig(), EngineConfig()):
-        if hasattr(record, field_name):
-            return getattr(record, field_name)
-    return None
+        if hasattr(record, flat_name):
+            return getattr(record, flat_name)
+    return EngineConfig().strategies.flat().get(flat_name)
 
 
 def render() -> str:
@@ -45,7 +45,8 @@ def render() -> str:
            "environment variable and a flag of the commands that use it (`streamrec worker --help`); precedence:",
            "flag > environment > default. `streamrec eval --set FLAT_NAME=VALUE` takes the same names and values",
            "(and `--set <strategy>=<weight>`); code builds settings with `Settings.of(flat_name=value, ...)`.",
-           "The engine section holds every `EngineConfig` and `BlendConfig` field and the tuner section every",
+           "The engine section holds every `EngineConfig` field, every field of each registered strategy's config",
+           "(`online/registry.py`, by flat name) and every `BlendConfig` field; the tuner section every",
            "`TunerConfig` field, with their defaults. Optional values take `none`; `tuner_params` is written",
            "`model.param,...`. The engine's searchable knobs (second part) are marked *in place* when they can",
            "change on a running model; the others rebuild the strategy.", ""]
@@ -68,11 +69,12 @@ def render() -> str:
             "may change on a running model (through the model's `mutate` or `Blend.set_weights`) and what",
             "needs the strategy rebuilt.", "",
             "| owner | knob | space | default | applied | meaning |", "|---|---|---|---|---|---|"]
-    rows = [("engine", knob) for knob in ENGINE_KNOBS] + [("blend", knob) for knob in BLEND_KNOBS]
-    rows += [(spec.name, knob) for spec in REGISTRY.values() for knob in spec.knobs]
-    for owner, knob in rows:
+    rows = [("engine", knob.field, knob) for knob in ENGINE_KNOBS]
+    rows += [("blend", knob.field, knob) for knob in BLEND_KNOBS]
+    rows += [(spec.name, spec.flat(knob.field), knob) for spec in REGISTRY.values() for knob in spec.knobs]
+    for owner, flat, knob in rows:
         applied = "in place" if knob.in_place else "rebuild"
-        out.append(f"| {owner} | `{knob.field}` | {_space(knob)} | {_cell(_default_of(knob.field))} | {applied} "
+        out.append(f"| {owner} | `{flat}` | {_space(knob)} | {_cell(_default_of(flat))} | {applied} "
                    f"| {knob.help} |")
     out += ["", "Strategies: " + "; ".join(f"`{spec.name}`: {spec.summary}" for spec in REGISTRY.values()) + ".", ""]
     return "\n".join(out)

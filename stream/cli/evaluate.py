@@ -27,6 +27,7 @@ from typing import Any
 from online.blend import STRATEGY_NAMES, BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
 from online.evaluation import iter_prequential
+from online.registry import STRATEGY_FIELDS
 from stream.settings import Settings, parse_setting, setting
 
 STRATEGY_CHOICES = ("engine", "blend") + tuple(name for name in STRATEGY_NAMES if name != "encoder")
@@ -135,14 +136,17 @@ def settings_with_sets(settings: Settings, sets: list[str]) -> Settings:
 
 def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
     """``--set name=value`` in order on the engine's record: a strategy weight, a ``BlendConfig`` field
-    or an ``EngineConfig`` field (parsed by :func:`stream.settings.parse_setting`). Other settings (the
-    tuner's, ...) reach the run through :func:`settings_with_sets`.
+    (either turns the blend on), a field of a strategy's config or an ``EngineConfig`` field, parsed by
+    :func:`stream.settings.parse_setting`. Other settings (the tuner's, ...) reach the run through
+    :func:`settings_with_sets`.
 
-    >>> apply_sets(EngineConfig(blend=BlendConfig()), ["mf_lr=0.2", "mf=0.5", "k=5"]).blend.mf_lr
-    0.2
+    >>> config = apply_sets(EngineConfig(blend=BlendConfig()), ["mf_lr=0.2", "mf=0.5", "k=5"])
+    >>> config.strategies["mf"].lr, dict(config.blend.weights)["mf"], config.k
+    (0.2, 0.5, 5)
     """
-    blend_fields = {f.name for f in dataclasses.fields(BlendConfig)} - {"weights"}
-    engine_fields = {f.name for f in dataclasses.fields(EngineConfig)} - {"blend"}
+    blend_fields = {f.name for f in dataclasses.fields(BlendConfig)} - {"weights", "per_strategy"}
+    engine_fields = {f.name for f in dataclasses.fields(EngineConfig)} - {"blend", "strategies"}
+    engine_fields |= set(STRATEGY_FIELDS)
     for item in sets:
         name, raw = _split(item)
         try:
@@ -159,7 +163,7 @@ def apply_sets(config: EngineConfig, sets: list[str]) -> EngineConfig:
                 blend = config.blend or BlendConfig()
                 config = dataclasses.replace(config, blend=dataclasses.replace(blend, **{name: value}))
             elif leaf.flat in engine_fields:
-                config = dataclasses.replace(config, **{name: value})
+                config = config.replace(**{name: value})
         except ValueError as exc:
             raise UsageError(str(exc) if str(exc).startswith("--set") else f"--set {name}: {exc}") from None
     return config
@@ -305,7 +309,7 @@ def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, 
         point["weights"] = dict(tuning["strategies"]["weights"])
         point["drift_events"] = tuning["drift_events"]
         point["reward_rate"] = tuning["reward_rate"]
-    elif engine.blend is not None:
+    elif engine.config.blend is not None:
         point["weights"] = engine.blend.weights
         point["learning_rates"] = {name: float(strategy.lr) for name, strategy in engine.blend.strategies.items()
                                    if "lr" in getattr(strategy, "_mutable_attributes", ())}

@@ -6,7 +6,8 @@ bounded per-user sequences, and every ``trainer_refresh_s`` seconds (when at lea
 ``trainer_min_new_events`` arrived) trains a fresh encoder on them
 (``models.train_offline``, all items, no hold-out), writes a versioned checkpoint
 and announces it on ``model-updates`` (``stream.wire.announcements``). Workers load announced
-versions into their ``ModelSlot`` (``stream.worker.encoder_handover``) without a restart. Its
+versions with their ``EncoderLoader`` and serve them from the blend's ``encoder`` slot
+(``stream.worker.encoder_handover``) without a restart. Its
 metrics (``stream.trainer.metrics.TrainerMetrics``: events consumed, training loss, throughput,
 checkpoints, when the last version was published) live on its own registry, served by
 :meth:`StreamTrainer.serve_metrics`.

@@ -233,19 +233,6 @@ def encode_request(*, request_id: str, user_id: str, k: int, exclude: Iterable[s
     return encode({"request_id": request_id, "user_id": user_id, "k": k, "exclude": list(exclude)})
 
 
-#: ``model_version`` of a list the online models served without any hot-swapped model.
-ONLINE_MODEL = "online"
-
-
-def model_version_of(versions: Iterable[tuple[str, int]]) -> str:
-    """The ``model_version`` field for a list served with ``versions`` (``online.base.Served``).
-
-    ``"online"`` when no hot-swapped model weighed in, else ``"<strategy>-v<N>"`` per model,
-    joined by ``+`` (today only the encoder: ``"encoder-v3"``, matching its checkpoint's name).
-    """
-    return "+".join(f"{name}-v{version}" for name, version in versions) or ONLINE_MODEL
-
-
 def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]], k: int,
                    request_id: str | None, event: Interaction | None, source_ts: float | None,
                    now: float, model_version: str, strategy: str = "blend", arm: str = "default") -> bytes:

@@ -14,22 +14,24 @@ log = logging.getLogger(__name__)
 
 
 class EncoderHandover:
-    """Loads announced encoder versions into a ``models.ModelSlot`` and serves each in the blend.
+    """Loads announced encoder versions with a ``models.EncoderLoader`` and serves each in the blend.
 
     Loading (checksum, weights-only load, warm-up) runs in a thread so the event loop keeps
-    serving; the slot swaps under its lock and keeps the old version on any failure. torch
-    is imported on the first announcement, so workers without an encoder start fast.
+    serving; the loader keeps nothing served, and a version that fails to load leaves the
+    served one as it is. torch is imported on the first announcement, so workers without an
+    encoder start fast.
 
-    Each version that swaps in fills the blend's ``encoder`` slot (``online.blend.Blend.fill``):
-    the slot ``STREAMREC_BLEND`` declared, with its declared weight, or, for a blend that does
-    not list the encoder, one slot added with ``weight`` (``STREAMREC_ENCODER_WEIGHT``).
+    Each version that loads fills the blend's ``encoder`` slot (``online.blend.Blend.fill``),
+    the one place a version is held: the slot ``STREAMREC_BLEND`` declared, with its declared
+    weight, or, for a blend that does not list the encoder, one slot added with ``weight``
+    (``STREAMREC_ENCODER_WEIGHT``).
     """
 
     def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float) -> None:
         self.processor = processor
         self.metrics = metrics
         self.weight = weight
-        self.slot: Any = None
+        self.loader: Any = None  # a models.EncoderLoader from the first announcement on
 
     async def handle(self, raw: bytes | None) -> None:
         """An announcement from ``model-updates``."""
@@ -55,30 +57,29 @@ class EncoderHandover:
         if path is None:
             return
         version = dict((str(p), v) for v, p in list_versions(directory))[str(path)]
-        if self.slot is None or (self.slot.version or 0) < version:
+        if self.loader is None or (self.loader.version or 0) < version:
             await self.load(str(path), version)
 
     async def load(self, path: str, version: int | None) -> None:
-        if self.slot is None:
+        if self.loader is None:
             import torch
 
-            from models import ModelSlot
+            from models import EncoderLoader
 
             torch.set_num_threads(1)  # one thread: serving shares the core with the agent
-            self.slot = ModelSlot()
-        result = await asyncio.to_thread(self.slot.load_if_newer, path, version)
-        if result.swapped:
+            self.loader = EncoderLoader()
+        result = await asyncio.to_thread(self.loader.load_if_newer, path, version)
+        if result.loaded:
             self.metrics.encoder_swaps.labels("swapped").inc()
-            serving, scorer = self.slot.current
-            if serving != result.version:  # a newer version swapped in meanwhile; its own load serves it
+            if self.loader.version != result.version:  # a newer version loaded meanwhile; its own load serves it
                 return
             record_encoder_swap(self.metrics, result.version, result.trained_at)
-            blend = self.processor.engine.blend
-            if blend is None:
-                log.warning("encoder version %s loaded but not served: the worker runs without the blend "
-                            "(set STREAMREC_BLEND)", result.version)
+            engine = self.processor.engine
+            if engine.config.blend is None:
+                log.warning("encoder version %s loaded but not served: the worker runs the fixed mix of "
+                            "popularity and next-item, not a learned blend (set STREAMREC_BLEND)", result.version)
             else:
-                blend.fill("encoder", scorer, weight=self.weight)
+                engine.blend.fill("encoder", result.scorer, weight=self.weight)
             log.info("serving encoder version %s (was %s)", result.version, result.previous)
         else:
             stale = result.error is None

@@ -67,7 +67,7 @@ class EventProcessor:
         self.metrics = metrics
         self.clock = clock
         # What produced the lists, for the "strategy" field of the contract.
-        self.strategy = "blend" if self.engine.blend is not None else "popularity+next_item"
+        self.strategy = "blend" if self.engine.config.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
         self.recent_ids = RecentIds(settings.durability.dedup_window)
@@ -266,12 +266,11 @@ class EventProcessor:
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
         # The list comes back with what served it (arms, model versions): never read off the engine
         # afterwards. The tuner logs the arms behind rec_id.
-        served = self.engine.serve(user_id, k, exclude, rec_id=rec_id)
+        ranking = self.engine.recommend(user_id, k, exclude, rec_id=rec_id)
         value = schema.recommendation(
-            rec_id=rec_id, user_id=user_id, items=served.items, k=k,
+            rec_id=rec_id, user_id=user_id, items=ranking.items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=now,
-            model_version=schema.model_version_of(served.versions), strategy=self.strategy,
-            arm=served.arm or "default")
+            model_version=ranking.model_version, strategy=self.strategy, arm=ranking.arm or "default")
         return Output(self.settings.topics.recommendations, user_id.encode(), value, source_ts)
 
     def _dead_letter(self, message: RawMessage, raw: bytes, bad: Invalid, index: int | None) -> Output:

@@ -1,4 +1,4 @@
-"""The CPU scorer: satisfies the Strategy protocol and never raises."""
+"""The CPU scorer: satisfies the Strategy protocol, never raises, and serves from the blend's slot."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,10 @@ import math
 import pytest
 
 from models.encoder import SequenceEncoder
-from models.hot_swap import ModelSlot
+from models.hot_swap import EncoderLoader
 from models.serving import EncoderScorer
 from online.base import Strategy
+from online.blend import StrategySlot
 
 ITEMS = [f"i{j}" for j in range(30)]
 
@@ -20,8 +21,20 @@ def scorer(tiny_model: SequenceEncoder) -> EncoderScorer:
 
 def test_satisfies_the_strategy_protocol(scorer: EncoderScorer) -> None:
     assert isinstance(scorer, Strategy) and scorer.name == "encoder"
-    assert isinstance(ModelSlot(), Strategy)
+    assert isinstance(StrategySlot("encoder"), Strategy)
+    assert not isinstance(EncoderLoader(), Strategy)  # the loader loads; the slot serves
     assert scorer.learn_many([]) is None
+
+
+def test_the_blends_slot_serves_the_scorer_it_holds(scorer: EncoderScorer) -> None:
+    slot = StrategySlot("encoder")
+    assert slot.swap(scorer) is None
+    history = ["i1", "i2"]
+    request = slot.scorer("u", history)
+    assert request.version == 1
+    assert list(request.score(ITEMS)) == scorer.score("u", history, ITEMS)
+    assert request.candidates(5) == scorer.candidates("u", history, 5)
+    assert slot.score("u", history, ITEMS) == scorer.score("u", history, ITEMS)
 
 
 def test_unknown_users_and_items_score_zero(scorer: EncoderScorer) -> None:

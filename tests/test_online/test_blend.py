@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from online.blend import Blend, BlendConfig, StrategySlot, build_blend, normalise
 from online.engine import EngineConfig, StreamingRecommender
+from online.registry import StrategyConfigs
 from online.rerank import LearnedWeights
 from online.sequential import NextItem
 from tests.test_online.helpers import stream
@@ -95,8 +96,8 @@ def test_normalise_treats_nan_and_inf_as_worst():
 def test_blend_ranking_ignores_each_strategys_scale(first, second, scale, shift):
     plain = Blend({"x": Fixed(first), "y": Fixed(second)}, {"x": 0.6, "y": 0.4})
     moved = Blend({"x": Fixed(first, lambda v: scale * v + shift), "y": Fixed(second)}, {"x": 0.6, "y": 0.4})
-    a = plain.rank("u", [], k=5)
-    b = moved.rank("u", [], k=5)
+    a = plain.serve("u", [], k=5).items
+    b = moved.serve("u", [], k=5).items
     assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-6)
 
 
@@ -104,7 +105,7 @@ def test_blend_ranking_ignores_each_strategys_scale(first, second, scale, shift)
 @given(scores_st, scores_st, st.sets(st.sampled_from([f"i{n}" for n in range(12)])), st.integers(1, 8))
 def test_lists_are_sorted_unique_bounded_and_never_seen(first, second, seen, k):
     blend = Blend({"x": Fixed(first), "y": Fixed(second)}, {"x": 1.0, "y": 2.0})
-    ranked = blend.rank("u", [], seen=seen, k=k, exclude=["i0"])
+    ranked = blend.serve("u", [], seen=seen, k=k, exclude=["i0"]).items
     items = [item for item, _ in ranked]
     scores = [score for _, score in ranked]
     assert len(items) == len(set(items)) <= k
@@ -121,7 +122,7 @@ def test_a_diverging_strategy_never_puts_nan_on_top():
     blend = Blend({"good": Fixed({"i1": 1.0, "i2": 0.5}), "bad": Fixed({"i1": 0.0, "i3": 1.0},
                                                                           lambda v: float("nan") if v else v)},
                   {"good": 0.5, "bad": 0.5})
-    ranked = blend.rank("u", [], k=3)
+    ranked = blend.serve("u", [], k=3).items
     assert all(math.isfinite(score) for _, score in ranked)
     assert ranked[0][0] == "i1"
 
@@ -129,13 +130,13 @@ def test_a_diverging_strategy_never_puts_nan_on_top():
 def test_weights_decide_between_strategies():
     pop = Fixed({"p": 1.0, "s": 0.0})
     seq = Fixed({"s": 1.0, "p": 0.0})
-    assert Blend({"pop": pop, "seq": seq}, {"pop": 0.9, "seq": 0.1}).rank("u", [], k=1)[0][0] == "p"
-    assert Blend({"pop": pop, "seq": seq}, {"pop": 0.1, "seq": 0.9}).rank("u", [], k=1)[0][0] == "s"
+    assert Blend({"pop": pop, "seq": seq}, {"pop": 0.9, "seq": 0.1}).serve("u", [], k=1).items[0][0] == "p"
+    assert Blend({"pop": pop, "seq": seq}, {"pop": 0.1, "seq": 0.9}).serve("u", [], k=1).items[0][0] == "s"
 
 
 def test_config_parse_validation_and_copy():
-    config = BlendConfig.parse("popularity=0.5, cooccurrence=1, mf", mf_lr=0.2)
-    assert config.weights == (("popularity", 0.5), ("cooccurrence", 1.0), ("mf", 1.0)) and config.mf_lr == 0.2
+    config = BlendConfig.parse("popularity=0.5, cooccurrence=1, mf", candidates=7)
+    assert config.weights == (("popularity", 0.5), ("cooccurrence", 1.0), ("mf", 1.0)) and config.candidates == 7
     assert dict(config.with_weights(mf=0.0, popularity=2.0).weights) == {"popularity": 2.0, "cooccurrence": 1.0,
                                                                           "mf": 0.0}
     for bad in ("nope=1", "popularity=-1", "popularity=x", "popularity=0", "popularity=1,popularity=2", ""):
@@ -154,13 +155,13 @@ def test_engine_with_blend_shares_its_own_models_and_serves_the_encoder_slot():
     assert isinstance(blend.strategies["encoder"], StrategySlot)
     events = stream(200)
     engine.learn_many(events)
-    before = engine.recommend("u1", record=False)
+    before = engine.recommend("u1", record=False).items
     blend.strategies["encoder"].swap(Fixed({"i24": 1e9}))
-    after = engine.recommend("u1", record=False)
+    after = engine.recommend("u1", record=False).items
     seen = engine._users["u1"].seen
     assert "i24" in seen or "i24" in [item for item, _ in after]
     assert len(before) == len(after) == 5
-    assert engine.recommend("never-seen-user")  # new users get the popular items
+    assert engine.recommend("never-seen-user").items  # new users get the popular items
 
 
 def test_learned_weights_move_towards_the_strategy_that_predicts_and_stay_normalised():
@@ -173,7 +174,7 @@ def test_learned_weights_move_towards_the_strategy_that_predicts_and_stay_normal
     for t in range(60):
         user = f"u{t % 5}"
         item = f"x{t // 5}"
-        blend.rank(user, [f"x{t // 5 - 1}"], k=3)
+        blend.serve(user, [f"x{t // 5 - 1}"], k=3)
         blend.learn_many([Interaction(user, item, float(t))])
         blend.strategies["seq"].learn_pairs([(f"x{t // 5 - 1}", item)])
     weights = blend.weights
@@ -195,13 +196,14 @@ def test_learned_weights_projection_is_a_distribution_with_a_floor(raw):
 
 def test_build_blend_builds_every_named_strategy():
     config = BlendConfig.parse("popularity,next_item,cooccurrence,mf,river_mf,encoder", learn_weights=False)
-    blend = build_blend(config, max_users=50, max_items=50)
+    strategies = StrategyConfigs().replace(mf_lr=0.07)
+    blend = build_blend(config, strategies, max_users=50, max_items=50)
     assert list(blend.strategies) == ["popularity", "next_item", "cooccurrence", "mf", "river_mf", "encoder"]
     blend.learn_many(stream(120))
-    ranked = blend.rank("u1", ["i1", "i2"], seen={"i1", "i2"}, k=4)
+    ranked = blend.serve("u1", ["i1", "i2"], seen={"i1", "i2"}, k=4).items
     assert len(ranked) == 4 and not {"i1", "i2"} & {item for item, _ in ranked}
     snap = blend.snapshot()
-    assert math.isclose(sum(snap["weights"].values()), 1.0) and snap["params"]["mf"]["lr"] == config.mf_lr
+    assert math.isclose(sum(snap["weights"].values()), 1.0) and snap["params"]["mf"]["lr"] == 0.07
 
 
 class Version(Fixed):
@@ -226,7 +228,7 @@ def test_the_blend_reports_the_version_of_each_hot_swapped_strategy_that_weighed
     slot.swap(Version(7, {"e": 1.0}))
     served = blend.serve("u", [], k=3)
     assert served.versions == (("encoder", 7),) and "e" in [item for item, _ in served.items]
-    assert served.items == blend.rank("u", [], k=3)  # rank is serve without the report
+    assert served.items == blend.serve("u", [], k=3).items  # the same list every time it is asked
     silent = blend.serve("u", [], k=3, weights={"popularity": 1.0, "encoder": 0.0})
     assert silent.versions == ()  # in the pool with weight 0: it did not shape the list
     slot.swap(Version(8, {"e": 1.0}))
@@ -274,7 +276,8 @@ def test_the_engine_serves_the_list_with_what_served_it():
     blended = StreamingRecommender(EngineConfig(k=3, blend=BlendConfig.parse("popularity=1,next_item=1,encoder=1")))
     for engine in (fixed, blended):
         engine.learn_many(stream(100))
-        served = engine.serve("u1", record=False)
-        assert served.items == engine.recommend("u1", record=False) and served.versions == () and served.arm is None
+        ranking = engine.recommend("u1", record=False)
+        assert ranking.items and ranking.versions == () and ranking.arm is None and ranking.model_version == "online"
     blended.blend.fill("encoder", Version(5, {"e": 1.0}))
-    assert blended.serve("u1", record=False).versions == (("encoder", 5),)
+    ranking = blended.recommend("u1", record=False)
+    assert ranking.versions == (("encoder", 5),) and ranking.model_version == "encoder-v5"

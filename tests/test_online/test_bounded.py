@@ -7,9 +7,9 @@ from online.engine import EngineConfig, StreamingRecommender
 
 
 def test_every_table_respects_its_cap():
-    config = EngineConfig(k=5, max_users=6, max_items=9, max_seen=4, history_len=3, followers_cap=2,
-                          blend=BlendConfig.parse("popularity,next_item,cooccurrence,mf,river_mf",
-                                                  cooc_cap=3, mf_factors=4, river_factors=3))
+    config = EngineConfig(k=5, max_users=6, max_items=9, max_seen=4, history_len=3).replace(
+        followers_cap=2, cooc_cap=3, mf_factors=4, river_factors=3,
+        blend=BlendConfig.parse("popularity,next_item,cooccurrence,mf,river_mf"))
     engine = StreamingRecommender(config)
     events = [Interaction(f"u{n % 40}", f"i{(n * 7) % 53}", float(n)) for n in range(1200)]
     for start in range(0, len(events), 10):
@@ -30,5 +30,5 @@ def test_every_table_respects_its_cap():
     river = strategies["river_mf"]
     assert len(river._model.u_latents) <= 6 and len(river._model.i_latents) <= 9
     assert len(engine.blend.learner._pools) <= 6
-    ranked = engine.recommend("u1")
+    ranked = engine.recommend("u1").items
     assert len(ranked) == len({item for item, _ in ranked})

@@ -11,8 +11,8 @@ from online.engine import EngineConfig, StreamingRecommender
 from online.evaluation import iter_prequential, run_prequential
 from tests.test_online.helpers import stream
 
-POPULARITY_ONLY = EngineConfig(k=2, half_life=1e12, blend=BlendConfig(weights=(("popularity", 1.0),),
-                                                                         learn_weights=False))
+POPULARITY_ONLY = EngineConfig(k=2).replace(half_life=1e12, blend=BlendConfig(weights=(("popularity", 1.0),),
+                                                                              learn_weights=False))
 
 
 def _events(pairs):

@@ -1,8 +1,9 @@
 """The strategy registry: every registered strategy builds, learns and ranks, and its knobs are honest.
 
-A knob is a promise to the self-tuning search: its field exists and holds a value in the
-declared space by default, every value in the space builds a working strategy, and a knob
-declared ``in_place`` really can be applied to a live model with ``mutate``. The contract
+Each strategy declares its frozen config, and every field of it is a knob. A knob is a
+promise to the self-tuning search: its field exists and holds a value in the declared space
+by default, every value in the space builds a working strategy, and a knob declared
+``in_place`` really can be applied to a live model with ``mutate``. The contract
 runs over everything in :data:`online.registry.REGISTRY`, the encoder slot included (filled
 with a real, tiny ``models.EncoderScorer``).
 """
@@ -15,14 +16,16 @@ import pickle
 import pytest
 
 from online.base import Strategy, scorer_for
-from online.blend import STRATEGY_NAMES, BlendConfig, StrategySlot, build_strategy
+from online.blend import STRATEGY_NAMES, BlendConfig, StrategySlot, build_blend
 from online.engine import EngineConfig
 from online.registry import (
     BLEND_KNOBS,
     ENGINE_KNOBS,
     REGISTRY,
+    STRATEGY_FIELDS,
     BuildContext,
     Knob,
+    StrategyConfigs,
     in_place_changes,
     search_space,
     spec,
@@ -34,15 +37,8 @@ CONTEXT = BuildContext(max_users=1_000, max_items=1_000)
 NAMES = list(REGISTRY)
 
 
-def _config_with(knob: Knob, value) -> tuple[BlendConfig, EngineConfig]:
-    blend, engine = BlendConfig(), EngineConfig()
-    if knob.field in {f.name for f in dataclasses.fields(BlendConfig)}:
-        return dataclasses.replace(blend, **{knob.field: value}), engine
-    return blend, dataclasses.replace(engine, **{knob.field: value})
-
-
 def _built(name: str) -> Strategy:
-    strategy = spec(name).build(BlendConfig(), CONTEXT)
+    strategy = spec(name).build(spec(name).Config(), CONTEXT)
     if spec(name).slot:
         strategy.swap(_tiny_encoder())
     return strategy
@@ -96,19 +92,54 @@ def test_every_registered_strategy_builds_learns_and_ranks(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_build_strategy_goes_through_the_registry(name):
-    built = build_strategy(name, BlendConfig(), max_users=1_000, max_items=1_000)
-    assert type(built) is type(spec(name).build(BlendConfig(), CONTEXT))
+def test_the_blend_builds_each_strategy_through_the_registry_from_its_own_config(name):
+    configs = StrategyConfigs()
+    built = build_blend(BlendConfig(weights=((name, 1.0),)), configs, max_users=1_000, max_items=1_000)
+    assert type(built.strategies[name]) is type(spec(name).build(configs[name], CONTEXT))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_field_of_a_strategys_frozen_config_is_declared_by_exactly_one_knob(name):
+    spec_ = spec(name)
+    config = spec_.Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.__setattr__("anything", 1)
+    assert sorted(f.name for f in dataclasses.fields(spec_.Config)) == sorted(knob.field for knob in spec_.knobs)
+    for f in dataclasses.fields(spec_.Config):
+        assert STRATEGY_FIELDS[spec_.flat(f.name)] == (name, f.name)  # one flat name each, unique
+
+
+def test_strategy_configs_change_by_flat_name_and_refuse_what_they_do_not_know():
+    configs = StrategyConfigs().replace(cooc_window=3, half_life=100.0, river_optimizer="adam")
+    assert configs["cooccurrence"].window == 3 and configs["popularity"].half_life == 100.0
+    assert configs != StrategyConfigs() and configs == StrategyConfigs().replace(
+        river_optimizer="adam", half_life=100.0, cooc_window=3)
+    with pytest.raises(ValueError, match="not a strategy setting"):
+        StrategyConfigs().replace(cooc_windoe=3)
+    with pytest.raises(ValueError, match="river_optimizer must be one of sgd, adam, rmsprop"):
+        StrategyConfigs().replace(river_optimizer="lbfgs")
+
+
+def test_the_engine_builds_its_own_two_models_from_their_configs():
+    from online.engine import StreamingRecommender
+
+    engine = StreamingRecommender(EngineConfig().replace(half_life=123.0, lookback=7, vote_top=9))
+    assert engine.popularity.half_life == 123.0 and engine.next_item.lookback == 7 and engine.next_item.vote_top == 9
 
 
 KNOBS = [(name, knob) for name in NAMES for knob in spec(name).knobs] + \
         [("engine", knob) for knob in ENGINE_KNOBS] + [("blend", knob) for knob in BLEND_KNOBS]
 
 
+def _default(owner: str, knob: Knob):
+    if owner in REGISTRY:
+        return getattr(spec(owner).Config(), knob.field)
+    return getattr(BlendConfig() if owner == "blend" else EngineConfig(), knob.field)
+
+
 @pytest.mark.parametrize("owner,knob", KNOBS, ids=[f"{o}.{k.field}" for o, k in KNOBS])
 def test_every_knob_names_a_config_field_whose_default_lies_in_its_space(owner, knob):
-    blend, engine = BlendConfig(), EngineConfig()
-    default = getattr(blend, knob.field) if hasattr(blend, knob.field) else getattr(engine, knob.field)
+    default = _default(owner, knob)
     assert knob.contains(default), f"{knob.field}={default!r} is outside {knob}"
 
 
@@ -119,9 +150,8 @@ def test_every_value_at_the_edges_of_a_strategy_knob_builds_a_working_strategy(o
     if knob.kind == "int":
         values = [int(v) for v in values]
     for value in values + ([None] if knob.optional else []):
-        blend, engine = _config_with(knob, value)
-        context = dataclasses.replace(CONTEXT, half_life=engine.half_life)
-        strategy = spec(owner).build(blend, context)
+        config = dataclasses.replace(spec(owner).Config(), **{knob.field: value})
+        strategy = spec(owner).build(config, CONTEXT)
         strategy.learn_many(EVENTS[:50])
         assert all(math.isfinite(s) for s in strategy.score("u1", ["i1"], ["i2", "i3"]))
 
@@ -156,7 +186,7 @@ def test_the_search_space_holds_every_strategys_weight_and_knobs_and_splits_chan
 
 
 def test_the_encoder_is_a_slot_that_serves_what_fills_it():
-    slot = spec("encoder").build(BlendConfig(), CONTEXT)
+    slot = spec("encoder").build(spec("encoder").Config(), CONTEXT)
     assert isinstance(slot, StrategySlot) and slot.candidates("u1", ["i1"], 3) == []
     slot.swap(_tiny_encoder())
     assert slot.candidates("u1", ["i1", "i2"], 3)

@@ -11,12 +11,12 @@ from online.errors import SnapshotError
 from online.state import FORMAT_VERSION, MAGIC, load_snapshot, save_snapshot
 from tests.test_online.helpers import stream
 
-CONFIG = EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.2,cooccurrence=1,next_item=0.3,mf=0.3,"
-                                                   "river_mf=0.1,encoder=0.1", mf_factors=4, river_factors=3))
+CONFIG = EngineConfig(k=5).replace(blend=BlendConfig.parse("popularity=0.2,cooccurrence=1,next_item=0.3,mf=0.3,"
+                                                          "river_mf=0.1,encoder=0.1"), mf_factors=4, river_factors=3)
 
 
 def _ranks(engine, users=("u0", "u1", "u5", "u11", "stranger")):
-    return [engine.recommend(user, record=False) for user in users]
+    return [engine.recommend(user, record=False).items for user in users]
 
 
 def test_round_trip_keeps_rankings_offsets_and_future_learning(tmp_path):

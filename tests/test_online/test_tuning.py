@@ -158,13 +158,13 @@ def test_a_diverging_champion_is_replaced_and_never_serves_nan():
     before = search.champion
     search.champion._Q[:] = np.inf  # the served model diverges
     for event in events[:5]:
-        ranked = tuned.recommend(event.user_id)
+        ranked = tuned.recommend(event.user_id).items
         assert ranked and all(math.isfinite(score) for _, score in ranked)
         tuned.learn_many([event])
     assert search.resets >= 1 and search.champion is not before
     assert tuned.blend.strategies["mf"] is search.champion
     assert np.isfinite(search.champion._Q[: search.champion.n_items]).all()
-    assert all(math.isfinite(score) for _, score in tuned.recommend(events[0].user_id))
+    assert all(math.isfinite(score) for _, score in tuned.recommend(events[0].user_id).items)
 
 
 def test_real_divergence_at_a_huge_rate_is_caught():
@@ -279,7 +279,7 @@ def test_bandit_feedback_logs_propensities_and_estimates_unserved_arms():
             rec_id, items = served[-1]
             assert tuned.feedback(rec_id, items[0] if items else event.item_id)
         tuned.learn_many([event])
-        listing = tuned.serve(event.user_id, rec_id=f"r{n}")
+        listing = tuned.recommend(event.user_id, rec_id=f"r{n}")
         assert listing.arm and "strategies=" in listing.arm and "mf=" in listing.arm
         assert tuned.blend.strategies["mf"] is tuned.searches["mf"].champion  # the sampled arm served, not swapped in
         served.append((f"r{n}", [item for item, _ in listing.items]))

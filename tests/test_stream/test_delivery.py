@@ -177,7 +177,7 @@ def test_a_partition_s_users_follow_it_to_the_worker_that_takes_it_over(tmp_path
     new_keeper.handoff = PartitionHandoff(new_keeper.settings, new)
     new_keeper.handoff.on_assigned({1})  # the old worker died; partition 1 comes here
     assert new.engine.n_users == 1 and new_keeper.handoff.imported_users == 1
-    assert "x" not in [item for item, _ in new.engine.recommend(u1)]  # it knows what u1 has seen
+    assert "x" not in [item for item, _ in new.engine.recommend(u1).items]  # it knows what u1 has seen
     # Messages the file covers were learned (and answered) by the old owner: skipped, not learned twice.
     result = new.process_events([_msg(u1, "x", 0, partition=1), _msg(u1, "y", 1, partition=1),
                                  _msg(u1, "z", 2, partition=1)])

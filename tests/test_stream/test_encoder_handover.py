@@ -23,7 +23,7 @@ def test_a_worker_picks_up_the_newest_checkpoint_from_the_directory_and_serves_i
     processor = EventProcessor(Settings.of(blend="default"), metrics=metrics)
     handover = EncoderHandover(processor, metrics, weight=0.3)
     asyncio.run(handover.poll_directory(str(tmp_path)))  # empty directory: nothing happens, no torch needed
-    assert handover.slot is None
+    assert handover.loader is None
 
     events = generate(600, n_users=30, n_items=60, seed=2)
     config = TrainerConfig(device="cpu", epochs=1, progress=False)
@@ -83,3 +83,16 @@ def test_the_trainers_versions_fill_the_one_encoder_slot_and_each_list_names_the
     asyncio.run(handover.poll_directory(str(tmp_path)))
     assert processor.engine.blend.strategies["encoder"] is slot
     assert _served_to(processor, user)["model_version"] == "encoder-v2"
+
+
+def test_a_worker_on_the_fixed_mix_loads_a_version_but_does_not_serve_it(tmp_path, caplog):
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    processor = EventProcessor(Settings(), metrics=metrics)  # no STREAMREC_BLEND: popularity + next-item
+    events = generate(600, n_users=30, n_items=60, seed=2)
+    processor.engine.learn_many(events)
+    _train(tmp_path, 1, events)
+    asyncio.run(EncoderHandover(processor, metrics, weight=0.3).poll_directory(str(tmp_path)))
+    assert list(processor.engine.blend.strategies) == ["next_item", "popularity"]  # its mix is unchanged
+    assert _served_to(processor, events[-1].user_id)["model_version"] == "online"
+    assert "not served" in caplog.text and "STREAMREC_BLEND" in caplog.text

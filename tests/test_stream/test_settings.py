@@ -9,6 +9,7 @@ import pytest
 
 from online.blend import BlendConfig
 from online.engine import EngineConfig
+from online.registry import STRATEGY_FIELDS, StrategyConfigs
 from online.tuning import TunerConfig
 from stream.cli.evaluate import UsageError, apply_sets, settings_with_sets
 from stream.cli.main import build_parser, settings_from_args
@@ -79,7 +80,7 @@ def test_set_accepts_every_tuner_field_and_strategy_weights():
     settings = settings_with_sets(Settings(), ["tuner_period=300", "tuner_policy=ucb", "cooccurrence=0.5"])
     assert settings.tuner_config() == TunerConfig(period=300, policy="ucb")
     config = apply_sets(EngineConfig(blend=BlendConfig()), ["cooccurrence=0.5", "mf_lr=0.2"])
-    assert dict(config.blend.weights)["cooccurrence"] == 0.5 and config.blend.mf_lr == 0.2
+    assert dict(config.blend.weights)["cooccurrence"] == 0.5 and config.strategies["mf"].lr == 0.2
 
 
 def test_a_wrong_value_names_its_environment_variable_flag_or_set(clean_environment):
@@ -139,16 +140,18 @@ def test_defaults_equal_the_online_records_defaults():
     for section, types in records.items():
         for record in types:
             for f in dataclasses.fields(record):
-                if f.name in ("k", "blend", "weights"):
+                if f.name in ("k", "blend", "weights", "strategies", "per_strategy"):
                     continue
                 leaf = next(leaf for leaf in LEAVES if leaf.section == section and leaf.name == f.name)
                 assert leaf.default == f.default, leaf.flat
+    for flat, value in StrategyConfigs().flat().items():  # every field of every registered strategy's config
+        assert next(leaf for leaf in LEAVES if leaf.section == "engine" and leaf.flat == flat).default == value
 
 
 def test_the_engine_and_tuner_sections_carry_every_record_field():
     engine = {leaf.name for leaf in LEAVES if leaf.section == "engine"}
     assert engine == {f.name for f in dataclasses.fields(EngineConfig) + dataclasses.fields(BlendConfig)} \
-        - {"k", "weights"}
+        - {"k", "weights", "strategies", "per_strategy"} | set(STRATEGY_FIELDS)
     tuner = {leaf.name for leaf in LEAVES if leaf.section == "tuner"}
     assert tuner == {f.name for f in dataclasses.fields(TunerConfig)} | {"enabled", "publish_s"}
     assert all(leaf.flat == "tuner_" + leaf.name for leaf in LEAVES if leaf.section == "tuner" and leaf.name != "enabled")
@@ -196,7 +199,7 @@ def test_the_blend_setting_selects_the_engine_path():
     assert Settings.of(blend="default").engine_config().blend is not None
     weights = dict(Settings.of(blend="popularity=0.5,next_item=1").engine_config().blend.weights)
     assert weights == {"popularity": 0.5, "next_item": 1.0}
-    assert Settings.of(blend="mf", mf_lr=0.3).engine_config().blend.mf_lr == 0.3
+    assert Settings.of(blend="mf", mf_lr=0.3).engine_config().strategies["mf"].lr == 0.3
 
 
 @pytest.mark.parametrize("field, value", [("tuner_policy", "greedy"), ("security_protocol", "TLS"),
