@@ -138,6 +138,27 @@ class StreamingRecommender:
         """The user's state without touching recency (``None`` for an unknown user); read-only use."""
         return self._users.get(user_id)
 
+    def user_ids(self) -> list[str]:
+        """The ids of the users held, least recently active first."""
+        return list(self._users)
+
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+        """``{user: (recent items, items seen)}`` for the users held among ``user_ids`` (plain, picklable
+        data): what moves with a partition, or into an engine rebuilt under another config."""
+        users = self._users
+        return {user_id: (list(state.history), list(state.seen))
+                for user_id in user_ids if (state := users.get(user_id)) is not None}
+
+    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
+        """Replace (or add) these users' state, cut to this engine's bounds; returns how many."""
+        cfg = self.config
+        for user_id, (history, seen) in states.items():
+            state = self._user(user_id)
+            state.history = list(history)[-cfg.history_len:]
+            state.seen = set(list(seen)[: cfg.max_seen])
+            state.last_list = None
+        return len(states)
+
     def _user(self, user_id: str) -> UserState:
         users = self._users
         state = users.get(user_id)

@@ -10,29 +10,33 @@ item-level state stays where it was learned (see README, "Guarantees").
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from online.engine import StreamingRecommender
+from typing import Protocol
 
 UserExport = dict[str, tuple[list[str], list[str]]]
 
 
-def _inner(engine: Any) -> StreamingRecommender:
-    """The engine holding user state: an ``online.tuning.TunedRecommender`` wraps one as ``.engine``."""
-    return engine if isinstance(engine, StreamingRecommender) else engine.engine
+class UserHolder(Protocol):
+    """An engine that holds per-user state: ``StreamingRecommender``, or one wrapping it (the tuner)."""
+
+    def user_ids(self) -> list[str]: ...
+
+    def export_users(self, user_ids: Iterable[str]) -> UserExport: ...
+
+    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int: ...
 
 
-def held_users(engine: Any) -> list[str]:
+def held_users(engine: UserHolder) -> list[str]:
     """The ids of the users ``engine`` holds, least recently active first."""
-    return list(_inner(engine)._users)
+    return engine.user_ids()
 
 
-def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserExport:
+def export_users(engine: UserHolder, user_ids: Iterable[str]) -> UserExport:
     """``{user: (recent items, items seen)}`` for the users the engine holds (plain, picklable data).
 
     Examples
     --------
     >>> from online.base import Interaction
+    >>> from online.engine import StreamingRecommender
     >>> old = StreamingRecommender()
     >>> old.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0)])
     >>> moved = export_users(old, ["u1", "nobody"])
@@ -42,22 +46,9 @@ def export_users(engine: StreamingRecommender, user_ids: Iterable[str]) -> UserE
     >>> [item for item, _ in new.recommend("u1").items]  # knows what u1 has seen: recommends nothing old
     []
     """
-    users = _inner(engine)._users
-    out: UserExport = {}
-    for user_id in user_ids:
-        state = users.get(user_id)
-        if state is not None:
-            out[user_id] = (list(state.history), list(state.seen))
-    return out
+    return engine.export_users(user_ids)
 
 
-def import_users(engine: StreamingRecommender, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
+def import_users(engine: UserHolder, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
     """Replace (or add) these users' state in ``engine``; returns how many were imported."""
-    engine = _inner(engine)
-    cfg = engine.config
-    for user_id, (history, seen) in states.items():
-        state = engine._user(user_id)
-        state.history = list(history)[-cfg.history_len:]
-        state.seen = set(list(seen)[: cfg.max_seen])
-        state.last_list = None
-    return len(states)
+    return engine.import_users(states)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -211,6 +211,15 @@ class TunedRecommender:
         """The arms serving under full information: the champions (``"strategies=keep,mf=x1"``)."""
         parts = ([f"strategies={KEEP}"] if self.weights is not None else []) + [f"{name}=x1" for name in self.searches]
         return ",".join(parts) or None
+
+    def user_ids(self) -> list[str]:
+        return self.engine.user_ids()
+
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+        return self.engine.export_users(user_ids)
+
+    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
+        return self.engine.import_users(states)
 
     def stats(self) -> dict[str, float]:
         out = self.engine.stats()
