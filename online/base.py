@@ -134,6 +134,31 @@ class Scorer(Protocol):
     def score(self, items: Sequence[str]) -> Sequence[float]: ...
 
 
+class Excluded:
+    """Items a scorer must not propose: two collections, tested without copying either into one.
+
+    The blend's "fill" pooling excludes what the user touched *and* what is already pooled; a
+    user's seen set can hold thousands of items, so copying it per request costs more than the
+    request. A scorer that walks many items may unpack :attr:`first` and :attr:`second` and
+    test both directly; anything else just uses ``in``.
+    """
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Collection[str], second: Collection[str]) -> None:
+        self.first, self.second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.first
+        yield from self.second
+
+
 class _ProtocolScorer:
     """Adapter: a :class:`Scorer` over a strategy that only has the protocol methods."""
 

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from online.base import Interaction, Tunable
+from online.base import Excluded, Interaction, Tunable
 
 _RESCALE_EXPONENT = 512.0  # 2**512 is far from float64 overflow (2**1024)
 _TOP_MIN = 256  # length of the maintained leaderboard (grows on demand)
 _BOARD_MAX = 4096  # deeper reads are computed, not maintained
+_NONE: frozenset[str] = frozenset()
 
 
 class DecayedPopularity(Tunable):
@@ -177,9 +178,8 @@ class DecayedPopularity(Tunable):
             best = self._max_score()
             if best <= 0:
                 cached = dict.fromkeys(top, 0.0)
-            else:
-                scale = -1.0 / best
-                cached = dict(zip(top, [value * scale for value in self._board_neg[: len(top)]]))
+            else:  # -(-s) / best is s / best exactly: the same numbers as score()
+                cached = dict(zip(top, [-value / best for value in self._board_neg[: len(top)]]))
             self._top_scores = cached
         return cached
 
@@ -212,28 +212,43 @@ class PopularityScorer:
         pop = self.pop
         if not exclude:
             return pop.top(n)
+        # two collections tested directly, without copying them (the blend's "fill" pooling)
+        first, second = (exclude.first, exclude.second) if isinstance(exclude, Excluded) else (exclude, _NONE)
         want = n + min(len(exclude), 4 * n)
         board = pop._board
         if want > len(board) and len(board) < len(pop):
             ranked = pop.top(want)
-            out = [item for item in ranked if item not in exclude][:n]
             examined = len(ranked)
-        else:
-            items, out = pop._items, []
-            for slot in board:  # walk the leaderboard until n unexcluded items are found
-                item = items[slot]
-                if item not in exclude:
-                    out.append(item)
-                    if len(out) == n:
-                        return out
+        else:  # walk the leaderboard lazily until n unexcluded items are found
+            items = pop._items
+            ranked = (items[slot] for slot in board)
             examined = len(board)
-        if len(out) < n and examined < len(pop):  # a user who has seen most of the head: read deeper
+        out: list[str] = []
+        for item in ranked:
+            if item not in first and item not in second:
+                out.append(item)
+                if len(out) == n:
+                    return out
+        if examined < len(pop):  # a user who has seen most of the head: read deeper
             for item in pop.top(len(pop))[examined:]:
-                if item not in exclude:
+                if item not in first and item not in second:
                     out.append(item)
                     if len(out) == n:
                         break
         return out
 
     def score(self, items: Sequence[str]) -> list[float]:
-        return self.pop.score("", (), items)
+        """Relative popularity; the leaderboard's cached scores for the head (one dict look-up each,
+        the same numbers as :meth:`DecayedPopularity.score`), computed for the rest."""
+        pop = self.pop
+        head = pop.top_scores()
+        get = head.get
+        out = [get(item) for item in items]
+        if None in out:  # items below the head: the same division, item by item
+            best = pop._max_score()
+            scores, index = pop._scores, pop._index
+            for i, value in enumerate(out):
+                if value is None:
+                    slot = index.get(items[i])
+                    out[i] = float(scores[slot] / best) if slot is not None and best > 0 else 0.0
+        return out
