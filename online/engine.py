@@ -138,6 +138,27 @@ class StreamingRecommender:
         """The user's state without touching recency (``None`` for an unknown user); read-only use."""
         return self._users.get(user_id)
 
+    def adopt(self, other: StreamingRecommender) -> None:
+        """Take over ``other``'s users (histories, seen items, the lists last served, recency order)
+        and its running prequential counters, in O(1): a warm config swap, where the new engine
+        learned the recent stream on its own and must now serve every user the old one knew and
+        score each user's next event against the list the old one served. The users are moved,
+        not copied: ``other`` must not learn or serve afterwards (``other.adopt(self)`` gives
+        them back). Longer histories are cut to this engine's ``history_len`` as users return."""
+        self._users = other._users
+        self.users_evicted += other.users_evicted
+        self.prequential = other.prequential
+
+    def set_blend_weights(self, weights: Mapping[str, float]) -> None:
+        """Serve with other blend weights from now on (a config change applied in place); the
+        engine's ``config`` records them. Only a learned blend's weights can change this way."""
+        if self.config.blend is None:
+            raise ValueError("the fixed mix has fixed weights: change popularity_weight/next_item_weight")
+        self.blend.set_weights(weights)
+        merged = dict(self.config.blend.weights)
+        merged.update(weights)
+        self.config = dataclasses.replace(self.config, blend=self.config.blend.with_weights(**merged))
+
     def user_ids(self) -> list[str]:
         """The ids of the users held, least recently active first."""
         return list(self._users)
@@ -185,8 +206,8 @@ class StreamingRecommender:
             if history:
                 pairs.append((history[-1], item))
             history.append(item)
-            if len(history) > cfg.history_len:
-                del history[0]
+            if len(history) > cfg.history_len:  # (more than one only after adopt() under a shorter one)
+                del history[: len(history) - cfg.history_len]
             seen = state.seen
             if len(seen) < cfg.max_seen:
                 seen.add(item)

@@ -33,6 +33,8 @@ from online.blend import NORMALISATIONS, BlendConfig
 from online.engine import EngineConfig
 from online.registry import STRATEGY_FIELDS, StrategyConfigs
 from online.rerank import OPTIMIZERS
+from online.search.loop import Schedule
+from online.search.study import SearchConfig
 from online.tuning.config import FEEDBACK, POLICIES, TunerConfig
 from stream.wire.topics import TopicSpec
 
@@ -40,6 +42,8 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 #: The type of ``TunerConfig.params``: ``(model, hyper-parameter)`` pairs, written ``mf.lr,mf.l2``.
 Pairs = tuple[tuple[str, str], ...]
+#: A list of names, written ``a,b,c`` (``search_strategies``).
+Names = tuple[str, ...]
 
 
 def _leaf(default: Any, help: str, *, flat: str | None = None, env: str | None = None,
@@ -166,6 +170,23 @@ _HELP = {
     "tuner_drift_delta": "ADWIN's confidence on the served reward (a detected change re-opens exploration)",
     "tuner_reward_window": "events in the recent reward rate",
     "tuner_max_pending": "served lists kept waiting for their feedback",
+    # SearchConfig and Schedule (self-tuning of the whole engine, online.search)
+    "search_trials": "configs tried per search (a search stops at this or at search_timeout_s)",
+    "search_timeout_s": "longest a search runs, seconds (none: no limit)",
+    "search_warm_fraction": "share of the window a trial learns before it starts scoring",
+    "search_batch": "micro-batch of a trial's replay, events (1: as streamrec eval)",
+    "search_checkpoints": "points of a trial's replay where the pruner may stop a losing trial",
+    "search_min_gain": "relative HR@k gain over the serving config a winner needs",
+    "search_z": "paired standard errors by which a winner must beat the serving config",
+    "search_seed": "seed of the sampler (none: unseeded)",
+    "search_strategies": "strategies the search may switch on, comma-separated",
+    "search_startup_trials": "random trials before TPE models the space",
+    "search_first": "events before the first search",
+    "search_every": "events between two searches",
+    "search_window": "most recent events a search replays",
+    "search_keep": "most recent events a worker keeps to rebuild its engine under a new config",
+    "search_drift": "search early when ADWIN sees the served hit rate change",
+    "search_drift_delta": "ADWIN's confidence for the early search",
 }
 
 
@@ -282,6 +303,29 @@ TunerSettings = _make_section(
     _tuner_problems)
 
 
+_SEARCH_FIELDS = tuple(f.name for f in fields(SearchConfig))
+_SCHEDULE_FIELDS = tuple(f.name for f in fields(Schedule))
+
+
+def _search_problems(self: Any) -> list[str]:
+    return (_record_problems(self, SearchConfig, _SEARCH_FIELDS)
+            + _record_problems(self, Schedule, _SCHEDULE_FIELDS))
+
+
+SearchSettings = _make_section(
+    "SearchSettings",
+    "Self-tuning of the whole engine (every SearchConfig and Schedule field, flat names prefixed ``search_``).",
+    [("enabled", bool, _leaf(True, "search the engine's whole config on the recent stream and serve winners "
+                                   "(the tuner process searches, workers swap warm; eval runs both)",
+                             flat="self_tune", env="STREAMREC_SELF_TUNE")),
+     ("storage", str, _leaf("sqlite:////tmp/streamrec/tuner.db",
+                            "Optuna storage of the tuner's study: an SQLite file or any database URL several "
+                            "tuners share (optuna-dashboard opens it)", flat="search_storage")),
+     ("study", str, _leaf("streamrec", "name of the tuner's study in that storage", flat="search_study"))]
+    + _generated(SearchConfig, (), prefix="search_") + _generated(Schedule, (), prefix="search_"),
+    _search_problems)
+
+
 @dataclass(frozen=True)
 class EncoderSettings(_Section):
     """Trainer and encoder."""
@@ -368,6 +412,7 @@ class Settings:
     serving: ServingSettings = _section(ServingSettings, "Serving: lists, micro-batches, input limits")
     engine: EngineSettings = _section(EngineSettings, "Engine: the online models and the blend")  # type: ignore
     tuner: TunerSettings = _section(TunerSettings, "Online tuning")  # type: ignore[valid-type]
+    search: SearchSettings = _section(SearchSettings, "Self-tuning of the whole engine")  # type: ignore
     encoder: EncoderSettings = _section(EncoderSettings, "Trainer and encoder")
     durability: DurabilitySettings = _section(DurabilitySettings, "Durability and scale-out")
     security: SecuritySettings = _section(SecuritySettings, "Kafka security (every client)")
@@ -461,6 +506,27 @@ class Settings:
         return EngineConfig(k=self.serving.k, blend=blend, strategies=strategies,
                             **{name: getattr(self.engine, name) for name in _ENGINE_FIELDS})
 
+    def with_engine(self, config: EngineConfig) -> Settings:
+        """These settings with the engine section (and ``k``) set so that :meth:`engine_config` gives
+        ``config``: how a searched config becomes settings, environment lines, a worker's config."""
+        flat: dict[str, Any] = {name: getattr(config, name) for name in _ENGINE_FIELDS}
+        flat.update(config.strategies.flat())
+        flat["k"] = config.k
+        if config.blend is None:
+            flat["blend"] = ""
+        else:
+            flat["blend"] = ",".join(f"{name}={weight!r}" for name, weight in config.blend.weights)
+            flat.update({name: getattr(config.blend, name) for name in _BLEND_FIELDS})
+        return self.replace(**flat)
+
+    def search_config(self) -> SearchConfig:
+        """The ``SearchConfig`` of the search section (how one search runs)."""
+        return SearchConfig(**{name: getattr(self.search, name) for name in _SEARCH_FIELDS})
+
+    def schedule(self) -> Schedule:
+        """The ``Schedule`` of the search section (when searches run, what they see)."""
+        return Schedule(**{name: getattr(self.search, name) for name in _SCHEDULE_FIELDS})
+
     def tuner_config(self) -> TunerConfig:
         """The ``TunerConfig`` of the tuner section."""
         return TunerConfig(**{name: getattr(self.tuner, name) for name in _TUNER_FIELDS})
@@ -512,6 +578,11 @@ class Setting:
                 return kind(text)
             except ValueError:
                 raise ValueError(f"{source}={raw!r} is not a valid {kind.__name__}") from None
+        if kind == Names:
+            names = tuple(part.strip() for part in text.split(",") if part.strip())
+            if not names:
+                raise ValueError(f"{source}={raw!r} names nothing")
+            return names
         if kind == Pairs:
             if text.lower() in ("none", ""):
                 return ()
@@ -534,6 +605,8 @@ class Setting:
             return "none"
         if self.kind == Pairs:
             return ",".join(f"{model}.{param}" for model, param in value) or "none"
+        if self.kind == Names:
+            return ",".join(value)
         return str(value)
 
 

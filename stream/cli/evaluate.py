@@ -68,6 +68,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "STREAMREC_TUNER, off unless set); 'on' adds mf to the blend if missing")
     p.add_argument("--tuner-policy", choices=("thompson", "ucb", "exp3", "epsilon"), default=None,
                    help="bandit policy of the tuner (default: STREAMREC_TUNER_POLICY, thompson)")
+    p.add_argument("--self-tune", choices=("on", "off"), default=None,
+                   help="run the production loop: search the engine's whole config on the recent stream at the "
+                        "tuner's cadence (search_* settings, in events) and swap to winners warm, strictly from "
+                        "the past (default: as the worker, STREAMREC_SELF_TUNE, on)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="set one setting by its flat name (docs/configuration.md): a blend field (mf_lr=0.2), an "
                         "engine field (half_life=2000), a tuner field (tuner_period=500), ...; or a strategy "
@@ -218,6 +222,12 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be >= 1")
     settings = settings_with_sets(_worker_settings(), args.sets)
     tuner = (args.tuner == "on") if args.tuner is not None else bool(settings.tuner.enabled)
+    self_tune = (args.self_tune == "on") if args.self_tune is not None else bool(settings.search.enabled)
+    if tuner and self_tune:
+        if args.self_tune == "on":
+            raise UsageError("the bandit tuner (--tuner on) and self-tuning (--self-tune on) do not run together "
+                             "yet: turn one off")
+        self_tune = False  # the bandit tuner asked for; self-tuning was only the default
     policy = args.tuner_policy or settings.tuner.policy
     try:
         config = engine_config_for(args.strategy, args.weights, args.fixed_weights, args.k,
@@ -244,8 +254,12 @@ def _run(args: argparse.Namespace) -> int:
         from online.tuning import TunedRecommender
 
         engine = TunedRecommender(engine, settings.tuner_config().replace(policy=policy))
+    searching: dict[str, Any] = {}
+    if self_tune:
+        engine = _self_tuned(config, settings, searching)
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
-                  f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}")
+                  f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}; "
+                  f"self-tuning {'on' if self_tune else 'off'}")
     final: dict[str, Any] = {}
     trajectory: list[dict[str, Any]] = []
     progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
@@ -253,6 +267,7 @@ def _run(args: argparse.Namespace) -> int:
                         console=console, disable=args.no_progress, transient=True)
     with progress:
         task = progress.add_task("replay", total=len(events), k=args.k, hr=0.0)
+        searching["progress"], searching["task"] = progress, task
         for snap in iter_prequential(events, engine=engine, batch_size=args.batch_size,
                                      every=max(1, len(events) // 50),
                                      on_progress=lambda done, _total: progress.update(task, completed=done)):
@@ -263,7 +278,12 @@ def _run(args: argparse.Namespace) -> int:
     report["tuner"] = {"on": tuner, "policy": policy if tuner else None, "trajectory": trajectory}
     if tuner:
         report["tuner"]["final"] = engine.tuning_snapshot()
+    report["self_tune"] = _self_tune_report(engine) if self_tune else {"on": False}
+    if self_tune:
+        report["engine_final"] = _describe(engine.config)
     _print_table(report, args.k)
+    if self_tune:
+        _print_searches(report["self_tune"], console)
     _print_trajectory(trajectory)
     if args.plot is not None:
         try:
@@ -279,6 +299,53 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write {args.json}: {exc.strerror or exc}") from None
         console.print(f"wrote {args.json}")
     return 0
+
+
+def _self_tuned(config: EngineConfig, settings: Settings, searching: dict[str, Any]) -> Any:
+    """The production loop: the engine, searched at the tuner's cadence by the tuner's search."""
+    from online.search import SelfTunedRecommender, search
+
+    search_config = settings.search_config()
+
+    def searcher(window: list, serving: EngineConfig) -> Any:
+        progress, task = searching.get("progress"), searching.get("task")
+
+        def on_trial(record: Any, n: int) -> None:
+            if progress is not None:
+                progress.update(task, description=f"searching {n}/{search_config.trials}")
+
+        result = search(window, serving, search_config, on_trial=on_trial)
+        if progress is not None:
+            progress.update(task, description="replay")
+        return result
+
+    return SelfTunedRecommender(config, searcher=searcher, schedule=settings.schedule())
+
+
+def _self_tune_report(engine: Any) -> dict[str, Any]:
+    """Each search (when, what it found, the evidence) and each swap, as plain data."""
+    return {"on": True, "searches": [{"at": at, **evidence} for at, evidence in engine.results],
+            "swaps": [{"at": swap.at, "applied": swap.applied, "how": swap.how, "seconds": swap.seconds,
+                       "gain": swap.evidence.get("gain"), "config": swap.evidence.get("config")}
+                      for swap in engine.swaps],
+            "search_cpu_s": engine.search_cpu_s, "schedule": dataclasses.asdict(engine.schedule)}
+
+
+def _print_searches(self_tune: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    if not self_tune["searches"]:
+        console.print("self-tuning: no search was due (the stream is shorter than search_first)")
+        return
+    table = Table(title="self-tuning searches (each on the events before it)")
+    for column in ("at event", "serving HR", "best HR", "gain", "trials (pruned)", "cpu s", "decision"):
+        table.add_column(column)
+    for found in self_tune["searches"]:
+        best = found["best_hr"]
+        table.add_row(f"{found['at']:,}", f"{found['serving_hr']:.4f}", "-" if best is None else f"{best:.4f}",
+                      f"{found['gain']:+.1%}", f"{found['trials']} ({found['pruned']})", f"{found['cpu_s']:.0f}",
+                      "swapped" if found["accepted"] else found["reason"])
+    type(console)(stderr=False).print(table)
 
 
 def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config: EngineConfig,

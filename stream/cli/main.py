@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)
 
-    for module_name in ("stream.cli.evaluate", "stream.cli.encoder"):
+    for module_name in ("stream.cli.evaluate", "stream.cli.tune", "stream.cli.encoder"):
         _register_optional(sub, module_name)
     return parser
 

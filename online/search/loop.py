@@ -1,0 +1,296 @@
+"""The production loop of self-tuning: a window of the stream, searches on a schedule, warm swaps.
+
+:class:`SelfTunedRecommender` is an engine (the ``online.base.Engine`` contract) that serves
+from a :class:`~online.engine.StreamingRecommender` and keeps the last ``Schedule.keep``
+events. When a search is due it hands the last ``Schedule.window`` of them, strictly events
+it has already learned, to a *searcher*: :func:`online.search.study.search` in-process
+(``streamrec eval``), or nothing at all in a worker, whose searches run in the
+``streamrec tuner`` process and arrive through :meth:`SelfTunedRecommender.apply`.
+
+A search is due ``first`` events after the start, then every ``every`` events, and early
+(at most once per ``every // 4`` events) when ADWIN sees the served hit rate change.
+
+A swap is warm: the new engine learns the kept events in the background of the stream (in
+eval: in place), then takes over every user's history and seen items from the old one, so
+no user is forgotten and nothing is recommended twice. What can be applied in place is
+(``online.registry.in_place_changes``): a change of only blend weights or ``mutate``-able
+knobs never rebuilds. If the new engine fails its checks (an exception, non-finite scores,
+empty lists where the old one served), the old one stays and the failure is counted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from online.base import Interaction, Ranking
+from online.engine import EngineConfig, StreamingRecommender
+
+log = logging.getLogger(__name__)
+
+#: A searcher: (window of past events, serving config) -> a result with ``accepted``, ``best_config``
+#: and ``evidence()`` (``online.search.study.search`` with its config bound), or ``None`` (no search).
+Searcher = Callable[[Sequence[Interaction], EngineConfig], Any]
+
+_REBUILD_CHUNK = 2_000
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When searches run and how much of the stream they see, in events.
+
+    ``first``: events before the first search; ``every``: events between searches; ``window``:
+    the most recent events a search replays; ``keep``: the most recent events kept for warm
+    swaps (at least ``window``); ``drift``: search early when the served hit rate changes.
+    """
+
+    first: int = 5_000
+    every: int = 25_000
+    window: int = 20_000
+    keep: int = 50_000
+    drift: bool = True
+    drift_delta: float = 0.002
+
+    def __post_init__(self) -> None:
+        if min(self.first, self.every, self.window) < 1:
+            raise ValueError("first, every and window must be >= 1")
+        if self.keep < self.window:
+            raise ValueError("keep must be >= window (a swap replays at least what the search saw)")
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One config change: when (events learned), what, with what evidence, and whether it took."""
+
+    at: int
+    applied: bool
+    how: str  # "in place", "rebuilt", or why it was refused
+    evidence: Mapping[str, Any]
+    seconds: float
+
+
+class SelfTunedRecommender:
+    """An engine that searches its own config on the recent stream and swaps to winners warm.
+
+    Examples
+    --------
+    >>> from online.base import Interaction
+    >>> tuned = SelfTunedRecommender(EngineConfig(k=2), searcher=None)
+    >>> tuned.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0)])
+    >>> [item for item, _ in tuned.recommend("u2").items], tuned.searches
+    (['a', 'b'], 0)
+    """
+
+    def __init__(self, config: EngineConfig | None = None, *, searcher: Searcher | None,
+                 schedule: Schedule | None = None) -> None:
+        self.engine = StreamingRecommender(config or EngineConfig())
+        self.schedule = schedule = schedule or Schedule()
+        self.searcher = searcher
+        self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
+        self.events = 0
+        self.searches = 0
+        self.search_cpu_s = 0.0
+        self.swaps: list[Swap] = []
+        self.results: list[tuple[int, Mapping[str, Any]]] = []  # (events learned, evidence) per search
+        self._next_search = schedule.first
+        self._drift = None
+        self._served_hits = 0
+        self._served_evaluated = 0
+
+    # -- the engine contract ----------------------------------------------------------------
+    @property
+    def config(self) -> EngineConfig:
+        return self.engine.config
+
+    @property
+    def blend(self) -> Any:
+        return self.engine.blend
+
+    @property
+    def prequential(self) -> Any:
+        return self.engine.prequential
+
+    @property
+    def n_users(self) -> int:
+        return self.engine.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.engine.n_items
+
+    @property
+    def events_learned(self) -> int:
+        return self.engine.events_learned
+
+    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+        before = self.engine.prequential.hits, self.engine.prequential.evaluated
+        self.engine.learn_many(interactions)
+        self._kept.extend(interactions)
+        self.events += len(interactions)
+        self._watch_drift(before)
+        if self.searcher is not None and self.events >= self._next_search:
+            self.search_now()
+
+    def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
+                  rec_id: str | None = None) -> Ranking:
+        return self.engine.recommend(user_id, k, exclude, record, rec_id)
+
+    def user_state(self, user_id: str) -> Any:
+        return self.engine.user_state(user_id)
+
+    def user_ids(self) -> list[str]:
+        return self.engine.user_ids()
+
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+        return self.engine.export_users(user_ids)
+
+    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
+        return self.engine.import_users(states)
+
+    def stats(self) -> dict[str, float]:
+        out = self.engine.stats()
+        out["selftune_searches"] = self.searches
+        out["selftune_swaps"] = sum(1 for swap in self.swaps if swap.applied)
+        out["selftune_refused"] = sum(1 for swap in self.swaps if not swap.applied)
+        out["selftune_search_cpu_s"] = self.search_cpu_s
+        return out
+
+    # -- searching --------------------------------------------------------------------------
+    def window(self) -> list[Interaction]:
+        """The events a search may see now: the most recent ``schedule.window`` already learned."""
+        kept = self._kept
+        size = min(len(kept), self.schedule.window)
+        return list(kept)[len(kept) - size:]
+
+    def search_now(self) -> Any:
+        """Run the searcher on the window now and apply its winner if accepted; returns its result."""
+        schedule = self.schedule
+        self._next_search = self.events + schedule.every
+        started = time.process_time()
+        result = self.searcher(self.window(), self.engine.config)
+        self.search_cpu_s += time.process_time() - started
+        self.searches += 1
+        evidence = dict(result.evidence())
+        self.results.append((self.events, evidence))
+        if result.accepted:
+            self.apply(result.best_config, evidence)
+        return result
+
+    def _watch_drift(self, before: tuple[int, int]) -> None:
+        """Feed the served hits of the batch to ADWIN; a change brings the next search forward."""
+        if not self.schedule.drift or self.searcher is None:
+            return
+        if self._drift is None:
+            from river.drift import ADWIN  # river only when drift watching is on
+
+            self._drift = ADWIN(delta=self.schedule.drift_delta)
+        stats = self.engine.prequential
+        hits, evaluated = stats.hits - before[0], stats.evaluated - before[1]
+        for n in range(evaluated):
+            self._drift.update(1.0 if n < hits else 0.0)
+            if self._drift.drift_detected:
+                soonest = self.events + 1
+                earliest = (self.results[-1][0] if self.results else 0) + max(1, self.schedule.every // 4)
+                if self._next_search > max(soonest, earliest):
+                    self._next_search = max(soonest, earliest)
+                    log.info("served hit rate changed at %d events: next search at %d", self.events,
+                             self._next_search)
+
+    # -- swapping ---------------------------------------------------------------------------
+    def apply(self, config: EngineConfig, evidence: Mapping[str, Any] | None = None) -> Swap:
+        """Serve ``config`` from now on: in place when only blend weights differ, else rebuilt warm
+        (:func:`build` on the kept events, then :meth:`commit`). The old engine stays if the new one
+        fails. A worker calls :meth:`kept`, :func:`build` elsewhere, then :meth:`commit` instead."""
+        started = time.perf_counter()
+        evidence = dict(evidence or {})
+        if _only_weights_differ(self.engine.config, config):
+            try:
+                self.engine.set_blend_weights(dict(config.blend.weights))
+            except ValueError as exc:
+                return self._refused(exc, evidence, started)
+            swap = Swap(self.events, True, "in place", evidence, time.perf_counter() - started)
+            self.swaps.append(swap)
+            return swap
+        position, events = self.kept()
+        try:
+            fresh = build(config, events)
+        except Exception as exc:  # a config that cannot even be built must never take the worker down
+            return self._refused(exc, evidence, started)
+        return self.commit(fresh, position, evidence, started=started)
+
+    def kept(self) -> tuple[int, list[Interaction]]:
+        """``(events learned so far, the kept events)``: what :func:`build` needs, and the position
+        :meth:`commit` catches up from."""
+        return self.events, list(self._kept)
+
+    def commit(self, fresh: StreamingRecommender, built_at: int, evidence: Mapping[str, Any] | None = None, *,
+               started: float | None = None) -> Swap:
+        """Swap to ``fresh`` (built from the events kept at ``built_at``) at this micro-batch boundary:
+        it learns the events that arrived since, takes over every user and the prequential counters
+        (:meth:`~online.engine.StreamingRecommender.adopt`, O(1)), and serves if its checks pass."""
+        started = time.perf_counter() if started is None else started
+        evidence = dict(evidence or {})
+        behind = self.events - built_at
+        if behind > len(self._kept):
+            return self._refused(ValueError(f"built {behind:,} events ago, more than the {len(self._kept):,} kept"),
+                                 evidence, started)
+        try:
+            kept = self._kept
+            missed = [kept[i] for i in range(len(kept) - behind, len(kept))] if behind else []
+            for start in range(0, len(missed), _REBUILD_CHUNK):
+                fresh.learn_many(missed[start:start + _REBUILD_CHUNK])
+            old = self.engine
+            fresh.adopt(old)
+            problem = _check(fresh, old)
+            if problem:  # the old engine still holds its users, untouched: the checks record nothing
+                raise ValueError(problem)
+        except Exception as exc:  # a config that cannot serve must never take the worker down
+            return self._refused(exc, evidence, started)
+        self.engine = fresh
+        swap = Swap(self.events, True, "rebuilt", evidence, time.perf_counter() - started)
+        self.swaps.append(swap)
+        log.info("serving a new engine config since %d events (%s)", self.events, evidence.get("config", ""))
+        return swap
+
+    def _refused(self, exc: BaseException, evidence: dict[str, Any], started: float) -> Swap:
+        log.error("config swap refused, keeping the serving config: %s", exc)
+        swap = Swap(self.events, False, f"refused: {exc}", evidence, time.perf_counter() - started)
+        self.swaps.append(swap)
+        return swap
+
+
+def build(config: EngineConfig, events: Sequence[Interaction]) -> StreamingRecommender:
+    """A fresh engine under ``config`` that learned ``events`` (the kept window), with no users of
+    its own worth keeping: :meth:`SelfTunedRecommender.commit` hands it the serving engine's.
+    Module-level and pure, so a worker can run it in another process."""
+    fresh = StreamingRecommender(config)
+    for start in range(0, len(events), _REBUILD_CHUNK):
+        fresh.learn_many(events[start:start + _REBUILD_CHUNK])
+    return fresh
+
+
+def _only_weights_differ(current: EngineConfig, new: EngineConfig) -> bool:
+    """Whether ``new`` is ``current`` with other blend weights over the same strategies."""
+    if current.blend is None or new.blend is None:
+        return False
+    if [name for name, _ in current.blend.weights] != [name for name, _ in new.blend.weights]:
+        return False
+    return (dataclasses.replace(new.blend, weights=current.blend.weights) == current.blend
+            and dataclasses.replace(new, blend=current.blend) == current)
+
+
+def _check(fresh: StreamingRecommender, old: StreamingRecommender, users: int = 20) -> str | None:
+    """Why ``fresh`` must not serve (``None``: it may): lists for the most recent users must be
+    finite, and not empty where the old engine serves something."""
+    for user_id in old.user_ids()[-users:]:
+        new_items = fresh.recommend(user_id, record=False).items
+        if any(not math.isfinite(score) for _, score in new_items):
+            return f"non-finite scores for user {user_id}"
+        if not new_items and old.recommend(user_id, record=False).items:
+            return f"an empty list for user {user_id}, who is served by the current config"
+    return None
