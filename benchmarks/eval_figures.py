@@ -55,7 +55,9 @@ def run_row(args: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "eval.json"
         env_free = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}  # the shipped defaults, not this shell's
-        subprocess.run([sys.executable, "-m", "stream", "eval", *args, "--json", str(out), "--no-progress"],
+        # the fixed configurations the figures were recorded with: no self-tuning (on by default since)
+        subprocess.run([sys.executable, "-m", "stream", "eval", *args, "--self-tune", "off", "--json", str(out),
+                        "--no-progress"],
                        cwd=ROOT, env=env_free, check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
 

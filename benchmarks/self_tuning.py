@@ -72,7 +72,7 @@ def load_stream(name: str, events: int) -> list:
 def run_row(stream: str, events: int, label: str, config: EngineConfig | None, trials: int | None) -> dict[str, Any]:
     """One replay; ``config`` ``None`` means the self-tuned defaults."""
     from online.evaluation import iter_prequential
-    from online.search import SelfTunedRecommender, search
+    from online.search import SelfTunedRecommender, searcher
     from stream.settings import Settings
 
     data = load_stream(stream, events)
@@ -83,7 +83,7 @@ def run_row(stream: str, events: int, label: str, config: EngineConfig | None, t
         if trials is not None:
             search_config = dataclasses.replace(search_config, trials=trials)
         engine: Any = SelfTunedRecommender(EngineConfig(), schedule=settings.schedule(),
-                                           searcher=lambda window, serving: search(window, serving, search_config))
+                                           searcher=searcher(search_config))
         final = list(iter_prequential(data, engine=engine))[-1]
         extra = {"search_cpu_s": engine.search_cpu_s, "searches": [
             {"at": at, "gain": e["gain"], "accepted": e["accepted"], "serving_hr": e["serving_hr"],

@@ -106,6 +106,8 @@ class TopicSettings(_Section):
     dlq: str = _leaf("events-dlq", "dead-letter topic", flat="topic_dlq")
     model_updates: str = _leaf("model-updates", "encoder version announcements", flat="topic_model_updates")
     tuning: str = _leaf("tuning", "tuner snapshots", flat="topic_tuning")
+    config_updates: str = _leaf("config-updates", "winning engine configs of the tuner, with their evidence",
+                                flat="topic_config_updates")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ _HELP = {
     "search_checkpoints": "points of a trial's replay where the pruner may stop a losing trial",
     "search_min_gain": "relative HR@k gain over the serving config a winner needs",
     "search_z": "paired standard errors by which a winner must beat the serving config",
+    "search_holdout": "share of a window's scored events (the most recent) kept out of choosing the winner, "
+                      "on which it must prove its gain",
     "search_seed": "seed of the sampler (none: unseeded)",
     "search_strategies": "strategies the search may switch on, comma-separated",
     "search_startup_trials": "random trials before TPE models the space",
@@ -486,6 +490,7 @@ class Settings:
             TopicSpec(t.dlq, 1),
             TopicSpec(t.model_updates, 1),
             TopicSpec(t.tuning, 1),
+            TopicSpec(t.config_updates, 1),
         ]
 
     def blend_config(self, weights: str | None = None, **changes: Any) -> BlendConfig:

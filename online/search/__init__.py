@@ -23,7 +23,7 @@ from __future__ import annotations
 from online.search.loop import Schedule, SelfTunedRecommender
 from online.search.replay import WindowScore, score_window
 from online.search.space import SEARCHED, Candidate, SearchSpace
-from online.search.study import SearchConfig, SearchResult, search
+from online.search.study import SearchConfig, SearchResult, search, searcher
 
 __all__ = ["SEARCHED", "Candidate", "Schedule", "SearchConfig", "SearchResult", "SearchSpace", "SelfTunedRecommender",
-           "WindowScore", "score_window", "search"]
+           "WindowScore", "score_window", "search", "searcher"]

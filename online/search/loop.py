@@ -7,8 +7,10 @@ it has already learned, to a *searcher*: :func:`online.search.study.search` in-p
 (``streamrec eval``), or nothing at all in a worker, whose searches run in the
 ``streamrec tuner`` process and arrive through :meth:`SelfTunedRecommender.apply`.
 
-A search is due ``first`` events after the start, then every ``every`` events, and early
-(at most once per ``every // 4`` events) when ADWIN sees the served hit rate change.
+A search is due ``first`` events after the start; then the spacing doubles (at 2×, 4×, ...
+``first``) until it reaches ``every``: early on little is known and the stream changes the
+picture fast, while each search still sees twice what the one before saw. A search also
+comes early (at most once per ``every // 4`` events) when ADWIN sees the served hit rate change.
 
 A swap is warm: the new engine learns the kept events in the background of the stream (in
 eval: in place), then takes over every user's history and seen items from the old one, so
@@ -44,12 +46,13 @@ _REBUILD_CHUNK = 2_000
 class Schedule:
     """When searches run and how much of the stream they see, in events.
 
-    ``first``: events before the first search; ``every``: events between searches; ``window``:
+    ``first``: events before the first search; ``every``: the longest spacing between searches
+    (spacings double from ``first`` up to it); ``window``:
     the most recent events a search replays; ``keep``: the most recent events kept for warm
     swaps (at least ``window``); ``drift``: search early when the served hit rate changes.
     """
 
-    first: int = 5_000
+    first: int = 2_000
     every: int = 25_000
     window: int = 20_000
     keep: int = 50_000
@@ -170,7 +173,7 @@ class SelfTunedRecommender:
     def search_now(self) -> Any:
         """Run the searcher on the window now and apply its winner if accepted; returns its result."""
         schedule = self.schedule
-        self._next_search = self.events + schedule.every
+        self._next_search = self.events + min(self.events, schedule.every)  # spacing doubles up to `every`
         started = time.process_time()
         result = self.searcher(self.window(), self.engine.config)
         self.search_cpu_s += time.process_time() - started

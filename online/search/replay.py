@@ -40,14 +40,21 @@ class WindowScore:
     cpu_s: float
     engine: StreamingRecommender | None = None  # the engine at the window's end, when asked for
 
-    def paired(self, other: WindowScore) -> tuple[float, float, int]:
+    def hr_between(self, start: int = 0, stop: int | None = None) -> float:
+        """HR@k over the scored events ``start:stop`` (those evaluated)."""
+        part = self.outcomes[start:stop]
+        seen = part[part >= 0]
+        return float((seen > 0).mean()) if len(seen) else 0.0
+
+    def paired(self, other: WindowScore, start: int = 0, stop: int | None = None) -> tuple[float, float, int]:
         """``(mean HR difference, its standard error, events)`` of this config minus ``other`` on the
-        events both evaluated."""
-        both = (self.outcomes >= 0) & (other.outcomes >= 0)
+        scored events ``start:stop`` both evaluated."""
+        mine, theirs = self.outcomes[start:stop], other.outcomes[start:stop]
+        both = (mine >= 0) & (theirs >= 0)
         n = int(both.sum())
         if n < 2:
             return 0.0, math.inf, n
-        diff = (self.outcomes[both] > 0).astype(float) - (other.outcomes[both] > 0).astype(float)
+        diff = (mine[both] > 0).astype(float) - (theirs[both] > 0).astype(float)
         return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n)), n
 
 

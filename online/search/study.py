@@ -9,10 +9,14 @@ stops trials that lose at the checkpoints of their replay, so a search costs min
 serving config and the shipped default blend are enqueued as the first trials, so the search
 starts from what runs and can only add to it.
 
-A winner is *accepted* only on paired evidence: on the window's scored events it must beat
-the serving config's HR@k by ``min_gain`` (relative) and by ``z`` standard errors of the
-per-event difference. The caller serves an accepted config from then on; the window never
-holds an event after the moment the search started (no hindsight).
+A winner is *accepted* only on paired evidence that did not choose it. The scored events are
+split in time: trials are ranked (and the sampler guided) by HR@k on the earlier part; the
+most recent ``holdout`` share is kept out of the choice, and on it the winner must beat the
+serving config's HR@k by ``min_gain`` (relative) and by ``z`` standard errors of the
+per-event difference. The best of forty trials on the same events would beat anything by
+luck (the winner's curse); on events it was not chosen on, it has to be better. The caller
+serves an accepted config from then on; the window never holds an event after the moment the
+search started (no hindsight).
 
 Studies persist in any Optuna storage (``sqlite:///tuner.db``, a database URL several tuners
 share); a study that already holds trials continues where it stopped (a killed tuner loses
@@ -44,8 +48,9 @@ class SearchConfig:
     ``trials`` and ``timeout_s`` bound a search (whichever comes first); ``warm_fraction`` of
     the window is learned before scoring starts; ``batch`` is the micro-batch of the replay
     (1: every event scored against a list served after the user's previous event, as
-    ``streamrec eval``); ``checkpoints`` per replay feed the pruner; a winner needs
-    ``min_gain`` relative HR@k and ``z`` paired standard errors over the serving config.
+    ``streamrec eval``); ``checkpoints`` per replay feed the pruner; trials are ranked on the
+    scored events before the last ``holdout`` share, on which a winner then needs ``min_gain``
+    relative HR@k and ``z`` paired standard errors over the serving config.
     """
 
     trials: int = 40
@@ -55,6 +60,7 @@ class SearchConfig:
     checkpoints: int = 4
     min_gain: float = 0.02
     z: float = 2.0
+    holdout: float = 0.34
     seed: int | None = 0
     strategies: tuple[str, ...] = SEARCHED
     startup_trials: int = 10
@@ -68,6 +74,8 @@ class SearchConfig:
             raise ValueError("timeout_s must be > 0 (or None: no limit)")
         if not (self.min_gain >= 0 and self.z >= 0):
             raise ValueError("min_gain and z must be >= 0")
+        if not 0.0 < self.holdout < 1.0:
+            raise ValueError("holdout must be in (0, 1)")
         SearchSpace(self.strategies)  # validates the names
 
 
@@ -88,9 +96,9 @@ class SearchResult:
     """What a search found and the evidence for it.
 
     ``accepted`` says whether ``best`` should replace the serving config. ``gain`` is the
-    relative HR@k gain of the best trial over the serving config on the same window,
-    ``diff``/``se`` the paired per-event difference and its standard error; ``reason`` says
-    why a winner was or was not accepted.
+    relative HR@k gain of the best trial over the serving config on the held-out events of the
+    same window, ``diff``/``se`` the paired per-event difference there and its standard error;
+    ``reason`` says why a winner was or was not accepted.
     """
 
     accepted: bool
@@ -164,18 +172,22 @@ def search(window: Sequence[Interaction], serving: EngineConfig, config: SearchC
         candidate = space.sample(trial)
 
         def report(fraction: float, hr: float) -> None:
+            if fraction > 1.0 - config.holdout:
+                return  # the held-out events choose nothing, not even which trials go on
             step = round(fraction * config.checkpoints)
             trial.report(_relative(hr, serving_at[step]), step=step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
         score = score_window(candidate.config(serving), window, report=report, **replay)
+        cut = _cut(score, config.holdout)
         trial.set_user_attr("hr", score.hr)
+        trial.set_user_attr("hr_select", score.hr_between(0, cut))
         trial.set_user_attr("ndcg", score.ndcg)
         trial.set_user_attr("cpu_s", score.cpu_s)
         trial.set_user_attr("window_events", len(window))
         scores[trial.number] = (score, candidate)
-        return _relative(score.hr, serving_score.hr)
+        return _relative(score.hr_between(0, cut), serving_score.hr_between(0, cut))
 
     def follow(study_: Any, trial: Any) -> None:
         state = {"COMPLETE": "complete", "PRUNED": "pruned"}.get(trial.state.name, "failed")
@@ -190,6 +202,24 @@ def search(window: Sequence[Interaction], serving: EngineConfig, config: SearchC
                    catch=(ValueError, ArithmeticError))
     wall, cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
     return _decide(serving_score, scores, config, serving, records, len(window), cpu, wall)
+
+
+def _cut(score: WindowScore, holdout: float) -> int:
+    """Where the held-out (most recent) scored events begin."""
+    return int(len(score.outcomes) * (1.0 - holdout))
+
+
+def searcher(config: SearchConfig, *, study: Any = None,
+             on_trial: Callable[[TrialRecord, int], None] | None = None) -> Callable[..., SearchResult]:
+    """A searcher for :class:`~online.search.loop.SelfTunedRecommender`: :func:`search` with one study
+    kept across its searches (in memory unless ``study`` is given), so each search starts from what
+    the earlier ones learned about the space (trial values are relative, so they stay comparable)."""
+    kept = study if study is not None else create_study(config)
+
+    def run(window: Sequence[Interaction], serving: EngineConfig) -> SearchResult:
+        return search(window, serving, config, study=kept, on_trial=on_trial)
+
+    return run
 
 
 def _relative(hr: float, serving_hr: float) -> float:
@@ -216,16 +246,20 @@ def _decide(serving: WindowScore, scores: dict[int, tuple[WindowScore, Candidate
     if not scores:
         return SearchResult(False, "no trial completed", best=None, best_config=None, best_candidate=None,
                             gain=0.0, diff=0.0, se=math.inf, **common)
-    number = max(scores, key=lambda n: scores[n][0].hr)
+    cut = _cut(serving, config.holdout)
+    number = max(scores, key=lambda n: scores[n][0].hr_between(0, cut))  # chosen before the held-out events
     best, candidate = scores[number]
-    diff, se, _ = best.paired(serving)
-    gain = best.hr / serving.hr - 1.0 if serving.hr > 0 else (math.inf if best.hr > 0 else 0.0)
+    diff, se, _ = best.paired(serving, cut)  # judged on them only
+    held_best, held_serving = best.hr_between(cut), serving.hr_between(cut)
+    gain = held_best / held_serving - 1.0 if held_serving > 0 else (math.inf if held_best > 0 else 0.0)
     if gain < config.min_gain:
-        accepted, reason = False, f"best gain {gain:+.1%} is below the {config.min_gain:.0%} a swap needs"
+        accepted, reason = False, f"held-out gain {gain:+.1%} is below the {config.min_gain:.0%} a swap needs"
     elif not diff > config.z * se:
-        accepted, reason = False, f"gain {gain:+.1%} is within {config.z:g} paired standard errors ({se:.4f})"
+        accepted, reason = False, (f"held-out gain {gain:+.1%} is within {config.z:g} paired standard errors "
+                                   f"({se:.4f})")
     else:
-        accepted, reason = True, f"gain {gain:+.1%}, {diff / se if se > 0 else math.inf:.1f} paired standard errors"
+        accepted, reason = True, (f"held-out gain {gain:+.1%}, {diff / se if se > 0 else math.inf:.1f} paired "
+                                  f"standard errors")
     log.info("search on %d events: serving HR %.4f, best HR %.4f (trial %d): %s", events, serving.hr, best.hr,
              number, reason)
     return SearchResult(accepted, reason, best=best, best_config=candidate.config(base), best_candidate=candidate,

@@ -262,15 +262,16 @@ def _run(args: argparse.Namespace) -> int:
                   f"self-tuning {'on' if self_tune else 'off'}")
     final: dict[str, Any] = {}
     trajectory: list[dict[str, Any]] = []
-    progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("HR@{task.fields[k]} {task.fields[hr]:.4f}"), TimeRemainingColumn(),
                         console=console, disable=args.no_progress, transient=True)
     with progress:
-        task = progress.add_task("replay", total=len(events), k=args.k, hr=0.0)
+        task = progress.add_task("replaying", total=len(events), k=args.k, hr=0.0)
         searching["progress"], searching["task"] = progress, task
         for snap in iter_prequential(events, engine=engine, batch_size=args.batch_size,
                                      every=max(1, len(events) // 50),
-                                     on_progress=lambda done, _total: progress.update(task, completed=done)):
+                                     on_progress=lambda done, _total: progress.update(task, completed=done,
+                                                                                   description="replaying")):
             progress.update(task, hr=snap[f"hr@{args.k}"])
             trajectory.append(_trajectory_point(engine, snap, trajectory))
             final = snap
@@ -303,23 +304,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _self_tuned(config: EngineConfig, settings: Settings, searching: dict[str, Any]) -> Any:
     """The production loop: the engine, searched at the tuner's cadence by the tuner's search."""
-    from online.search import SelfTunedRecommender, search
+    from online.search import SelfTunedRecommender, searcher
 
     search_config = settings.search_config()
 
-    def searcher(window: list, serving: EngineConfig) -> Any:
+    def on_trial(record: Any, n: int) -> None:
         progress, task = searching.get("progress"), searching.get("task")
-
-        def on_trial(record: Any, n: int) -> None:
-            if progress is not None:
-                progress.update(task, description=f"searching {n}/{search_config.trials}")
-
-        result = search(window, serving, search_config, on_trial=on_trial)
         if progress is not None:
-            progress.update(task, description="replay")
-        return result
+            progress.update(task, description=f"search: trial {n}/{search_config.trials}")
 
-    return SelfTunedRecommender(config, searcher=searcher, schedule=settings.schedule())
+    return SelfTunedRecommender(config, searcher=searcher(search_config, on_trial=on_trial),
+                                schedule=settings.schedule())
 
 
 def _self_tune_report(engine: Any) -> dict[str, Any]:

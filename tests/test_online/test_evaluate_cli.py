@@ -112,3 +112,25 @@ def test_set_errors_are_one_line(capsys, argv, message):
     assert _run(argv + ["--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_eval_runs_the_production_loop_by_default_searching_only_the_past(tmp_path):
+    out = tmp_path / "r.json"
+    assert _run(["--generated", "5000", "--weights", "popularity=1", "--fixed-weights", "--json", str(out),
+                 "--no-progress", "--set", "search_first=2500", "--set", "search_every=100000",
+                 "--set", "search_window=2000", "--set", "search_keep=2500", "--set", "search_trials=4",
+                 "--set", "search_startup_trials=2", "--set", "search_drift=false"]) == 0
+    report = json.loads(out.read_text())
+    tuning = report["self_tune"]
+    assert tuning["on"] and [search["at"] for search in tuning["searches"]] == [2500, 5000]  # spacing doubles
+    search = tuning["searches"][0]
+    assert search["window_events"] == 2000 and search["trials"] == 4
+    if search["accepted"]:  # popularity alone is easy to beat on the drifting stream; the swap is then served
+        assert tuning["swaps"][0]["applied"] and report["engine_final"] != report["engine"]
+
+
+def test_self_tuning_can_be_switched_off(tmp_path):
+    out = tmp_path / "r.json"
+    assert _run(["--generated", "3000", "--self-tune", "off", "--json", str(out), "--no-progress",
+                 "--set", "search_first=1000"]) == 0
+    assert json.loads(out.read_text())["self_tune"] == {"on": False}
