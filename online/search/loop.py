@@ -32,6 +32,7 @@ from typing import Any
 
 from online.base import Interaction, Ranking
 from online.engine import EngineConfig, StreamingRecommender
+from online.wrapping import WrapsEngine
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Swap:
     seconds: float
 
 
-class SelfTunedRecommender:
+class SelfTunedRecommender(WrapsEngine):
     """An engine that searches its own config on the recent stream and swaps to winners warm.
 
     Examples
@@ -85,8 +86,8 @@ class SelfTunedRecommender:
     >>> from online.base import Interaction
     >>> tuned = SelfTunedRecommender(EngineConfig(k=2), searcher=None)
     >>> tuned.learn_many([Interaction("u1", "a", 0.0), Interaction("u1", "b", 1.0)])
-    >>> [item for item, _ in tuned.recommend("u2").items], tuned.searches
-    (['a', 'b'], 0)
+    >>> [item for item, _ in tuned.recommend("u2").items], tuned.searches  # "b" is the fresher
+    (['b', 'a'], 0)
     """
 
     def __init__(self, config: EngineConfig | None = None, *, searcher: Searcher | None,
@@ -102,34 +103,8 @@ class SelfTunedRecommender:
         self.results: list[tuple[int, Mapping[str, Any]]] = []  # (events learned, evidence) per search
         self._next_search = schedule.first
         self._drift = None
-        self._served_hits = 0
-        self._served_evaluated = 0
 
-    # -- the engine contract ----------------------------------------------------------------
-    @property
-    def config(self) -> EngineConfig:
-        return self.engine.config
-
-    @property
-    def blend(self) -> Any:
-        return self.engine.blend
-
-    @property
-    def prequential(self) -> Any:
-        return self.engine.prequential
-
-    @property
-    def n_users(self) -> int:
-        return self.engine.n_users
-
-    @property
-    def n_items(self) -> int:
-        return self.engine.n_items
-
-    @property
-    def events_learned(self) -> int:
-        return self.engine.events_learned
-
+    # -- the engine contract (the rest is online.wrapping.WrapsEngine) -------------------------
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         before = self.engine.prequential.hits, self.engine.prequential.evaluated
         self.engine.learn_many(interactions)
@@ -142,18 +117,6 @@ class SelfTunedRecommender:
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
                   rec_id: str | None = None) -> Ranking:
         return self.engine.recommend(user_id, k, exclude, record, rec_id)
-
-    def user_state(self, user_id: str) -> Any:
-        return self.engine.user_state(user_id)
-
-    def user_ids(self) -> list[str]:
-        return self.engine.user_ids()
-
-    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
-        return self.engine.export_users(user_ids)
-
-    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
-        return self.engine.import_users(states)
 
     def stats(self) -> dict[str, float]:
         out = self.engine.stats()

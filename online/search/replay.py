@@ -80,6 +80,14 @@ def score_window(config: EngineConfig, window: Sequence[Interaction], *, warm_fr
     """
     if batch < 1 or checkpoints < 1:
         raise ValueError("batch and checkpoints must be >= 1")
+    # A search explores: some configs diverge (an MF learning rate at the top of its range). Their
+    # scores turn non-finite, the blend ranks those last, and the trial simply scores low.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _replay(config, window, warm_fraction, batch, checkpoints, report, keep_engine)
+
+
+def _replay(config: EngineConfig, window: Sequence[Interaction], warm_fraction: float, batch: int,
+            checkpoints: int, report: Callable[[float, float], None] | None, keep_engine: bool) -> WindowScore:
     started = time.process_time()
     engine = StreamingRecommender(config)
     begin = split(window, warm_fraction)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from online.tuning.policy import ArmPolicy
 from online.tuning.safety import finite_scores
 from online.tuning.shadows import ShadowSearch, arm_labels
 from online.tuning.weights import KEEP, WeightSearch
+from online.wrapping import WrapsEngine
 
 DEFAULT_TUNED_WEIGHTS = (("popularity", 0.2), ("cooccurrence", 1.0), ("next_item", 0.3), ("mf", 0.3))
 
@@ -84,7 +85,7 @@ class _Pool:
         return self._features
 
 
-class TunedRecommender:
+class TunedRecommender(WrapsEngine):
     """A drop-in engine that tunes learning rates and strategy weights online.
 
     Parameters
@@ -114,7 +115,7 @@ class TunedRecommender:
                              "(use tuned_engine_config())")
         self.engine = engine
         self.tuner_config = config = config or TunerConfig()
-        blend = self.blend = engine.blend
+        blend = engine.blend
         blend.learner = None  # weights are the tuner's now
         self.k = engine.config.k
         seed = config.seed
@@ -152,26 +153,6 @@ class TunedRecommender:
         self.logged = 0
 
     # -- the engine's public API ------------------------------------------------------------------
-    @property
-    def config(self) -> EngineConfig:
-        return self.engine.config
-
-    @property
-    def prequential(self):
-        return self.engine.prequential
-
-    @property
-    def n_users(self) -> int:
-        return self.engine.n_users
-
-    @property
-    def n_items(self) -> int:
-        return self.engine.n_items
-
-    @property
-    def events_learned(self) -> int:
-        return self.engine.events_learned
-
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         """Score every arm on the users' served pools, learn the batch everywhere, then decide."""
         if not interactions:
@@ -211,15 +192,6 @@ class TunedRecommender:
         """The arms serving under full information: the champions (``"strategies=keep,mf=x1"``)."""
         parts = ([f"strategies={KEEP}"] if self.weights is not None else []) + [f"{name}=x1" for name in self.searches]
         return ",".join(parts) or None
-
-    def user_ids(self) -> list[str]:
-        return self.engine.user_ids()
-
-    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
-        return self.engine.export_users(user_ids)
-
-    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
-        return self.engine.import_users(states)
 
     def stats(self) -> dict[str, float]:
         out = self.engine.stats()

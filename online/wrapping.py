@@ -1,0 +1,56 @@
+"""What every engine that wraps a ``StreamingRecommender`` passes through to it, written once.
+
+The tuner (``online.tuning.TunedRecommender``) and the self-tuning loop
+(``online.search.SelfTunedRecommender``) each hold the engine that keeps the users and the
+models as ``self.engine`` and add a policy on top; readers (the processor's metrics, the
+handoff, eval) see the wrapped engine's state through these delegations, never through
+private attributes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from online.engine import EngineConfig, StreamingRecommender, UserState
+
+
+class WrapsEngine:
+    """Delegates the engine's state to ``self.engine`` (set by the subclass)."""
+
+    engine: StreamingRecommender
+
+    @property
+    def config(self) -> EngineConfig:
+        return self.engine.config
+
+    @property
+    def blend(self) -> Any:
+        return self.engine.blend
+
+    @property
+    def prequential(self) -> Any:
+        return self.engine.prequential
+
+    @property
+    def n_users(self) -> int:
+        return self.engine.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.engine.n_items
+
+    @property
+    def events_learned(self) -> int:
+        return self.engine.events_learned
+
+    def user_state(self, user_id: str) -> UserState | None:
+        return self.engine.user_state(user_id)
+
+    def user_ids(self) -> list[str]:
+        return self.engine.user_ids()
+
+    def export_users(self, user_ids: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+        return self.engine.export_users(user_ids)
+
+    def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
+        return self.engine.import_users(states)
