@@ -146,7 +146,8 @@ class StreamingRecommender:
         not copied: ``other`` must not learn or serve afterwards (``other.adopt(self)`` gives
         them back). Longer histories are cut to this engine's ``history_len`` as users return."""
         self._users = other._users
-        self.users_evicted += other.users_evicted
+        self.users_evicted = other.users_evicted
+        self.events_learned = other.events_learned  # the stream's count: what it relearned is part of it
         self.prequential = other.prequential
 
     def set_blend_weights(self, weights: Mapping[str, float]) -> None:

@@ -1,7 +1,7 @@
 """The composition root: builds the Faust app, its agents, metrics and web pages.
 
 Only this module wires the worker's runtime (``stream.worker``: the learning, the
-snapshots, the encoder handover) to Kafka (``stream.kafka``). Agents are a few lines
+snapshots, the encoder handover, the config handover) to Kafka (``stream.kafka``). Agents are a few lines
 each: take a micro-batch of raw messages, hand it to :class:`EventProcessor`,
 publish what it returns with :class:`BatchSender`, and only then let Faust ack
 (and later commit) the input offsets.
@@ -26,6 +26,7 @@ from stream.kafka.transport import PerBatchPrometheusMonitor, PromptTableManager
 from stream.settings import Settings
 from stream.wire.announcements import encode_tuning
 from stream.wire.messages import Output, RawMessage
+from stream.worker.config_handover import ConfigHandover, export_knobs
 from stream.worker.durability import StateKeeper
 from stream.worker.encoder_handover import EncoderHandover
 from stream.worker.handoff import PartitionHandoff
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
     app.before_commit = keeper.before_commit
+    export_knobs(metrics, settings, processor.engine.config)
     # consumer lag per partition, blend weights, delivery and snapshot counts (HR/NDCG: per batch)
     install_periodic_metrics(app, metrics, processor, keeper=keeper)
 
@@ -151,6 +153,13 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     async def swap_encoder(stream: Any) -> None:
         async for raw in stream:
             await encoder.handle(raw)
+
+    if callable(getattr(processor.engine, "commit", None)):  # self-tuning: serve the tuner's configs
+        configs = ConfigHandover(settings, processor, metrics, state_lock, aiokafka_security(settings))
+
+        @app.task
+        async def follow_config_updates() -> None:
+            await configs.run()
 
     if settings.tuner.enabled:
         tuning_key = f"{settings.kafka.app_id}:{os.uname().nodename}:{os.getpid()}".encode()

@@ -136,9 +136,9 @@ class ServingSettings(_Section):
 #: Meanings of the generated fields (the registry's knob help is the fallback).
 _HELP = {
     # EngineConfig
-    "popularity_weight": "blend weight of decayed popularity (fast path, blend off)",
-    "next_item_weight": "blend weight of next-item co-occurrence (fast path, blend off)",
-    "popularity_candidates": "popular items offered to every list",
+    "popularity_weight": "weight of decayed popularity in the fixed mix (blend off)",
+    "next_item_weight": "weight of next-item votes in the fixed mix (blend off)",
+    "popularity_candidates": "popular items the fixed mix offers to every list, besides the next-item votes",
     "history_len": "recent items kept per user",
     "max_seen": "items remembered per user as seen (never recommended again)",
     "max_users": "users kept in memory; least recently active evicted",

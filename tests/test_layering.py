@@ -29,7 +29,7 @@ STREAM_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("wire", ("stream.wire",)),
     ("settings", ("stream.settings",)),
     ("kafka", ("stream.kafka",)),
-    ("roles", ("stream.worker", "stream.trainer")),
+    ("roles", ("stream.worker", "stream.trainer", "stream.tuner")),
     ("composition root", ("stream.app",)),
     ("commands", ("stream.cli",)),
     ("entry point", ("stream.__main__",)),

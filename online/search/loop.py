@@ -174,7 +174,7 @@ class SelfTunedRecommender(WrapsEngine):
         fails. A worker calls :meth:`kept`, :func:`build` elsewhere, then :meth:`commit` instead."""
         started = time.perf_counter()
         evidence = dict(evidence or {})
-        if _only_weights_differ(self.engine.config, config):
+        if only_weights_differ(self.engine.config, config):
             try:
                 self.engine.set_blend_weights(dict(config.blend.weights))
             except ValueError as exc:
@@ -240,7 +240,7 @@ def build(config: EngineConfig, events: Sequence[Interaction]) -> StreamingRecom
     return fresh
 
 
-def _only_weights_differ(current: EngineConfig, new: EngineConfig) -> bool:
+def only_weights_differ(current: EngineConfig, new: EngineConfig) -> bool:
     """Whether ``new`` is ``current`` with other blend weights over the same strategies."""
     if current.blend is None or new.blend is None:
         return False

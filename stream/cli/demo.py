@@ -8,9 +8,15 @@ what was published, what the worker processed and dead-lettered (scraped from it
 and the prequential HR@k the consumer measures ("was the next item a user touched
 in the last list we published for that user").
 
+With self-tuning on (the default; ``STREAMREC_SELF_TUNE=0`` turns it off, and the bandit
+tuner ``--tuner`` replaces it) a ``streamrec tuner`` runs beside the worker: it searches the
+engine's whole config on the stream and announces winners, which the worker swaps in warm.
+The demo's stream is short, so the tuner searches once, on a small window with a few trials (see
+:func:`demo_search_settings`); the summary says how many searches ran and swaps were applied.
+
 Every process serves Prometheus metrics: the worker on ``--metrics-port`` P, the
 trainer on P+1, the demo itself (events replayed, lists consumed, latency seen by
-the consumer) on P+2. The demo writes a ``prometheus.yml`` for them into its work
+the consumer) on P+2, the tuner on P+3. The demo writes a ``prometheus.yml`` for them into its work
 folder; with ``--hold`` everything keeps running until Ctrl-C so Prometheus (and the
 Grafana dashboards of ``deploy/``) can be pointed at it. ``--report PATH`` writes a
 one-page PNG or HTML report of the run.
@@ -107,6 +113,32 @@ def prometheus_config(targets: dict[str, list[str]], *, interval: str = "5s",
                            for job, hosts in targets.items() if hosts],
     }
     return json.dumps(config, indent=2) + "\n"
+
+
+def tuner_port(base: int, taken: tuple[int, ...]) -> int:
+    """The tuner's metrics port: ``base + 3``, or a free port not in ``taken`` when ``base`` is 0."""
+    if base:
+        return base + 3
+    while True:
+        port = free_port()
+        if port not in taken:
+            return port
+
+
+def demo_search_settings(settings: Settings, events: int) -> Settings:
+    """The tuner's cadence for a demo: unchanged for a stream longer than one search period
+    (``search_every``); for a shorter one, one search just past the middle of the stream (the next,
+    spacings doubling, would come after its end) on the last fifth of it, with a few trials, so it
+    takes seconds and ends about with the replay. Early searches on drift are off: on a stream this
+    short ADWIN sees the hit rate climb as the models learn and would search every quarter of it."""
+    search = settings.search
+    if events >= search.every:
+        return settings
+    first = max(500, events // 2 + 1)
+    window = min(search.window, max(500, events // 5))
+    return settings.replace(search_first=first, search_every=max(first, events), search_window=window,
+                            search_keep=max(window, search.keep), search_trials=min(search.trials, 4),
+                            search_timeout_s=min(search.timeout_s or 5.0, 5.0), search_drift=False)
 
 
 def metrics_ports(base: int) -> tuple[int, int, int]:
@@ -212,6 +244,7 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         raise ValueError("the data set is empty")
     workdir = Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
     metrics_port, trainer_port, demo_port = metrics_ports(settings.metrics.port)
+    search_port = tuner_port(settings.metrics.port, (metrics_port, trainer_port, demo_port))
     registry = CollectorRegistry()
     demo_metrics = DemoMetrics.create(registry)
     host = settings.metrics.host
@@ -224,6 +257,10 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
             settings = settings.replace(tuner_publish_s=min(settings.tuner.publish_s, 1.0))
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
                                     trainer_metrics_port=trainer_port, data_dir=str(workdir / "worker"))
+        self_tune = settings.search.enabled and not settings.tuner.enabled
+        if self_tune:  # a study of this demo's own, and a cadence that fits its stream
+            settings = demo_search_settings(settings, len(events)).replace(
+                search_storage=f"sqlite:///{workdir / 'tuner.db'}")
         if options.trainer:  # the encoder is served through the blend; refresh early and often
             settings = settings.replace(
                 blend=settings.engine.blend or "default", trainer_dir=str(workdir / "checkpoints"),
@@ -234,6 +271,8 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         urls = {"streamrec-worker": metrics_url, "streamrec-demo": f"{demo_base}/metrics"}
         if options.trainer:
             urls["streamrec-trainer"] = f"http://{host}:{trainer_port}/metrics"
+        if self_tune:
+            urls["streamrec-tuner"] = f"http://{host}:{search_port}/metrics"
         prometheus_yml = workdir / "prometheus.yml"
         prometheus_yml.write_text(prometheus_config(
             {job: [url.split("/")[2]] for job, url in urls.items()}, interval="5s",
@@ -249,6 +288,12 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
             trainer = spawn_process(["trainer"], settings, trainer_log)
             console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.encoder.trainer_dir}; "
                           f"log {trainer_log.name}")
+        tuner = tuner_log = None
+        if self_tune:
+            tuner_log = open(workdir / "tuner.log", "wb")
+            tuner = spawn_process(["tuner", "--metrics-port", str(search_port)], settings, tuner_log)
+            console.print(f"tuner      pid {tuner.pid}; study {settings.search.storage} (optuna-dashboard opens it); "
+                          f"first search after {settings.search.first:,} events; log {tuner_log.name}")
         for job, url in urls.items():
             console.print(f"metrics    {job:<18} {url}")
         console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
@@ -261,6 +306,10 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
                                                TimeElapsedColumn(), console=console, transient=False),
                              demo_metrics, history)
             demo_metrics.consumer_hit_rate.labels(str(settings.serving.k)).set(summary[f"hr@{settings.serving.k}_consumer"])
+            if tuner is not None:
+                summary.update(_wait_for_self_tuning(metrics_url, urls["streamrec-tuner"], tuner,
+                                                     summary["events_processed"], console,
+                                                     min(started + options.timeout, time.time() + 20)))
             if trainer is not None:
                 summary["encoder_version_served"] = _wait_for_encoder(metrics_url, worker, trainer, console,
                                                                       started + options.timeout, history)
@@ -285,6 +334,9 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
             if trainer is not None:
                 stop_process(trainer)
                 trainer_log.close()
+            if tuner is not None:
+                stop_process(tuner)
+                tuner_log.close()
             collector.join(5)
     _print_summary(summary, console)
     if options.json_path:
@@ -318,6 +370,44 @@ def _wait_for_encoder(url: str, worker: Any, trainer: Any, console: Any, deadlin
         time.sleep(0.5)
     console.print("[yellow]no encoder version was served[/] (see the trainer's log)")
     return 0
+
+
+def _wait_for_self_tuning(worker_url: str, tuner_url: str, tuner: Any, processed: int, console: Any,
+                          deadline: float) -> dict[str, Any]:
+    """Wait (until ``deadline``) for the tuner's search (:func:`demo_search_settings`: one; none if it read the
+    whole stream first) and for the worker to have handled the version it announced; then what self-tuning
+    did, from both processes' metrics."""
+    tuner_samples: dict = {}
+    worker_samples: dict = {}
+    said = False
+    while time.time() < deadline and tuner.poll() is None:
+        try:
+            tuner_samples, worker_samples = scrape(tuner_url), scrape(worker_url)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        announced = total(tuner_samples, "streamrec_search_config_version")
+        handled = (total(worker_samples, "streamrec_config_version") >= announced
+                   or total(worker_samples, "streamrec_config_swaps_total", result="refused") > 0)
+        read = total(tuner_samples, "streamrec_search_events_consumed_total") >= processed
+        searched = total(tuner_samples, "streamrec_search_searches_total") >= 1  # the demo's cadence: one search
+        if (read or searched) and not total(tuner_samples, "streamrec_search_running") and handled:
+            break
+        if not said:
+            said = True
+            console.print("waiting for the tuner's last search and the worker's swap ...")
+        time.sleep(0.25)
+    else:
+        if tuner.poll() is not None:
+            console.print(f"[yellow]the tuner exited with code {tuner.returncode}[/] (see its log)")
+        else:
+            console.print("[yellow]the tuner had not finished by the deadline[/]; reporting what it did so far")
+    return {"self_tune_searches": int(total(tuner_samples, "streamrec_search_searches_total")),
+            "self_tune_accepted": int(total(tuner_samples, "streamrec_search_searches_total", result="accepted")),
+            "self_tune_trials": int(total(tuner_samples, "streamrec_search_trials_total")),
+            "self_tune_swaps_applied": int(total(worker_samples, "streamrec_config_swaps_total", result="applied")),
+            "self_tune_swaps_refused": int(total(worker_samples, "streamrec_config_swaps_total", result="refused")),
+            "self_tune_config_version": int(total(worker_samples, "streamrec_config_version"))}
 
 
 def _wait_metrics(url: str, worker: subprocess.Popen, deadline: float) -> dict:

@@ -92,6 +92,24 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     return trainer.run(once=args.once, should_stop=should_stop)
 
 
+def cmd_tuner(args: argparse.Namespace) -> int:
+    from stream.tuner.tuner import StreamTuner
+
+    settings = settings_from_args(args)
+    if not settings.search.enabled or settings.tuner.enabled:
+        why = ("self-tuning is off (STREAMREC_SELF_TUNE=false)" if not settings.search.enabled else
+               "the workers run the bandit tuner (STREAMREC_TUNER=true), which self-tuning does not run beside yet")
+        print(f"streamrec tuner: {why}; nothing to do", file=sys.stderr, flush=True)
+        return 0
+    should_stop = _stop_requested()
+    tuner = StreamTuner(settings, metrics_port=args.tuner_metrics_port)
+    metrics_url = tuner.serve_metrics()
+    print(f"streamrec tuner: events from {settings.topics.events} at {settings.kafka.bootstrap_servers}; study "
+          f"{settings.search.study!r} in {settings.search.storage}; announcing on {settings.topics.config_updates}; "
+          f"metrics {metrics_url}", file=sys.stderr, flush=True)
+    return tuner.run(should_stop=should_stop)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
@@ -186,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for readiness")
     _add_settings_flags(p, ("partitions", "topic_events", "topic_requests", "topic_recommendations",
-                            "topic_dlq", "topic_model_updates", "topic_tuning"))
+                            "topic_dlq", "topic_model_updates", "topic_tuning", "topic_config_updates"))
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("worker", help="run the Faust worker: learn from events, publish lists")
@@ -203,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs",
                             "trainer_device", "trainer_size", "metrics_host"))
     p.set_defaults(func=cmd_trainer)
+
+    p = sub.add_parser("tuner", help="search the whole engine config on the events stream; announce winners to "
+                                     "the workers")
+    p.add_argument("--metrics-port", dest="tuner_metrics_port", type=int, default=6068, metavar="PORT",
+                   help="port of the tuner's /metrics and health endpoints (on --metrics-host) [default 6068; "
+                        "0 = a free port]")
+    _add_settings_flags(p, tuple(leaf.flat for leaf in Settings.leaves()
+                                 if leaf.flat not in ("metrics_port", "trainer_metrics_port")))
+    p.set_defaults(func=cmd_tuner)
 
     p = sub.add_parser("publish", help="replay a data file into the events topic")
     p.add_argument("--data", required=True, help="the file to replay")
@@ -248,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a one-page report of the run (throughput, latency, HR@k, tuning) to PATH "
                         "(.png or .html)")
     _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life", "blend",
-                            "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "metrics_host"))
+                            "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "self_tune",
+                            "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)
 
     for module_name in ("stream.cli.evaluate", "stream.cli.tune", "stream.cli.encoder"):

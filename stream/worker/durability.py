@@ -36,7 +36,7 @@ from common.files import atomic_write_bytes
 from online.errors import SnapshotError
 from online.state import load_snapshot, snapshot_bytes
 from stream.settings import Settings
-from stream.worker.processor import EventProcessor
+from stream.worker.processor import EventProcessor, build_engine
 from stream.worker.progress import TopicPartition, from_keys, to_keys
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class StateKeeper:
         self.last_written: float | None = None
         self.last_seconds: float | None = None
         self.last_pause_seconds: float | None = None  # how long learning waited for the snapshot
+        self._configured_config: Any = None
         self.events_in_snapshot = 0  # the engine's events_learned when the last snapshot was taken
         self.committed: dict[TopicPartition, int] = {}  # offset last handed to Faust to commit
 
@@ -83,7 +84,10 @@ class StateKeeper:
             log.error("could not restore the learned state, starting cold: %s", exc)
             return False
         fresh = self.processor.engine  # built from the current settings (stream.worker.processor.build_engine)
-        wanted, found = (type(fresh), fresh.config), (type(snapshot.engine), getattr(snapshot.engine, "config", None))
+        # A self-tuned engine serves the tuner's config, not the configured one: what must match is the
+        # configuration it started from (recorded with the snapshot), not the one it swapped to since.
+        wanted = (type(fresh), self._configured())
+        found = (type(snapshot.engine), snapshot.metadata.get("configured", getattr(snapshot.engine, "config", None)))
         source = snapshot.metadata.get("source")
         if found != wanted or source != self._source():
             self._set_aside("stale")
@@ -161,7 +165,13 @@ class StateKeeper:
     def _metadata(self) -> dict[str, Any]:
         """What a snapshot carries beside the engine (built in the child when the writer forks)."""
         return {"recent_ids": self.processor.recent_ids.export(), "committed": to_keys(self.committed),
-                "source": self._source()}
+                "source": self._source(), "configured": self._configured()}
+
+    def _configured(self) -> Any:
+        """The config the worker's engine is built with from its settings (before any swap)."""
+        if self._configured_config is None:
+            self._configured_config = build_engine(self.settings).config
+        return self._configured_config
 
     def _fork_writer(self, covered: dict[TopicPartition, int]) -> int:
         """Fork; the child writes the snapshot (and the handoff files) and exits. Returns its pid.

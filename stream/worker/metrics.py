@@ -7,7 +7,8 @@ counters). Label values are bounded: event types, DLQ reasons, triggers, strateg
 and models are small fixed sets; consumer lag is per assigned partition.
 
 :class:`WorkerMetrics` is filled by :func:`record_tuning`, :func:`record_prequential`,
-:func:`record_encoder_swap` and :func:`install_periodic_metrics` (consumer lag per partition,
+:func:`record_encoder_swap`, :func:`record_engine_knobs` (the served config's knobs; config swaps are
+counted by ``stream.worker.config_handover``) and :func:`install_periodic_metrics` (consumer lag per partition,
 blend weights, delivery counts). The trainer's metrics are ``stream.trainer.metrics``; what
 every process shares (buckets, the ``/metrics`` server) is ``stream.observability``.
 """
@@ -91,6 +92,9 @@ class WorkerMetrics(NamedTuple):
     tuner_feedback_events: Counter
     tuner_strategy_weight: Gauge
     encoder_age: _AgeGauge
+    config_swaps: Counter
+    config_version: Gauge
+    engine_knob: Gauge
     #: last cumulative counts seen in tuner snapshots (``record_tuning`` turns them into increments)
     seen: dict
 
@@ -197,6 +201,17 @@ class WorkerMetrics(NamedTuple):
                 f"{prefix}_blend_strategy_weight is the blend's weight with or without it)",
                 ["strategy"], registry=registry),
             encoder_age=age,
+            config_swaps=Counter(
+                f"{prefix}_config_swaps",
+                "Engine configs announced by the tuner on config-updates, by result: applied (served from then "
+                "on) or refused (unreadable, failed to build or failed its checks; the served config stays)",
+                ["result"], registry=registry),
+            config_version=Gauge(f"{prefix}_config_version",
+                                 "Version of the tuner's config this worker serves (0 = the configured one)",
+                                 registry=registry),
+            engine_knob=Gauge(f"{prefix}_engine_knob",
+                              "Each numeric knob of the engine config served (flat setting names; blend weights "
+                              "as weight:<strategy>; booleans 0/1)", ["knob"], registry=registry),
             seen={},
         )
         for result in ("matched", "unknown"):
@@ -213,6 +228,8 @@ class WorkerMetrics(NamedTuple):
             metrics.encoder_swaps.labels(result)
         for trigger in ("push", "request"):
             metrics.recommendations_published.labels(trigger)
+        for result in ("applied", "refused"):
+            metrics.config_swaps.labels(result)
         return metrics
 
 
@@ -266,6 +283,21 @@ def record_tuning(metrics: WorkerMetrics, snapshot: Mapping[str, Any]) -> None:
     for name, probability in (strategies.get("probabilities") or {}).items():
         metrics.tuner_strategy_probability.labels(name).set(probability)
         metrics.tuner_arm_probability.labels(STRATEGIES_DECISION, name).set(probability)
+
+
+def record_engine_knobs(metrics: WorkerMetrics, knobs: Mapping[str, float]) -> None:
+    """Set ``streamrec_engine_knob{knob}`` to the served config's ``knobs`` and drop knobs it no longer has
+    (a strategy switched off, an optional knob set to none)."""
+    gauge = metrics.engine_knob
+    previous = metrics.seen.get(("knobs",), set())
+    for name, value in knobs.items():
+        gauge.labels(name).set(value)
+    for name in previous - set(knobs):
+        try:
+            gauge.remove(name)
+        except KeyError:
+            pass
+    metrics.seen[("knobs",)] = set(knobs)
 
 
 def record_encoder_swap(metrics: WorkerMetrics, version: int, trained_at: float | None) -> None:

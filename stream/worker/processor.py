@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from online.base import Interaction
+from online.base import Engine, Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
 from stream.kafka.batch_guard import UndecodableBatch
@@ -47,27 +47,32 @@ def _invalid(exc: Exception, message: RawMessage) -> Invalid:
     return Invalid("unprocessable", f"{type(exc).__name__}: {exc}"[:500])
 
 
-def build_engine(settings: Settings) -> StreamingRecommender:
-    """The engine a worker with ``settings`` runs: the fast engine, the blend, or the tuned blend."""
+def build_engine(settings: Settings) -> Engine:
+    """The engine a worker with ``settings`` runs: the fast engine or the blend, inside the self-tuning
+    loop when ``self_tune`` is on (it searches nothing itself: ``streamrec tuner`` does, and
+    ``stream.worker.config_handover`` swaps its winners in), or the blend under the bandit tuner
+    (the two do not run together yet: the bandit tuner wins)."""
     config = settings.engine_config()
-    if not settings.tuner.enabled:
-        return StreamingRecommender(config)
-    from online.tuning import TunedRecommender, tuned_engine_config
+    if settings.tuner.enabled:
+        from online.tuning import TunedRecommender, tuned_engine_config
 
-    return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), settings.tuner_config())
+        return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), settings.tuner_config())
+    if settings.search.enabled:
+        from online.search import SelfTunedRecommender
+
+        return SelfTunedRecommender(config, searcher=None, schedule=settings.schedule())
+    return StreamingRecommender(config)
 
 
 class EventProcessor:
     """Turns raw ``events`` and ``rec-requests`` messages into lists and dead letters."""
 
-    def __init__(self, settings: Settings, engine: StreamingRecommender | None = None,
+    def __init__(self, settings: Settings, engine: Engine | None = None,
                  metrics: WorkerMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.engine = engine or build_engine(settings)
         self.metrics = metrics
         self.clock = clock
-        # What produced the lists, for the "strategy" field of the contract.
-        self.strategy = "blend" if self.engine.config.blend is not None else "popularity+next_item"
         self._rec_ids = itertools.count()
         self._rec_prefix = f"{os.getpid():x}-{int(clock() * 1000):x}-"
         self.recent_ids = RecentIds(settings.durability.dedup_window)
@@ -83,7 +88,12 @@ class EventProcessor:
         # Only then do events that name a served list (rec_id) reward the tuner's arms.
         self.bandit_feedback = settings.tuner.enabled and settings.tuner.feedback == "bandit"
 
-    def restore(self, engine: StreamingRecommender, offsets: Mapping[TopicPartition, int], recent_ids: list[str],
+    @property
+    def strategy(self) -> str:
+        """What produces the lists, for the "strategy" field of the contract (a config swap may change it)."""
+        return "blend" if self.engine.config.blend is not None else "popularity+next_item"
+
+    def restore(self, engine: Engine, offsets: Mapping[TopicPartition, int], recent_ids: list[str],
                 committed: Mapping[TopicPartition, int] | None = None) -> None:
         """Continue from a snapshot: its engine, the offsets it covers, the event ids it had seen.
 

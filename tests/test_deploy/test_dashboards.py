@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.cli.demo import DemoMetrics
 from stream.trainer.metrics import TrainerMetrics
+from stream.tuner.metrics import TunerMetrics
 from stream.worker.metrics import WorkerMetrics
 from tests.test_deploy.promql import (
     DASHBOARD_DIR,
@@ -37,12 +38,15 @@ REQUIRED_ON_DASHBOARDS = (
     "streamrec_trainer_events_consumed_total", "streamrec_trainer_checkpoints_total",
     # design.md's names that scripts outside the project read
     "streamrec_tuner_strategy_weight", "streamrec_encoder_age_seconds",
+    # the self-tuning issue: trials, best score over time, the serving config's knobs, swaps
+    "streamrec_search_trials_total", "streamrec_search_best_gain", "streamrec_search_serving_hit_rate",
+    "streamrec_engine_knob", "streamrec_config_swaps_total", "streamrec_search_searches_total",
 )
 
 
 def _exported() -> set[str]:
     names = set()
-    for create in (WorkerMetrics.create, TrainerMetrics.create, DemoMetrics.create):
+    for create in (WorkerMetrics.create, TrainerMetrics.create, TunerMetrics.create, DemoMetrics.create):
         registry = CollectorRegistry()
         create(registry)
         for family in registry.collect():

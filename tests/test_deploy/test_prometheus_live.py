@@ -2,8 +2,9 @@
 
 ``streamrec demo --trainer --hold`` runs the broker, a worker (with the learned blend and the tuner:
 ``STREAMREC_BLEND=default``, ``STREAMREC_TUNER=1``), the trainer (tiny encoder, CPU, refreshing every
-few seconds) and serves the demo's own metrics; a real Prometheus (Debian's, ``apt-get install -y
-prometheus``) scrapes all three every second with ``deploy/prometheus/rules.yml`` loaded. After the
+few seconds) and serves the demo's own metrics; beside it a ``streamrec tuner`` searches the engine's
+whole config on the same stream (small, fast searches); a real Prometheus (Debian's, ``apt-get install -y
+prometheus``) scrapes all four every second with ``deploy/prometheus/rules.yml`` loaded. After the
 replay, a trickle of events keeps the rates non-zero, then every expression is evaluated through
 ``/api/v1/query``:
 
@@ -50,12 +51,12 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _three_free_ports() -> int:
+def _four_free_ports() -> int:
     for _ in range(50):
         base = free_port()
-        if base < 65000 and all(_port_free(base + n) for n in (1, 2)):
+        if base < 65000 and all(_port_free(base + n) for n in (1, 2, 3)):
             return base
-    raise RuntimeError("no three consecutive free ports")
+    raise RuntimeError("no four consecutive free ports")
 
 
 def _get(url: str, timeout: float = 5.0) -> dict:
@@ -93,7 +94,7 @@ def prometheus_binary() -> str:
 def stack(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
     """(Prometheus API base URL, demo log) with the demo holding and Prometheus scraping it."""
     tmp = tmp_path_factory.mktemp("prometheus-live")
-    base = _three_free_ports()
+    base = _four_free_ports()
     demo_log = tmp / "demo.log"
     env = {**os.environ, "STREAMREC_BLEND": "default", "STREAMREC_TUNER": "1", "STREAMREC_TUNER_PUBLISH_S": "1",
            "STREAMREC_TRAINER_MIN_NEW_EVENTS": "500", "STREAMREC_TRAINER_REFRESH_S": "3",
@@ -107,7 +108,8 @@ def stack(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
     config = tmp / "prometheus.yml"
     config.write_text(prometheus_config({"streamrec-worker": [f"127.0.0.1:{base}"],
                                          "streamrec-trainer": [f"127.0.0.1:{base + 1}"],
-                                         "streamrec-demo": [f"127.0.0.1:{base + 2}"]},
+                                         "streamrec-demo": [f"127.0.0.1:{base + 2}"],
+                                         "streamrec-tuner": [f"127.0.0.1:{base + 3}"]},
                                         interval="1s", rule_files=(str(RULES_FILE),)))
     port = free_port()
     prom_log = open(tmp / "prometheus.log", "wb")
@@ -126,8 +128,20 @@ def stack(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
 
         _wait("the demo to hold", holding, 170, demo_log)
         bootstrap = re.search(r"broker\s+(\S+:\d+)", demo_log.read_text(errors="replace")).group(1)
+        searches = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "STREAMREC_SEARCH_FIRST": "400", "STREAMREC_SEARCH_EVERY": "400",
+                    "STREAMREC_SEARCH_WINDOW": "400", "STREAMREC_SEARCH_KEEP": "400", "STREAMREC_SEARCH_TRIALS": "3",
+                    "STREAMREC_SEARCH_TIMEOUT_S": "10", "STREAMREC_SEARCH_DRIFT": "false",
+                    "STREAMREC_SEARCH_STORAGE": f"sqlite:///{tmp / 'tuner.db'}",
+                    "STREAMREC_TUNER": "0"}  # the tuner process refuses to search beside the bandit tuner otherwise
+        tuner_log = open(tmp / "tuner.log", "wb")
+        tuner = subprocess.Popen([sys.executable, "-m", "stream", "tuner", "--metrics-port", str(base + 3)],
+                                 stdout=tuner_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env={**env, **searches}, cwd=tmp)
         yield api, bootstrap, demo_log
     finally:
+        if "tuner" in locals():
+            stop_process(tuner, timeout=30)
+            tuner_log.close()
         stop_process(demo, timeout=30)
         stop_process(prometheus)
         prom_log.close()
@@ -152,8 +166,10 @@ def scraped(stack):
 
     feeder = threading.Thread(target=trickle, daemon=True)
     feeder.start()
-    _wait("all three targets up", lambda: _query(api, 'count(up{job=~"streamrec-.*"} == 1)')["data"]["result"]
-          and _query(api, 'count(up{job=~"streamrec-.*"} == 1)')["data"]["result"][0]["value"][1] == "3", 30)
+    _wait("all four targets up", lambda: _query(api, 'count(up{job=~"streamrec-.*"} == 1)')["data"]["result"]
+          and _query(api, 'count(up{job=~"streamrec-.*"} == 1)')["data"]["result"][0]["value"][1] == "4", 30)
+    _wait("a search of the tuner to be scraped",
+          lambda: _query(api, "sum(streamrec_search_searches_total) > 0")["data"]["result"], 90, demo_log)
     _wait("a trained encoder version to be scraped",
           lambda: _query(api, "streamrec_encoder_published_timestamp_seconds > 0")["data"]["result"], 60, demo_log)
     time.sleep(6)  # a few scrapes and rule evaluations with the trickle running

@@ -60,6 +60,7 @@ def worker_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFacto
         bootstrap_servers=kafka_bootstrap, app_id=f"streamrec-{tag}", topic_events=f"events-{tag}",
         topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
         topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
+        topic_config_updates=f"config-updates-{tag}",
         partitions=4, metrics_port=free_port(), data_dir=str(tmp_path_factory.mktemp("worker")),
     )
 

@@ -113,6 +113,20 @@ def test_a_recreated_topic_is_not_mistaken_for_a_replay(tmp_path):
     assert (result.replayed, result.events) == (0, 1)
 
 
+def test_a_worker_that_swapped_to_the_tuners_config_restores_its_snapshot_under_that_config(tmp_path):
+    from online.blend import BlendConfig
+
+    keeper, processor, _ = _keeper(tmp_path)
+    processor.process_events([_msg("u1", str(i), i) for i in range(30)])
+    swapped = processor.engine.config.replace(blend=BlendConfig(), cooc_window=4)
+    assert processor.engine.apply(swapped).applied  # a winner of the tuner, served since
+    asyncio.run(keeper.before_commit({TP("events", 0): 30}))
+    restarted, fresh, _ = _keeper(tmp_path)
+    assert restarted.restore()  # the settings it started from did not change: the snapshot fits
+    assert fresh.engine.config == swapped and fresh.engine.events_learned == 30
+    assert "0" in fresh.engine.user_state("u1").seen
+
+
 def test_a_snapshot_from_other_settings_or_a_corrupt_one_is_set_aside_and_the_worker_starts_cold(tmp_path):
     keeper, processor, _ = _keeper(tmp_path)
     processor.process_events([_msg("u1", "a", 0)])
@@ -182,7 +196,7 @@ def test_a_partition_s_users_follow_it_to_the_worker_that_takes_it_over(tmp_path
     result = new.process_events([_msg(u1, "x", 0, partition=1), _msg(u1, "y", 1, partition=1),
                                  _msg(u1, "z", 2, partition=1)])
     assert (result.replayed, result.events) == (2, 1)
-    assert new.engine._users[u1].history == ["x", "y", "z"]
+    assert list(new.engine.user_state(u1).history) == ["x", "y", "z"]
 
 
 def test_a_worker_does_not_import_its_own_files(tmp_path):

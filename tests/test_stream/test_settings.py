@@ -21,7 +21,9 @@ LEAVES = leaves()
 SPECIAL = {"k": (5, "5"), "metrics_port": (7000, "7000"), "trainer_metrics_port": (7001, "7001"),
            "blend": ("popularity=1,next_item=2", "popularity=1,next_item=2"),
            "tuner_weight_step": (0.5, "0.5"), "tuner_floor": (0.1, "0.1"), "tuner_explore": (0.5, "0.5"),
-           "tuner_params": ((("mf", "l2"), ("mf", "lr")), "mf.l2,mf.lr"), "tuner_seed": (None, "none")}
+           "tuner_params": ((("mf", "l2"), ("mf", "lr")), "mf.l2,mf.lr"), "tuner_seed": (None, "none"),
+           "search_warm_fraction": (0.25, "0.25"), "search_holdout": (0.5, "0.5"),
+           "search_strategies": (("popularity", "mf"), "popularity,mf")}
 
 
 def sample(leaf: Setting) -> tuple[object, str]:
@@ -65,7 +67,7 @@ def test_every_setting_is_reachable_by_environment_flag_and_set_with_the_same_re
     assert by_env == by_flag == by_set == Settings.of(**{leaf.flat: expected})
 
 
-@pytest.mark.parametrize("leaf", [leaf for leaf in LEAVES if leaf.name in
+@pytest.mark.parametrize("leaf", [leaf for leaf in LEAVES if leaf.section == "engine" and leaf.name in
                                   {f.name for f in dataclasses.fields(BlendConfig)} | {f.name for f in
                                                                                        dataclasses.fields(EngineConfig)}
                                   and leaf.flat not in ("k", "blend")], ids=lambda leaf: leaf.flat)
@@ -114,8 +116,9 @@ def test_kafka_bootstrap_servers_is_honoured_and_flags_win():
 
 
 def test_names_outside_are_todays():
-    assert [name for name, _, _ in sections()] == ["kafka", "topics", "serving", "engine", "tuner", "encoder",
-                                                    "durability", "security", "metrics"]
+    assert [name for name, _, _ in sections()] == ["kafka", "topics", "serving", "engine", "tuner", "search",
+                                                    "encoder", "durability", "security", "metrics"]
+    assert setting("self_tune").env == "STREAMREC_SELF_TUNE" and setting("search_trials").path == "search.trials"
     events = setting("topic_events")
     assert (events.path, events.env, events.flag) == ("topics.events", "STREAMREC_TOPIC_EVENTS", "--topic-events")
     assert setting("bootstrap_servers").env == "KAFKA_BOOTSTRAP_SERVERS"

@@ -1,0 +1,231 @@
+"""The tuner's winning engine configs, announced on ``config-updates``, served warm by every worker.
+
+``streamrec tuner`` searches the whole engine config on the recent stream and announces each
+winner it accepts (``stream.wire.config_updates``). Every worker reads the topic itself: a
+group-less consumer on partition 0, from the beginning, keeping the newest version (a
+consumer group would hand each announcement to one worker only). On a newer version:
+
+1. take the engine's kept events (``SelfTunedRecommender.kept``) and build a fresh engine
+   under the new config on them (``online.search.loop.build``) in a separate process, so the
+   agent keeps its core (a thread where processes are unavailable);
+2. at the next micro-batch boundary (under the agent's state lock, like a snapshot) hand it
+   to ``SelfTunedRecommender.commit``: it learns the events that arrived meanwhile, takes over
+   every user in O(1) and serves if its checks pass; otherwise the old engine keeps serving.
+
+A change of blend weights alone is applied in place (``SelfTunedRecommender.apply``), with no
+build. A served encoder version moves into the rebuilt engine's blend. Each announcement
+counts once in ``streamrec_config_swaps_total{result}`` (``applied``, or ``refused``: unreadable,
+not buildable, failing its checks); ``streamrec_config_version`` is the version served and
+``streamrec_engine_knob{knob}`` every numeric knob of the config served.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from online.registry import search_space
+from online.search.loop import only_weights_differ
+from stream.settings import Settings
+from stream.wire.config_updates import ConfigUpdate, decode_config_update
+from stream.worker.metrics import WorkerMetrics, record_engine_knobs
+from stream.worker.processor import EventProcessor
+
+log = logging.getLogger(__name__)
+
+
+def engine_knobs(settings: Settings, config: Any) -> dict[str, float]:
+    """Every numeric knob of ``config`` by flat name (booleans as 0/1), and its blend weights as
+    ``weight:<strategy>``: what ``streamrec_engine_knob`` plots."""
+    flat = settings.with_engine(config).flat()
+    out: dict[str, float] = {}
+    for name in search_space():
+        value = flat.get(name)
+        if isinstance(value, (bool, int, float)):
+            out[name] = float(value)
+    if config.blend is not None:
+        for name, weight in config.blend.weights:
+            out[f"weight:{name}"] = float(weight)
+    return out
+
+
+def export_knobs(metrics: WorkerMetrics, settings: Settings, config: Any) -> None:
+    """Set ``streamrec_engine_knob`` to ``config``'s knobs (every worker, self-tuning or not)."""
+    try:
+        record_engine_knobs(metrics, engine_knobs(settings, config))
+    except Exception as exc:  # metrics must never stop a worker or a swap
+        log.error("exporting the engine's knobs failed: %r", exc)
+
+
+def _ignore_interrupts() -> None:
+    """In the build process: Ctrl-C and SIGTERM are for the worker, which ends its pool itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ConfigHandover:
+    """Follows ``config-updates`` and swaps ``processor``'s self-tuned engine to each newer config."""
+
+    def __init__(self, settings: Settings, processor: EventProcessor, metrics: WorkerMetrics,
+                 lock: asyncio.Lock, consumer_kwargs: dict[str, Any] | None = None, *,
+                 processes: bool = True) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.metrics = metrics
+        self.lock = lock
+        self.consumer_kwargs = consumer_kwargs or {}
+        self.processes = processes
+        self.version = 0  # the newest version handled (served or refused: a refused one is not retried)
+        self._defaults = Settings()  # parses announcements: they carry every engine setting
+        self._executor: concurrent.futures.Executor | None = None
+        self._warned = False
+
+    # -- the topic ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Read ``config-updates`` from the beginning until cancelled; connection problems are
+        logged and retried (the served config stays meanwhile)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        s = self.settings
+        try:
+            while True:
+                consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap_servers, group_id=None,
+                                            enable_auto_commit=False, auto_offset_reset="earliest",
+                                            isolation_level="read_committed",
+                                            client_id=f"{s.kafka.app_id}-config", **self.consumer_kwargs)
+                try:
+                    await consumer.start()
+                    partition = TopicPartition(s.topics.config_updates, 0)
+                    consumer.assign([partition])
+                    await consumer.seek_to_beginning(partition)
+                    while True:
+                        batches = await consumer.getmany(timeout_ms=1_000)
+                        raws = [record.value for records in batches.values() for record in records]
+                        if raws:
+                            await self.handle(raws)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error("reading %s failed, retrying in 2 s: %r", s.topics.config_updates, exc)
+                    await asyncio.sleep(2.0)
+                finally:
+                    await consumer.stop()
+        finally:
+            self.close()
+
+    async def handle(self, raws: Iterable[bytes | None]) -> Any:
+        """Announcements read together: serve the newest one newer than what serves (older ones are
+        history: a restarted worker reads them all). Returns the ``Swap``, or None."""
+        newest: ConfigUpdate | None = None
+        for raw in raws:
+            try:
+                update = decode_config_update(raw, self._defaults)
+            except ValueError as exc:
+                self.metrics.config_swaps.labels("refused").inc()
+                log.error("unreadable config-updates message %r: %s", bytes(raw or b"")[:200], exc)
+                continue
+            if update.version > self.version and (newest is None or update.version > newest.version):
+                newest = update
+        return await self.serve(newest) if newest is not None else None
+
+    # -- the swap -------------------------------------------------------------------------
+    async def serve(self, update: ConfigUpdate) -> Any:
+        """Swap to ``update.config`` warm (see the module docstring); returns the ``Swap`` or None."""
+        self.version = update.version
+        engine = self.processor.engine
+        if not callable(getattr(engine, "commit", None)):
+            if not self._warned:
+                self._warned = True
+                log.warning("config version %d announced but not served: this worker does not self-tune "
+                            "(STREAMREC_SELF_TUNE is off, or the bandit tuner runs)", update.version)
+            return None
+        evidence = {**update.evidence, "version": update.version}
+        if update.config == engine.config:  # e.g. restored from a snapshot taken after this swap
+            self.metrics.config_version.set(update.version)
+            return None
+        if only_weights_differ(engine.config, update.config):
+            async with self.lock:
+                swap = engine.apply(update.config, evidence)
+            return self._record(swap, update.version)
+        position, events = engine.kept()
+        log.info("building the engine under config version %d on %d kept events", update.version, len(events))
+        try:
+            fresh = await self._build(update.config, events)
+        except Exception as exc:  # a config that cannot even be built must never take the worker down
+            self.metrics.config_swaps.labels("refused").inc()
+            log.error("config version %d refused, keeping the serving config: building it failed: %r",
+                      update.version, exc)
+            return None
+        async with self.lock:  # between two micro-batches (the events agent holds the lock for each)
+            if self.processor.engine is not engine:
+                self.metrics.config_swaps.labels("refused").inc()
+                log.error("config version %d refused: the engine was replaced while it was built", update.version)
+                return None
+            encoder = _served_encoder(engine)
+            if encoder is not None and fresh.blend is not None:  # checked and served with the encoder it had
+                fresh.blend.fill("encoder", encoder, weight=self.settings.encoder.weight)
+            swap = engine.commit(fresh, position, evidence)
+        return self._record(swap, update.version)
+
+    def _record(self, swap: Any, version: int) -> Any:
+        if swap.applied:
+            self.metrics.config_swaps.labels("applied").inc()
+            self.metrics.config_version.set(version)
+            self.record_knobs()
+            log.info("serving config version %d (%s, %.2f s): %s", version, swap.how, swap.seconds,
+                     swap.evidence.get("config"))
+        else:
+            self.metrics.config_swaps.labels("refused").inc()
+        return swap
+
+    def record_knobs(self) -> None:
+        export_knobs(self.metrics, self.settings, self.processor.engine.config)
+
+    async def _build(self, config: Any, events: list) -> Any:
+        """``online.search.loop.build(config, events)`` off the event loop: in the build process, or a
+        thread where processes cannot be started."""
+        from online.search.loop import build
+
+        loop = asyncio.get_running_loop()
+        try:
+            pending = loop.run_in_executor(self._executor_now(), build, config, events)
+        except (OSError, RuntimeError, NotImplementedError) as exc:  # the process could not be started
+            self._no_processes(exc)
+            pending = loop.run_in_executor(self._executor_now(), build, config, events)
+        try:
+            return await pending
+        except concurrent.futures.process.BrokenProcessPool:
+            self.close()  # the build process died (out of memory?): the next build starts a fresh one
+            raise
+
+    def _executor_now(self) -> concurrent.futures.Executor:
+        if self._executor is None and self.processes:
+            try:
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+            except (OSError, NotImplementedError, ImportError) as exc:
+                self._no_processes(exc)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-build")
+        return self._executor
+
+    def _no_processes(self, exc: BaseException) -> None:
+        log.warning("no build process (%r): configs are built in a thread of the worker", exc)
+        self.close()
+        self.processes = False
+
+    def close(self) -> None:
+        """End the build process (a build in progress is abandoned)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _served_encoder(engine: Any) -> Any:
+    """The encoder version ``engine``'s blend serves (it lives outside snapshots and configs), or None."""
+    blend = engine.blend
+    slot = blend.strategies.get("encoder") if blend is not None else None
+    return getattr(slot, "strategy", None)
