@@ -6,7 +6,8 @@ each batch's wall time is one "serving latency". Part-way through, a new config 
 blend with other knobs, so the engine must be rebuilt) is built from the kept events in another
 process (``online.search.loop.build`` in a ``ProcessPoolExecutor``, as the worker does) while
 batches keep being served; at the first batch boundary after it is ready the swap is committed
-(``commit``: catch-up of the events since, every user moved in O(1), checks). Batches while the
+(the events that arrived meanwhile are learned a slice per batch, as the worker does; then
+``commit``: every user moved in O(1), checks). Batches while the
 build runs and the commit batch are "during the swap"; the others are steady state. Target (the
 self-tuning issue): p99 during a swap within 20% of steady state.
 
@@ -29,6 +30,7 @@ from online.blend import BlendConfig  # noqa: E402
 from online.engine import EngineConfig  # noqa: E402
 from online.search import Schedule, SelfTunedRecommender  # noqa: E402
 from online.search.loop import build  # noqa: E402
+from stream.worker.config_handover import CATCH_UP_PER_BATCH  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
@@ -60,16 +62,21 @@ def main() -> int:
                 engine.recommend(user)
             swapping = pending is not None
             if pending is not None and pending[0].done():
-                future, built_at, build_began = pending
-                swap = engine.commit(future.result(), built_at, {"config": "benchmark"})
-                builds.append((time.perf_counter() - build_began, swap.applied, engine.events - built_at))
-                pending = None
+                future, position, build_began, behind = pending
+                fresh = future.result()
+                if engine.events - position > CATCH_UP_PER_BATCH:  # as the worker: a slice of the backlog per batch
+                    pending = (future, engine.catch_up(fresh, position, CATCH_UP_PER_BATCH), build_began,
+                               behind or engine.events - position)
+                else:
+                    swap = engine.commit(fresh, position, {"config": "benchmark"})
+                    builds.append((time.perf_counter() - build_began, swap.applied, behind))
+                    pending = None
             (during if swapping else steady).append(time.perf_counter() - began)
             if starts and start >= starts[0]:
                 starts.pop(0)
                 position, kept = engine.kept()
                 pending = (pool.submit(build, configs[len(builds) % len(configs)], kept), position,
-                           time.perf_counter())
+                           time.perf_counter(), 0)
     p = lambda xs, q: float(np.percentile(np.array(xs) * 1e3, q))  # noqa: E731
     print(f"{len(steady) + len(during):,} batches of {args.batch}; {len(builds)} swaps "
           f"(build+commit {', '.join(f'{s:.1f} s' for s, _, _ in builds)}; applied {[a for _, a, _ in builds]}; "

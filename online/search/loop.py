@@ -194,6 +194,21 @@ class SelfTunedRecommender(WrapsEngine):
         :meth:`commit` catches up from."""
         return self.events, list(self._kept)
 
+    def catch_up(self, fresh: StreamingRecommender, built_at: int, budget: int) -> int:
+        """Teach ``fresh`` (built from the events kept at ``built_at``) up to ``budget`` of the events that
+        arrived since; returns the position it has now learned up to. A worker calls this at several
+        micro-batch boundaries before :meth:`commit`, so no single batch waits for the whole backlog
+        (``ValueError`` if the backlog fell out of the kept events)."""
+        behind = self.events - built_at
+        kept = self._kept
+        if behind > len(kept):
+            raise ValueError(f"built {behind:,} events ago, more than the {len(kept):,} kept")
+        step = min(behind, max(0, budget))
+        first = len(kept) - behind
+        if step:
+            fresh.learn_many([kept[i] for i in range(first, first + step)])
+        return built_at + step
+
     def commit(self, fresh: StreamingRecommender, built_at: int, evidence: Mapping[str, Any] | None = None, *,
                started: float | None = None) -> Swap:
         """Swap to ``fresh`` (built from the events kept at ``built_at``) at this micro-batch boundary:
@@ -201,15 +216,10 @@ class SelfTunedRecommender(WrapsEngine):
         (:meth:`~online.engine.StreamingRecommender.adopt`, O(1)), and serves if its checks pass."""
         started = time.perf_counter() if started is None else started
         evidence = dict(evidence or {})
-        behind = self.events - built_at
-        if behind > len(self._kept):
-            return self._refused(ValueError(f"built {behind:,} events ago, more than the {len(self._kept):,} kept"),
-                                 evidence, started)
         try:
-            kept = self._kept
-            missed = [kept[i] for i in range(len(kept) - behind, len(kept))] if behind else []
-            for start in range(0, len(missed), _REBUILD_CHUNK):
-                fresh.learn_many(missed[start:start + _REBUILD_CHUNK])
+            position = built_at
+            while position < self.events:
+                position = self.catch_up(fresh, position, _REBUILD_CHUNK)
             old = self.engine
             fresh.adopt(old)
             problem = _check(fresh, old)

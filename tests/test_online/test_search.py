@@ -191,3 +191,34 @@ def test_trial_values_are_relative_to_the_serving_config_on_the_same_events():
         if trial.state.name == "COMPLETE":
             assert trial.value == pytest.approx(trial.user_attrs["hr_select"] / result.serving.hr_between(0, cut))
     assert np.all(result.serving.outcomes[result.serving.outcomes >= 0] <= 1.0)
+
+
+def test_a_warm_swap_catches_up_in_slices_and_serves_what_a_one_shot_swap_serves():
+    from online.search.loop import build
+
+    events = sequential_stream(3_000)
+    winner = EngineConfig(k=10, blend=BlendConfig())
+
+    def engine_after(slices: bool) -> SelfTunedRecommender:
+        tuned = SelfTunedRecommender(EngineConfig(k=10), searcher=None,
+                                     schedule=Schedule(first=10**9, window=2_000, keep=2_000))
+        tuned.learn_many(events[:1_500])
+        position, kept = tuned.kept()
+        fresh = build(winner, kept)  # elsewhere, while the stream goes on
+        for start in range(1_500, 2_500, 50):
+            tuned.learn_many(events[start:start + 50])
+            if slices and tuned.events - position > 100:
+                position = tuned.catch_up(fresh, position, 100)  # a slice per micro-batch boundary
+        assert tuned.commit(fresh, position).applied
+        return tuned
+
+    sliced, one_shot = engine_after(True), engine_after(False)
+    assert sliced.config == one_shot.config == winner
+    for user in ("u1", "u7", "u30"):
+        assert sliced.recommend(user, record=False) == one_shot.recommend(user, record=False)
+    tuned = SelfTunedRecommender(EngineConfig(k=10), searcher=None, schedule=Schedule(window=100, keep=100))
+    tuned.learn_many(events[:500])
+    position, kept = tuned.kept()
+    tuned.learn_many(events[500:700])  # more arrived than is kept: the build is too old to catch up
+    with pytest.raises(ValueError, match="more than the 100 kept"):
+        tuned.catch_up(build(winner, kept), position, 50)
