@@ -72,7 +72,7 @@ def main() -> int:
                     builds.append((time.perf_counter() - build_began, swap.applied, behind))
                     pending = None
             (during if swapping else steady).append(time.perf_counter() - began)
-            if starts and start >= starts[0]:
+            if starts and start >= starts[0] and pending is None:
                 starts.pop(0)
                 position, kept = engine.kept()
                 pending = (pool.submit(build, configs[len(builds) % len(configs)], kept), position,
