@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--swaps", type=int, default=3)
     parser.add_argument("--keep", type=int, default=50_000)
+    parser.add_argument("--slice", type=int, default=CATCH_UP_PER_BATCH,
+                        help="backlog events learned per batch boundary (default: the worker's)")
     args = parser.parse_args()
     from stream.cli.datasets import generate, load
 
@@ -64,8 +66,8 @@ def main() -> int:
             if pending is not None and pending[0].done():
                 future, position, build_began, behind = pending
                 fresh = future.result()
-                if engine.events - position > CATCH_UP_PER_BATCH:  # as the worker: a slice of the backlog per batch
-                    pending = (future, engine.catch_up(fresh, position, CATCH_UP_PER_BATCH), build_began,
+                if engine.events - position > args.slice:  # as the worker: a slice of the backlog per batch
+                    pending = (future, engine.catch_up(fresh, position, args.slice), build_began,
                                behind or engine.events - position)
                 else:
                     swap = engine.commit(fresh, position, {"config": "benchmark"})
