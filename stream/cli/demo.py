@@ -546,11 +546,41 @@ def _rate(times: list[float], values: list[float]) -> tuple[list[float], list[fl
     return out_t, out_v
 
 
+def _self_tuning_panels(axes: Any, history: MetricsHistory, summary: dict[str, Any], rel: Any) -> None:
+    """The report's third row: the served config's knobs over time (each relative to its first value, so
+    knobs of every scale share one axis), the config version served, and the searches in numbers."""
+    ax = axes[0]
+    curves = history.by_label("streamrec_engine_knob", "knob")
+    moved = {label: (times, values) for label, (times, values) in curves.items()
+             if values and values[0] and any(v != values[0] for v in values)}
+    for label, (times, values) in sorted(moved.items()):
+        ax.plot(rel(times), [v / values[0] for v in values], label=label[0] if isinstance(label, tuple) else label)
+    if moved:
+        ax.legend(loc="best", fontsize="x-small", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no knob moved\n(no swap, or self-tuning off)", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
+    ax.set(title="served config's knobs (÷ their first value)", xlabel="seconds")
+
+    ax = axes[1]
+    times, values = history.series("streamrec_config_version")
+    ax.step(rel(times), values, where="post")
+    ax.set(title="config version served (0 = configured)", xlabel="seconds")
+
+    ax = axes[2]
+    ax.axis("off")
+    lines = [f"{key.replace('self_tune_', '')}: {value}" for key, value in summary.items()
+             if key.startswith("self_tune_")]
+    ax.text(0.0, 1.0, "self-tuning\n\n" + ("\n".join(lines) if lines else "off (STREAMREC_SELF_TUNE=0)"),
+            va="top", family="monospace", transform=ax.transAxes)
+
+
 def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], summary: dict[str, Any],
                  k: int) -> Path:
     """One page for people who would rather look than read: throughput, latency percentiles,
-    HR@k/NDCG@k over time and the tuner's curves (learning rates, strategy weights, arm
-    probabilities). ``.html`` embeds the PNG and the summary table; anything else is a PNG."""
+    HR@k/NDCG@k over time, the bandit tuner's curves (learning rates, strategy weights, arm
+    probabilities) and self-tuning (the served config's knobs over time, the config version, searches
+    and swaps). ``.html`` embeds the PNG and the summary table; anything else is a PNG."""
     import base64
     import html
     import io
@@ -563,7 +593,7 @@ def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], 
     path = Path(path)
     t0 = min(history.times[:1] + [arrived for *_, arrived in lists[:1]], default=time.time())
     rel = (lambda ts: [t - t0 for t in ts])
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5), constrained_layout=True)
+    fig, axes = plt.subplots(3, 3, figsize=(16, 12.5), constrained_layout=True)
     fig.suptitle(f"streamrec demo: {summary.get('events_published', 0):,} events, "
                  f"{summary.get('lists_received', 0):,} lists, consumer HR@{k} "
                  f"{summary.get(f'hr@{k}_consumer', float('nan')):.3f}")
@@ -612,6 +642,8 @@ def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], 
             ax.text(0.5, 0.5, "no tuner data\n(STREAMREC_TUNER=1 turns the tuner on)", ha="center", va="center",
                     transform=ax.transAxes, color="grey")
         ax.set(title=title, xlabel="seconds")
+
+    _self_tuning_panels(axes[2], history, summary, rel)
 
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)

@@ -20,6 +20,9 @@ def _history() -> MetricsHistory:
             ("streamrec_blend_strategy_weight", (("strategy", "next_item"),)): 0.7,
             ("streamrec_tuner_arm_probability", (("arm", "x1"), ("decision", "mf"))): 0.5,
             ("process_cpu_seconds_total", ()): 1.0,  # not streamrec_: not kept
+            ("streamrec_engine_knob", (("knob", "cooc_window"),)): 10.0 if n < 5 else 17.0,  # a swap at n = 5
+            ("streamrec_engine_knob", (("knob", "history_len"),)): 50.0,
+            ("streamrec_config_version", ()): 0.0 if n < 5 else 1.0,
         })
     return history
 
@@ -42,11 +45,14 @@ def test_history_stays_bounded():
 
 def test_report_png_and_html(tmp_path):
     lists = [("u1", "e1", ("i1",), 100.0 + n / 10, 100.05 + n / 10) for n in range(50)]
-    summary = {"events_published": 5000, "lists_received": 50, "hr@10_consumer": 0.2}
+    summary = {"events_published": 5000, "lists_received": 50, "hr@10_consumer": 0.2, "self_tune_searches": 1,
+               "self_tune_swaps_applied": 1}
     png = write_report(tmp_path / "run.png", _history(), lists, summary, 10)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = write_report(tmp_path / "run.html", _history(), lists, summary, 10).read_text()
-    assert "data:image/png;base64," in html and "hr@10_consumer" in html
+    assert "data:image/png;base64," in html and "hr@10_consumer" in html and "self_tune_swaps_applied" in html
+    knobs = _history().by_label("streamrec_engine_knob", "knob")
+    assert knobs["cooc_window"][1][0] != knobs["cooc_window"][1][-1]  # the knob the report plots moved
 
 
 def test_report_without_tuner_data_or_lists(tmp_path):
