@@ -15,25 +15,7 @@ from online.blend import BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
 from online.registry import REGISTRY
 from online.tuning import TunedRecommender, TunerConfig, tuned_engine_config
-from tests.test_online.helpers import stream
-
-
-class _Version:
-    """A stand-in for one encoder version: fixed scores, a version number."""
-
-    name = "encoder"
-
-    def __init__(self, version: int, scores: dict[str, float]) -> None:
-        self.version, self.scores = version, scores
-
-    def learn_many(self, interactions) -> None:
-        pass
-
-    def candidates(self, user_id, history, n):
-        return sorted(self.scores, key=self.scores.__getitem__, reverse=True)[:n]
-
-    def score(self, user_id, history, items):
-        return [self.scores.get(item, 0.0) for item in items]
+from tests.test_online.helpers import EncoderVersion, stream
 
 
 def _fixed():
@@ -44,7 +26,7 @@ def _every_strategy():
     weights = ",".join(REGISTRY)
     engine = StreamingRecommender(EngineConfig(k=5, blend=BlendConfig.parse(weights)).replace(mf_factors=4,
                                                                                               river_factors=3))
-    engine.blend.fill("encoder", _Version(7, {"i3": 5.0, "i4": 1.0}))
+    engine.blend.fill("encoder", EncoderVersion(7, {"i3": 5.0, "i4": 1.0}))
     return engine
 
 

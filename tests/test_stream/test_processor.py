@@ -10,6 +10,7 @@ from stream.wire.messages import RawMessage
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.processor import EventProcessor
 from stream.worker.progress import TopicPartition
+from tests.test_online.helpers import EncoderVersion
 
 
 def _msg(value, offset=0, partition=0):
@@ -183,24 +184,6 @@ def test_an_undecodable_record_batch_is_one_dead_letter_with_its_offset_range_an
     assert processor.learn_replica([RawMessage(batch, None, "events", 1, 14, 1000.0)]) == 0  # its owner dead-letters
 
 
-class _EncoderVersion:
-    """A stand-in for one encoder version the trainer published: fixed scores and a version number."""
-
-    name = "encoder"
-
-    def __init__(self, version: int, scores: dict[str, float]) -> None:
-        self.version, self.scores = version, scores
-
-    def learn_many(self, interactions) -> None:
-        pass
-
-    def candidates(self, user_id, history, n):
-        return sorted(self.scores, key=self.scores.__getitem__, reverse=True)[:n]
-
-    def score(self, user_id, history, items):
-        return [self.scores.get(item, 0.0) for item in items]
-
-
 def _list_for_u3(processor):
     processor.process_events([_msg([_event("u1", "a"), _event("u1", "b"), _event("u2", "a")])])
     (listing,) = [json.loads(o.value) for o in processor.process_events([_msg(_event("u3", "a"))]).recommendations]
@@ -217,9 +200,9 @@ def test_a_list_the_encoder_helped_serve_names_the_encoder_version_that_served_i
     for changes in ({"blend": "popularity=0.2,cooccurrence=1,encoder=1"},
                     {"blend": "popularity=0.2,cooccurrence=1,next_item=0.3,encoder=1", "tuner": True}):
         processor, _ = make(**changes)
-        processor.engine.blend.fill("encoder", _EncoderVersion(3, {"z": 1.0}))
+        processor.engine.blend.fill("encoder", EncoderVersion(3, {"z": 1.0}))
         listing = _list_for_u3(processor)
         assert listing["model_version"] == "encoder-v3", changes
         assert "z" in [entry["item_id"] for entry in listing["items"]]
-        processor.engine.blend.fill("encoder", _EncoderVersion(4, {"z": 1.0}))
+        processor.engine.blend.fill("encoder", EncoderVersion(4, {"z": 1.0}))
         assert _list_for_u3(processor)["model_version"] == "encoder-v4", changes
