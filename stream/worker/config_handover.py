@@ -5,9 +5,11 @@ winner it accepts (``stream.wire.config_updates``). Every worker reads the topic
 group-less consumer on partition 0, from the beginning, keeping the newest version (a
 consumer group would hand each announcement to one worker only). On a newer version:
 
-1. take the engine's kept events (``SelfTunedRecommender.kept``) and build a fresh engine
-   under the new config on them (``online.search.loop.build``) in a separate process, so the
-   agent keeps its core (a thread where processes are unavailable);
+1. build a fresh engine under the new config on the engine's kept events
+   (``SelfTunedRecommender.kept``), a slice at a time between two micro-batches of the agent, so
+   no batch waits for more than one slice (``processes=True`` builds in a separate process
+   instead, from the events encoded per batch; measured worse for serving p99, section 9 of
+   BENCHMARKS.md);
 2. at the next micro-batch boundary (under the agent's state lock, like a snapshot) hand it
    to ``SelfTunedRecommender.commit``: it learns the events that arrived meanwhile, takes over
    every user in O(1) and serves if its checks pass; otherwise the old engine keeps serving.
@@ -75,7 +77,7 @@ class ConfigHandover:
 
     def __init__(self, settings: Settings, processor: EventProcessor, metrics: WorkerMetrics,
                  lock: asyncio.Lock, consumer_kwargs: dict[str, Any] | None = None, *,
-                 processes: bool = True) -> None:
+                 processes: bool = False) -> None:
         self.settings = settings
         self.processor = processor
         self.metrics = metrics
@@ -154,10 +156,16 @@ class ConfigHandover:
             async with self.lock:
                 swap = engine.apply(update.config, evidence)
             return self._record(swap, update.version)
-        position, events = engine.kept()
-        log.info("building the engine under config version %d on %d kept events", update.version, len(events))
+        log.info("building the engine under config version %d on the kept events", update.version)
         try:
-            fresh = await self._build(update.config, events)
+            if self.processes:
+                position, blobs = engine.kept_encoded()  # encoded per batch: shipping them is a copy
+                fresh = await self._build(update.config, blobs)
+            else:
+                position, events = engine.kept()
+                fresh = await self._build_in_slices(update.config, events, engine)
+                if fresh is None:
+                    return None
         except Exception as exc:  # a config that cannot even be built must never take the worker down
             self.metrics.config_swaps.labels("refused").inc()
             log.error("config version %d refused, keeping the serving config: building it failed: %r",
@@ -186,6 +194,25 @@ class ConfigHandover:
             await asyncio.sleep(0)  # let the events agent take the lock for its next batch
         return self._record(swap, update.version)
 
+    async def _build_in_slices(self, config: Any, events: list, engine: Any) -> Any:
+        """A fresh engine under ``config`` that learns ``events`` a slice at a time between two micro-batches
+        of the agent (``None`` if the engine was replaced meanwhile). The worker's own idle time does the
+        build: no process to start, nothing to ship back, and a batch waits at most for one slice
+        (``benchmarks/config_swap.py --in-process``: p99 during a swap at or below steady state at a rate
+        the worker keeps up with)."""
+        from online.engine import StreamingRecommender
+
+        fresh = StreamingRecommender(config)
+        for start in range(0, len(events), CATCH_UP_PER_BATCH):
+            async with self.lock:
+                if self.processor.engine is not engine:
+                    self.metrics.config_swaps.labels("refused").inc()
+                    log.error("config version refused: the engine was replaced while it was built")
+                    return None
+                fresh.learn_many(events[start:start + CATCH_UP_PER_BATCH])
+            await asyncio.sleep(0)  # let the events agent take the lock for its next batch
+        return fresh
+
     def _record(self, swap: Any, version: int) -> Any:
         if swap.applied:
             self.metrics.config_swaps.labels("applied").inc()
@@ -201,16 +228,16 @@ class ConfigHandover:
         export_knobs(self.metrics, self.settings, self.processor.engine.config)
 
     async def _build(self, config: Any, events: list) -> Any:
-        """``online.search.loop.build(config, events)`` off the event loop: in the build process, or a
-        thread where processes cannot be started."""
-        from online.search.loop import build
+        """``online.search.loop.build_encoded(config, events)`` off the event loop: in the build process,
+        or a thread where processes cannot be started."""
+        from online.search.loop import build_encoded
 
         loop = asyncio.get_running_loop()
         try:
-            pending = loop.run_in_executor(self._executor_now(), build, config, events)
+            pending = loop.run_in_executor(self._executor_now(), build_encoded, config, events)
         except (OSError, RuntimeError, NotImplementedError) as exc:  # the process could not be started
             self._no_processes(exc)
-            pending = loop.run_in_executor(self._executor_now(), build, config, events)
+            pending = loop.run_in_executor(self._executor_now(), build_encoded, config, events)
         try:
             return await pending
         except concurrent.futures.process.BrokenProcessPool:

@@ -214,10 +214,10 @@ def test_a_change_of_weights_alone_is_applied_in_place_and_the_knobs_follow():
 
 
 def test_the_served_encoder_moves_into_the_rebuilt_engine():
-    from tests.test_stream.test_processor import _EncoderVersion
+    from tests.test_online.helpers import EncoderVersion
 
     processor, handover, _ = _worker()
-    encoder = _EncoderVersion(5, {"z": 1.0})
+    encoder = EncoderVersion(5, {"z": 1.0})
     processor.engine.blend.fill("encoder", encoder)
     assert asyncio.run(handover.handle([_announce(SEARCHED)])).applied
     assert processor.engine.blend.strategies["encoder"].strategy is encoder
