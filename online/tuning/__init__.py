@@ -4,7 +4,7 @@ What it does
 ------------
 - Learning rates: champion/challenger shadows (:mod:`online.tuning.shadows`): the served
   model ("x1") and two copies at ``rate / 2`` and ``rate * 2`` ("x0.5", "x2") learn the same
-  events (in one vectorised pass for ``ImplicitMF``, :mod:`online.tuning.stacked`); a shadow
+  events (in one vectorised pass for ``ImplicitMF``, ``online.mf.StackedMF``); a shadow
   that beats the champion is promoted and new shadows are copied from it, so the rate walks
   a log scale with no grid edge. Other whitelisted hyper-parameters (``l2``, ``negatives``)
   work the same way through ``TunerConfig.params``.
@@ -40,7 +40,7 @@ from online.tuning.config import FEEDBACK, POLICIES, TunerConfig
 # configuration (``stream.settings`` needs TunerConfig) does not cost river's import time.
 _LAZY = {"ArmPolicy": "policy", "make_policy": "policy", "TunedRecommender": "recommender",
          "tuned_engine_config": "recommender", "diverged": "safety", "finite_scores": "safety",
-         "model_norm": "safety", "ShadowSearch": "shadows", "arm_labels": "shadows", "StackedMF": "stacked",
+         "model_norm": "safety", "ShadowSearch": "shadows", "arm_labels": "shadows",
          "KEEP": "weights", "WeightSearch": "weights"}
 
 
@@ -51,6 +51,6 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"online.tuning.{module}"), name)
 
 
-__all__ = ["FEEDBACK", "KEEP", "POLICIES", "ArmPolicy", "ShadowSearch", "StackedMF", "TunedRecommender",
+__all__ = ["FEEDBACK", "KEEP", "POLICIES", "ArmPolicy", "ShadowSearch", "TunedRecommender",
            "TunerConfig", "WeightSearch", "arm_labels", "diverged", "finite_scores", "make_policy", "model_norm",
            "tuned_engine_config"]

@@ -24,9 +24,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from online.mf import StackedMF, stackable
 from online.tuning.policy import ArmPolicy
 from online.tuning.safety import diverged
-from online.tuning.stacked import StackedMF, stackable
 
 
 def arm_labels(step: float) -> tuple[str, str, str]:
