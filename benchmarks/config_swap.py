@@ -123,7 +123,7 @@ def main() -> int:
                     position, kept_events = engine.kept()
                     work: Any = InPlace(config, kept_events, args.slice)
                 else:
-                    position, kept = engine.kept_encoded()  # as the worker ships them: encoded per batch
+                    position, kept = engine.kept_encoded()  # as the worker's process path ships them
                     work = pool.submit(build_encoded, config, kept)
                 pending = (work, position, time.perf_counter(), 0)
     p = lambda xs, q: float(np.percentile(np.array(xs) * 1e3, q))  # noqa: E731

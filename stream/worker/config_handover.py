@@ -159,7 +159,7 @@ class ConfigHandover:
         log.info("building the engine under config version %d on the kept events", update.version)
         try:
             if self.processes:
-                position, blobs = engine.kept_encoded()  # encoded per batch: shipping them is a copy
+                position, blobs = engine.kept_encoded()  # encoded: far cheaper to ship than pickled tuples
                 fresh = await self._build(update.config, blobs)
             else:
                 position, events = engine.kept()
