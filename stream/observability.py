@@ -48,3 +48,17 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int,
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True, name=f"metrics-{port}").start()
     return server, f"http://{host}:{server.server_port}"
+
+
+def stop_serving(server: Any) -> None:
+    """Stop a server :func:`serve_metrics` started (``None``: nothing to stop)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+def close_all(*clients: Any) -> None:
+    """Close each Kafka client that is not ``None`` (a process's consumer and producer on shutdown)."""
+    for client in clients:
+        if client is not None:
+            client.close()

@@ -42,7 +42,7 @@ from stream.cli.processes import spawn_process, spawn_worker, stop_process
 from stream.cli.scrape import MetricsHistory, scrape, total
 from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.kafka.clients import EventPublisher, RecommendationConsumer
-from stream.observability import LATENCY_BUCKETS, serve_metrics
+from stream.observability import LATENCY_BUCKETS, serve_metrics, stop_serving
 from stream.settings import Settings
 
 #: Malformed messages the demo mixes in, each with the DLQ reason it must get.
@@ -325,8 +325,7 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
                 except KeyboardInterrupt:
                     pass
         finally:
-            demo_server.shutdown()
-            demo_server.server_close()
+            stop_serving(demo_server)
             collector.stop_event.set()
             publisher.close()
             stop_process(worker)

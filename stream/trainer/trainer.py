@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from stream.kafka import batch_guard
-from stream.observability import serve_metrics
+from stream.observability import close_all, serve_metrics, stop_serving
 from stream.settings import Settings
 from stream.trainer.metrics import TrainerMetrics
 from stream.wire import schema
@@ -206,11 +206,6 @@ class StreamTrainer:
         return f"{base}/metrics"
 
     def close(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                client.close()
-        self._consumer = self._producer = None
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
-            self._metrics_server = None
+        close_all(self._consumer, self._producer)
+        stop_serving(self._metrics_server)
+        self._consumer = self._producer = self._metrics_server = None
