@@ -39,18 +39,13 @@ class UsageError(Exception):
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to an ``argparse`` sub-parser collection."""
-    from stream.cli.datasets import FORMATS
 
     p = subparsers.add_parser(
         "eval", help="prequential (test-then-train) evaluation of the online engine on a data file",
         description="Replays interactions in time order through the engine the workers run: each event of a "
                     "user with history is ranked (top-k, seen items excluded) before it is learned. Reports "
                     "HR@k, NDCG@k, MRR@k, catalogue coverage, events/s and the HR@k curve over ten slices.")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="interaction file")
-    source.add_argument("--generated", type=int, metavar="N",
-                        help="evaluate on N events of the demo's synthetic drifting stream instead")
-    p.add_argument("--format", choices=FORMATS, help="format of --data")
+    add_source_arguments(p)
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
     p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="engine",
                    help="engine: as the worker is configured (default); blend: the strategy blend "
@@ -62,7 +57,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1,
                    help="events per micro-batch; lists are recomputed once per batch (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N events (after sorting)")
-    p.add_argument("--seed", type=int, default=7, help="seed of --generated (default 7)")
     p.add_argument("--tuner", choices=("on", "off"), default=None,
                    help="tune learning rates and strategy weights online (default: as the worker, "
                         "STREAMREC_TUNER, off unless set); 'on' adds mf to the blend if missing")
@@ -82,6 +76,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
     return p
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the events come from (``--data`` + ``--format``, or ``--generated N`` + ``--seed``): the same for
+    ``eval`` and ``tune``, read by :func:`_load`."""
+    from stream.cli.datasets import FORMATS
+
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="interaction file")
+    source.add_argument("--generated", type=int, metavar="N",
+                        help="use N events of the demo's synthetic drifting stream instead")
+    p.add_argument("--format", choices=FORMATS, help="format of --data")
+    p.add_argument("--seed", type=int, default=7, help="seed of --generated (default 7)")
 
 
 def engine_config_for(strategy: str, weights: str | None, fixed_weights: bool, k: int,

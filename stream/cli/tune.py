@@ -16,23 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.cli.evaluate import UsageError, settings_with_sets
+from stream.cli.evaluate import UsageError, add_source_arguments, settings_with_sets
 from stream.settings import Settings
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from stream.cli.datasets import FORMATS
-
     p = subparsers.add_parser(
         "tune", help="search the engine's whole config on a data file (the tuner's search, offline)",
         description="Replays the last --window events of a file through each trial of a Bayesian search (Optuna TPE "
                     "with successive halving) over every knob the registry declares, against the worker's "
                     "configured engine, and prints the winner as STREAMREC_* environment lines.")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="interaction file")
-    source.add_argument("--generated", type=int, metavar="N", help="N events of the demo's drifting stream instead")
-    p.add_argument("--format", choices=FORMATS, help="format of --data")
-    p.add_argument("--seed", type=int, default=7, help="seed of --generated (default 7)")
+    add_source_arguments(p)
     p.add_argument("--window", type=int, default=None, metavar="N",
                    help="replay the last N events of the file (default: search_window)")
     p.add_argument("--trials", type=int, default=None, help="trials (default: search_trials)")
