@@ -100,7 +100,6 @@ class SelfTunedRecommender(WrapsEngine):
         self.schedule = schedule = schedule or Schedule()
         self.searcher = searcher
         self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
-        self.events = 0
         self.searches = 0
         self.search_cpu_s = 0.0
         self.swaps: list[Swap] = []
@@ -109,11 +108,15 @@ class SelfTunedRecommender(WrapsEngine):
         self._drift = None
 
     # -- the engine contract (the rest is online.wrapping.WrapsEngine) -------------------------
+    @property
+    def events(self) -> int:
+        """Events of the stream learned so far (the serving engine's count; a swap carries it over)."""
+        return self.engine.events_learned
+
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
         before = self.engine.prequential.hits, self.engine.prequential.evaluated
         self.engine.learn_many(interactions)
         self._kept.extend(interactions)
-        self.events += len(interactions)
         self._watch_drift(before)
         if self.searcher is not None and self.events >= self._next_search:
             self.search_now()
