@@ -19,7 +19,7 @@ from online.base import Interaction, Ranking
 from online.blend import Blend, BlendConfig, build_blend
 from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
-from online.registry import BuildContext, StrategyConfigs, spec
+from online.registry import BuildContext, StrategyConfigs, in_place_changes, spec
 from online.sequential import NextItem
 
 
@@ -59,6 +59,33 @@ class EngineConfig:
         if theirs:
             mine["strategies"] = mine.get("strategies", self.strategies).replace(**theirs)
         return dataclasses.replace(self, **mine)
+
+    def flat(self) -> dict[str, Any]:
+        """Every value of this config by flat name: the engine's fields, every strategy's
+        (``cooc_window``), the blend's (``normalise``) and its weights (``weight:<strategy>``).
+
+        >>> flat = EngineConfig(blend=BlendConfig().with_weights(mf=0.5)).flat()
+        >>> flat["weight:mf"], flat["cooc_window"], flat["normalise"]
+        (0.5, 10, 'minmax')
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("strategies", "blend")}
+        out.update(self.strategies.flat())
+        if self.blend is not None:
+            out.update({f.name: getattr(self.blend, f.name) for f in fields(self.blend) if f.name != "weights"})
+            out.update({f"weight:{name}": weight for name, weight in self.blend.weights})
+        return out
+
+    def changes_to(self, other: EngineConfig) -> dict[str, Any]:
+        """``other``'s values where they differ from this config's, by flat name (a name only one of
+        the two has, such as the weight of a strategy only one blends, maps to ``other``'s value or
+        ``None``).
+
+        >>> EngineConfig().changes_to(EngineConfig().replace(half_life=100.0, k=5))
+        {'k': 5, 'half_life': 100.0}
+        """
+        mine, theirs = self.flat(), other.flat()
+        return {name: theirs.get(name) for name in {**mine, **theirs}
+                if name not in mine or name not in theirs or mine[name] != theirs[name]}
 
     def blend_config(self) -> BlendConfig:
         """The blend the engine ranks with: ``blend``, or the fixed mix as a blend.
@@ -150,15 +177,34 @@ class StreamingRecommender:
         self.events_learned = other.events_learned  # the stream's count: what it relearned is part of it
         self.prequential = other.prequential
 
-    def set_blend_weights(self, weights: Mapping[str, float]) -> None:
-        """Serve with other blend weights from now on (a config change applied in place); the
-        engine's ``config`` records them. Only a learned blend's weights can change this way."""
-        if self.config.blend is None:
-            raise ValueError("the fixed mix has fixed weights: change popularity_weight/next_item_weight")
-        self.blend.set_weights(weights)
-        merged = dict(self.config.blend.weights)
-        merged.update(weights)
-        self.config = dataclasses.replace(self.config, blend=self.config.blend.with_weights(**merged))
+    def retune(self, config: EngineConfig) -> bool:
+        """Serve under ``config`` from now on without a rebuild, if every change can be applied to the live
+        models (blend weights of the strategies it already runs, knobs declared ``in_place`` in the
+        registry, through the model's ``mutate``); returns ``False``, changing nothing, if some cannot
+        (a warm rebuild is then the way: ``online.search.loop.build``). A value a model refuses raises
+        ``ValueError`` and changes nothing either."""
+        changes = self.config.changes_to(config)
+        live, rebuild = in_place_changes(changes)
+        weights = live.pop("blend", {})
+        if (rebuild or self.config.blend is None or config.blend is None or None in weights.values()
+                or not set(weights) <= set(self.blend.weights)):
+            return False
+        models = {"popularity": self.popularity, "next_item": self.next_item, **self.blend.strategies}
+        live = {name: attrs for name, attrs in live.items() if name in models}  # a strategy not running: config only
+        old = {name: {attr: getattr(models[name], attr) for attr in attrs} for name, attrs in live.items()}
+        applied: list[str] = []
+        try:
+            for name, attrs in live.items():
+                models[name].mutate(attrs)
+                applied.append(name)
+            if weights:
+                self.blend.set_weights(dict(config.blend.weights))
+        except (ValueError, TypeError):
+            for name in applied:  # all or nothing
+                models[name].mutate(old[name])
+            raise
+        self.config = config
+        return True
 
     def user_ids(self) -> list[str]:
         """The ids of the users held, least recently active first."""

@@ -14,14 +14,19 @@ comes early (at most once per ``every // 4`` events) when ADWIN sees the served 
 
 A swap is warm: the new engine learns the kept events in the background of the stream (in
 eval: in place), then takes over every user's history and seen items from the old one, so
-no user is forgotten and nothing is recommended twice. What can be applied in place is
-(``online.registry.in_place_changes``): a change of only blend weights or ``mutate``-able
-knobs never rebuilds. If the new engine fails its checks (an exception, non-finite scores,
-empty lists where the old one served), the old one stays and the failure is counted.
+no user is forgotten and nothing is recommended twice. What can be applied in place is:
+a change of blend weights and of knobs the registry declares ``in_place`` (learning rates,
+half-lives, look-backs: ``online.registry.in_place_changes``) goes to the live models
+(``StreamingRecommender.retune``) and never rebuilds. If the new engine fails its checks
+(an exception, non-finite scores, empty lists where the old one served), the old one stays
+and the failure is counted.
+
+Two speeds of tuning, one system: with ``bandit`` (``online.tuning.TunedRecommender`` with its
+config bound) the in-loop bandits keep moving learning rates and blend weights every event
+inside whichever config the search chose; each swap starts them afresh around the new config.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -38,6 +43,8 @@ from online.wrapping import WrapsEngine
 
 log = logging.getLogger(__name__)
 
+#: What wraps the engine in the in-loop bandits (``functools.partial(TunedRecommender, config=...)``).
+Bandit = Callable[[StreamingRecommender], Any]
 #: A searcher: (window of past events, serving config) -> a result with ``accepted``, ``best_config``
 #: and ``evidence()`` (``online.search.study.search`` with its config bound), or ``None`` (no search).
 Searcher = Callable[[Sequence[Interaction], EngineConfig], Any]
@@ -95,8 +102,10 @@ class SelfTunedRecommender(WrapsEngine):
     """
 
     def __init__(self, config: EngineConfig | None = None, *, searcher: Searcher | None,
-                 schedule: Schedule | None = None) -> None:
-        self.engine = StreamingRecommender(config or EngineConfig())
+                 schedule: Schedule | None = None, bandit: Bandit | None = None) -> None:
+        self.bandit = bandit
+        self.models = StreamingRecommender(config or EngineConfig())  # users and models
+        self.engine: Any = self.models if bandit is None else bandit(self.models)  # what serves and learns
         self.schedule = schedule = schedule or Schedule()
         self.searcher = searcher
         self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
@@ -111,10 +120,10 @@ class SelfTunedRecommender(WrapsEngine):
     @property
     def events(self) -> int:
         """Events of the stream learned so far (the serving engine's count; a swap carries it over)."""
-        return self.engine.events_learned
+        return self.models.events_learned
 
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
-        before = self.engine.prequential.hits, self.engine.prequential.evaluated
+        before = self.models.prequential.hits, self.models.prequential.evaluated
         self.engine.learn_many(interactions)
         self._kept.extend(interactions)
         self._watch_drift(before)
@@ -124,6 +133,14 @@ class SelfTunedRecommender(WrapsEngine):
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
                   rec_id: str | None = None) -> Ranking:
         return self.engine.recommend(user_id, k, exclude, record, rec_id)
+
+    def feedback(self, rec_id: str, item_id: str, reward: float = 1.0) -> bool:
+        """Feedback on a served list, for the in-loop bandits (``AttributeError`` without them)."""
+        return self.engine.feedback(rec_id, item_id, reward)
+
+    def tuning_snapshot(self) -> dict[str, Any]:
+        """The in-loop bandits' state (``AttributeError`` without them)."""
+        return self.engine.tuning_snapshot()
 
     def stats(self) -> dict[str, float]:
         out = self.engine.stats()
@@ -162,7 +179,7 @@ class SelfTunedRecommender(WrapsEngine):
             from river.drift import ADWIN  # river only when drift watching is on
 
             self._drift = ADWIN(delta=self.schedule.drift_delta)
-        stats = self.engine.prequential
+        stats = self.models.prequential
         hits, evaluated = stats.hits - before[0], stats.evaluated - before[1]
         for n in range(evaluated):
             self._drift.update(1.0 if n < hits else 0.0)
@@ -176,25 +193,34 @@ class SelfTunedRecommender(WrapsEngine):
 
     # -- swapping ---------------------------------------------------------------------------
     def apply(self, config: EngineConfig, evidence: Mapping[str, Any] | None = None) -> Swap:
-        """Serve ``config`` from now on: in place when only blend weights differ, else rebuilt warm
-        (:func:`build` on the kept events, then :meth:`commit`). The old engine stays if the new one
-        fails. A worker calls :meth:`kept`, :func:`build` elsewhere, then :meth:`commit` instead."""
+        """Serve ``config`` from now on: in place where the live models can take it
+        (:meth:`apply_in_place`), else rebuilt warm (:func:`build` on the kept events, then
+        :meth:`commit`). The old engine stays if the new one fails. A worker calls
+        :meth:`apply_in_place`, then :meth:`kept`, :func:`build` elsewhere and :meth:`commit`."""
         started = time.perf_counter()
-        evidence = dict(evidence or {})
-        if only_weights_differ(self.engine.config, config):
-            try:
-                self.engine.set_blend_weights(dict(config.blend.weights))
-            except ValueError as exc:
-                return self._refused(exc, evidence, started)
-            swap = Swap(self.events, True, "in place", evidence, time.perf_counter() - started)
-            self.swaps.append(swap)
+        swap = self.apply_in_place(config, evidence)
+        if swap is not None:
             return swap
         position, events = self.kept()
         try:
             fresh = build(config, events)
         except Exception as exc:  # a config that cannot even be built must never take the worker down
-            return self._refused(exc, evidence, started)
+            return self._refused(exc, dict(evidence or {}), started)
         return self.commit(fresh, position, evidence, started=started)
+
+    def apply_in_place(self, config: EngineConfig, evidence: Mapping[str, Any] | None = None) -> Swap | None:
+        """Serve ``config`` from now on by changing the live models (blend weights, ``in_place`` knobs:
+        ``StreamingRecommender.retune``, or the bandits' ``retune``); ``None`` if it needs a rebuild."""
+        started = time.perf_counter()
+        evidence = dict(evidence or {})
+        try:
+            if not self.engine.retune(config):
+                return None
+        except (ValueError, TypeError) as exc:
+            return self._refused(exc, evidence, started)
+        swap = Swap(self.events, True, "in place", evidence, time.perf_counter() - started)
+        self.swaps.append(swap)
+        return swap
 
     def kept_encoded(self, chunk: int = 1_000) -> tuple[int, list[bytes]]:
         """:meth:`kept`, encoded in chunks (msgspec): what :func:`build_encoded` takes in another process.
@@ -234,14 +260,15 @@ class SelfTunedRecommender(WrapsEngine):
             position = built_at
             while position < self.events:
                 position = self.catch_up(fresh, position, _REBUILD_CHUNK)
-            old = self.engine
+            old = self.models
             fresh.adopt(old)
             problem = _check(fresh, old)
+            serving = fresh if self.bandit is None else self.bandit(fresh)
             if problem:  # the old engine still holds its users, untouched: the checks record nothing
                 raise ValueError(problem)
         except Exception as exc:  # a config that cannot serve must never take the worker down
             return self._refused(exc, evidence, started)
-        self.engine = fresh
+        self.models, self.engine = fresh, serving
         swap = Swap(self.events, True, "rebuilt", evidence, time.perf_counter() - started)
         self.swaps.append(swap)
         log.info("serving a new engine config since %d events (%s)", self.events, evidence.get("config", ""))
@@ -267,16 +294,6 @@ def build(config: EngineConfig, events: Sequence[Interaction]) -> StreamingRecom
     for start in range(0, len(events), _REBUILD_CHUNK):
         fresh.learn_many(events[start:start + _REBUILD_CHUNK])
     return fresh
-
-
-def only_weights_differ(current: EngineConfig, new: EngineConfig) -> bool:
-    """Whether ``new`` is ``current`` with other blend weights over the same strategies."""
-    if current.blend is None or new.blend is None:
-        return False
-    if [name for name, _ in current.blend.weights] != [name for name, _ in new.blend.weights]:
-        return False
-    return (dataclasses.replace(new.blend, weights=current.blend.weights) == current.blend
-            and dataclasses.replace(new, blend=current.blend) == current)
 
 
 def _check(fresh: StreamingRecommender, old: StreamingRecommender, users: int = 20) -> str | None:

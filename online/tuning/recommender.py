@@ -135,14 +135,7 @@ class TunedRecommender(WrapsEngine):
         for name, search in self.searches.items():
             if search.learns_champion:
                 blend.stop_learning(name)  # the search teaches every arm, the champion included
-        self.weights: WeightSearch | None = None
-        if config.tune_weights and len(blend.strategies) > 1:
-            names = list(blend.strategies)
-            self.weights = WeightSearch(
-                blend.weights, ArmPolicy(config.policy, [KEEP, *names], explore=config.explore, seed=seed),
-                k=self.k, step=config.weight_step, period=config.weight_period, floor=config.floor,
-                min_evidence=config.min_evidence, gate=config.gate, max_evidence=config.max_evidence)
-            blend.set_weights(self.weights.weights)
+        self.weights = self._weight_search()
         self.drift = drift.ADWIN(delta=config.drift_delta)
         self.drift_events = 0
         self.drift_steps: list[int] = []
@@ -151,6 +144,29 @@ class TunedRecommender(WrapsEngine):
         self._served: OrderedDict[str, tuple[dict[str, tuple[str, float]], frozenset[str]]] = OrderedDict()
         self.ips: dict[str, dict[str, float]] = {}
         self.logged = 0
+
+    def _weight_search(self) -> WeightSearch | None:
+        """The bandit over strategy weights, starting from the blend's weights (``None``: not tuned)."""
+        config, blend = self.tuner_config, self.engine.blend
+        if not (config.tune_weights and len(blend.strategies) > 1):
+            return None
+        policy = ArmPolicy(config.policy, [KEEP, *blend.strategies], explore=config.explore, seed=config.seed)
+        search = WeightSearch(
+            blend.weights, policy,
+            k=self.k, step=config.weight_step, period=config.weight_period, floor=config.floor,
+            min_evidence=config.min_evidence, gate=config.gate, max_evidence=config.max_evidence)
+        blend.set_weights(search.weights)
+        return search
+
+    def retune(self, config: EngineConfig) -> bool:
+        """Serve under ``config`` without a rebuild if only blend weights differ: the weight bandit starts
+        afresh from them. Anything else returns ``False`` (the learning-rate shadows are built around
+        the models they shadow: a change of their knobs is a rebuild, with new shadows)."""
+        changes = self.engine.config.changes_to(config)
+        if not all(name.startswith("weight:") for name in changes) or not self.engine.retune(config):
+            return False
+        self.weights = self._weight_search()
+        return True
 
     # -- the engine's public API ------------------------------------------------------------------
     def learn_many(self, interactions: Sequence[Interaction]) -> None:

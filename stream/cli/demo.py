@@ -8,9 +8,10 @@ what was published, what the worker processed and dead-lettered (scraped from it
 and the prequential HR@k the consumer measures ("was the next item a user touched
 in the last list we published for that user").
 
-With self-tuning on (the default; ``STREAMREC_SELF_TUNE=0`` turns it off, and the bandit
-tuner ``--tuner`` replaces it) a ``streamrec tuner`` runs beside the worker: it searches the
-engine's whole config on the stream and announces winners, which the worker swaps in warm.
+With self-tuning on (the default; ``STREAMREC_SELF_TUNE=0`` turns it off) a ``streamrec tuner``
+runs beside the worker: it searches the engine's whole config on the stream and announces
+winners, which the worker swaps in warm. ``--tuner`` adds the in-loop bandits (learning rates,
+blend weights) inside whichever config serves.
 The demo's stream is short, so the tuner searches once, on a small window with a few trials (see
 :func:`demo_search_settings`); the summary says how many searches ran and swaps were applied.
 
@@ -257,7 +258,7 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
             settings = settings.replace(tuner_publish_s=min(settings.tuner.publish_s, 1.0))
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,
                                     trainer_metrics_port=trainer_port, data_dir=str(workdir / "worker"))
-        self_tune = settings.search.enabled and not settings.tuner.enabled
+        self_tune = settings.search.enabled  # with --tuner too: the bandits tune inside the searched config
         if self_tune:  # a study of this demo's own, and a cadence that fits its stream
             settings = demo_search_settings(settings, len(events)).replace(
                 search_storage=f"sqlite:///{workdir / 'tuner.db'}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -230,11 +231,6 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_with_sets(_worker_settings(), args.sets)
     tuner = (args.tuner == "on") if args.tuner is not None else bool(settings.tuner.enabled)
     self_tune = (args.self_tune == "on") if args.self_tune is not None else bool(settings.search.enabled)
-    if tuner and self_tune:
-        if args.self_tune == "on":
-            raise UsageError("the bandit tuner (--tuner on) and self-tuning (--self-tune on) do not run together "
-                             "yet: turn one off")
-        self_tune = False  # the bandit tuner asked for; self-tuning was only the default
     policy = args.tuner_policy or settings.tuner.policy
     try:
         config = engine_config_for(args.strategy, args.weights, args.fixed_weights, args.k,
@@ -256,14 +252,16 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    engine: Any = StreamingRecommender(config)
+    bandit = None  # the in-loop bandits (learning rates, weights), inside self-tuning when both are on
     if tuner:
         from online.tuning import TunedRecommender
 
-        engine = TunedRecommender(engine, settings.tuner_config().replace(policy=policy))
+        bandit = functools.partial(TunedRecommender, config=settings.tuner_config().replace(policy=policy))
     searching: dict[str, Any] = {}
     if self_tune:
-        engine = _self_tuned(config, settings, searching)
+        engine: Any = _self_tuned(config, settings, searching, bandit)
+    else:
+        engine = StreamingRecommender(config) if bandit is None else bandit(StreamingRecommender(config))
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
                   f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}; "
                   f"self-tuning {'on' if self_tune else 'off'}")
@@ -280,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
                                      on_progress=lambda done, _total: progress.update(task, completed=done,
                                                                                    description="replaying")):
             progress.update(task, hr=snap[f"hr@{args.k}"])
-            trajectory.append(_trajectory_point(engine, snap, trajectory))
+            trajectory.append(_trajectory_point(engine, snap, trajectory, tuner))
             final = snap
     report = _report(final, args, source, config, tuner)
     report["tuner"] = {"on": tuner, "policy": policy if tuner else None, "trajectory": trajectory}
@@ -309,8 +307,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _self_tuned(config: EngineConfig, settings: Settings, searching: dict[str, Any]) -> Any:
-    """The production loop: the engine, searched at the tuner's cadence by the tuner's search."""
+def _self_tuned(config: EngineConfig, settings: Settings, searching: dict[str, Any], bandit: Any) -> Any:
+    """The production loop: the engine (in its bandits when the tuner is on), searched at the tuner's
+    cadence by the tuner's search."""
     from online.search import SelfTunedRecommender, searcher
 
     search_config = settings.search_config()
@@ -321,7 +320,7 @@ def _self_tuned(config: EngineConfig, settings: Settings, searching: dict[str, A
             progress.update(task, description=f"search: trial {n}/{search_config.trials}")
 
     return SelfTunedRecommender(config, searcher=searcher(search_config, on_trial=on_trial),
-                                schedule=settings.schedule())
+                                schedule=settings.schedule(), bandit=bandit)
 
 
 def _self_tune_report(engine: Any) -> dict[str, Any]:
@@ -364,7 +363,7 @@ def _report(final: dict[str, Any], args: argparse.Namespace, source: str, config
     return report
 
 
-def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, Any]]) -> dict[str, Any]:
+def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, Any]], tuner: bool) -> dict[str, Any]:
     """Rates, weights and reward at one snapshot; reward is HR@k over the events since the last point."""
     hits, evaluated = snap["hits"], snap["evaluated"]
     before = so_far[-1] if so_far else {"hits": 0, "evaluated": 0}
@@ -372,7 +371,7 @@ def _trajectory_point(engine: Any, snap: dict[str, Any], so_far: list[dict[str, 
     point: dict[str, Any] = {"step": snap["events"], "hits": hits, "evaluated": evaluated,
                              "reward": (hits - before["hits"]) / span if span else 0.0,
                              "learning_rates": {}, "weights": {}, "drift_events": 0}
-    if hasattr(engine, "tuning_snapshot"):
+    if tuner:  # the in-loop bandits' state
         tuning = engine.tuning_snapshot()
         point["learning_rates"] = {name: m["learning_rate"] for name, m in tuning["models"].items()}
         point["weights"] = dict(tuning["strategies"]["weights"])

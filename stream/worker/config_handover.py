@@ -14,8 +14,8 @@ consumer group would hand each announcement to one worker only). On a newer vers
    to ``SelfTunedRecommender.commit``: it learns the events that arrived meanwhile, takes over
    every user in O(1) and serves if its checks pass; otherwise the old engine keeps serving.
 
-A change of blend weights alone is applied in place (``SelfTunedRecommender.apply``), with no
-build. A served encoder version moves into the rebuilt engine's blend. Each announcement
+A change of blend weights or of knobs the live models take (``SelfTunedRecommender.apply_in_place``)
+is applied in place, with no build. A served encoder version moves into the rebuilt engine's blend. Each announcement
 counts once in ``streamrec_config_swaps_total{result}`` (``applied``, or ``refused``: unreadable,
 not buildable, failing its checks); ``streamrec_config_version`` is the version served and
 ``streamrec_engine_knob{knob}`` every numeric knob of the config served.
@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from online.registry import search_space
-from online.search.loop import only_weights_differ
 from stream.settings import Settings
 from stream.wire.config_updates import ConfigUpdate, decode_config_update
 from stream.worker.metrics import WorkerMetrics, record_engine_knobs
@@ -152,9 +151,9 @@ class ConfigHandover:
         if update.config == engine.config:  # e.g. restored from a snapshot taken after this swap
             self.metrics.config_version.set(update.version)
             return None
-        if only_weights_differ(engine.config, update.config):
-            async with self.lock:
-                swap = engine.apply(update.config, evidence)
+        async with self.lock:  # blend weights and in-place knobs go to the live models: no build
+            swap = engine.apply_in_place(update.config, evidence)
+        if swap is not None:
             return self._record(swap, update.version)
         log.info("building the engine under config version %d on the kept events", update.version)
         try:

@@ -7,6 +7,7 @@ the good events in order, and build one fresh list per user seen (push mode).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -50,18 +51,21 @@ def _invalid(exc: Exception, message: RawMessage) -> Invalid:
 def build_engine(settings: Settings) -> Engine:
     """The engine a worker with ``settings`` runs: the fast engine or the blend, inside the self-tuning
     loop when ``self_tune`` is on (it searches nothing itself: ``streamrec tuner`` does, and
-    ``stream.worker.config_handover`` swaps its winners in), or the blend under the bandit tuner
-    (the two do not run together yet: the bandit tuner wins)."""
+    ``stream.worker.config_handover`` swaps its winners in), with the in-loop bandits of
+    ``online.tuning`` moving learning rates and blend weights inside it when the tuner is on too."""
     config = settings.engine_config()
+    bandit = None
     if settings.tuner.enabled:
         from online.tuning import TunedRecommender, tuned_engine_config
 
-        return TunedRecommender(StreamingRecommender(tuned_engine_config(config)), settings.tuner_config())
+        config = tuned_engine_config(config)
+        bandit = functools.partial(TunedRecommender, config=settings.tuner_config())
     if settings.search.enabled:
         from online.search import SelfTunedRecommender
 
-        return SelfTunedRecommender(config, searcher=None, schedule=settings.schedule())
-    return StreamingRecommender(config)
+        return SelfTunedRecommender(config, searcher=None, schedule=settings.schedule(), bandit=bandit)
+    engine = StreamingRecommender(config)
+    return engine if bandit is None else bandit(engine)
 
 
 class EventProcessor:

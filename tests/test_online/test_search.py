@@ -157,6 +157,53 @@ def test_a_change_of_blend_weights_alone_is_applied_in_place():
     assert dict(tuned.config.blend.weights)["popularity"] == 0.9
 
 
+def test_in_place_knobs_go_to_the_live_models_and_a_structural_change_rebuilds():
+    tuned = SelfTunedRecommender(EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.3,cooccurrence=1,mf=0.3")),
+                                 searcher=None)
+    tuned.learn_many(sequential_stream(500))
+    engine, mf = tuned.engine, tuned.blend.strategies["mf"]
+    swap = tuned.apply(tuned.config.replace(half_life=50.0, mf_lr=0.2, cooc_decay=0.3))
+    assert swap.applied and swap.how == "in place" and tuned.engine is engine  # nothing rebuilt
+    assert tuned.engine.popularity.half_life == 50.0 and mf.lr == 0.2
+    assert tuned.blend.strategies["cooccurrence"].decay == 0.3
+    assert tuned.config.strategies["mf"].lr == 0.2  # the config records what serves
+    swap = tuned.apply(tuned.config.replace(cooc_window=2))  # not in place: a warm rebuild
+    assert swap.applied and swap.how == "rebuilt" and tuned.engine is not engine
+
+
+def test_an_in_place_value_a_model_refuses_changes_nothing():
+    tuned = SelfTunedRecommender(EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.3,mf=0.3")), searcher=None)
+    tuned.learn_many(sequential_stream(300))
+    before = tuned.config
+    swap = tuned.apply(before.replace(half_life=50.0, mf_lr=-0.1))  # ImplicitMF refuses a negative rate
+    assert not swap.applied and tuned.config == before
+    assert tuned.engine.popularity.half_life == before.strategies["popularity"].half_life  # rolled back
+
+
+def test_the_in_loop_bandits_tune_inside_the_searched_config_and_restart_with_each_swap():
+    from functools import partial
+
+    from online.tuning import TunedRecommender, TunerConfig, tuned_engine_config
+
+    bandit = partial(TunedRecommender, config=TunerConfig(seed=0, period=100, weight_period=100))
+    tuned = SelfTunedRecommender(tuned_engine_config(EngineConfig(k=5)), searcher=None, bandit=bandit)
+    assert isinstance(tuned.engine, TunedRecommender) and tuned.engine.searches  # mf's learning rate is tuned
+    tuned.learn_many(sequential_stream(1_000))
+    assert tuned.tuning_snapshot()["step"] == 1_000
+    first = tuned.engine
+    winner = tuned.config.replace(cooc_window=2)
+    assert tuned.apply(winner).how == "rebuilt"
+    assert isinstance(tuned.engine, TunedRecommender) and tuned.engine is not first  # bandits around the new config
+    assert tuned.config == winner and tuned.events == 1_000 and tuned.user_state("u1") is not None
+    weights_only = winner.replace(blend=winner.blend.with_weights(popularity=0.9))
+    serving = tuned.engine
+    assert tuned.apply(weights_only).how == "in place" and tuned.engine is serving
+    assert tuned.engine.weights.weights == tuned.blend.weights  # the weight bandit starts from the new weights
+    assert tuned.apply(weights_only.replace(mf_lr=0.3)).how == "rebuilt"  # the lr shadows are rebuilt around it
+    tuned.learn_many(sequential_stream(200))
+    assert tuned.recommend("u1").items
+
+
 def test_a_stored_study_outlives_the_process_that_ran_it(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     script = textwrap.dedent(f"""

@@ -161,7 +161,10 @@ def test_a_worker_self_tunes_by_default_and_searches_nothing_itself():
     processor = EventProcessor(Settings())
     assert callable(getattr(processor.engine, "commit", None)) and processor.engine.searcher is None
     assert not callable(getattr(EventProcessor(Settings.of(self_tune=False)).engine, "commit", None))
-    assert not callable(getattr(EventProcessor(Settings.of(tuner=True)).engine, "commit", None))  # the bandit tuner
+    both = EventProcessor(Settings.of(tuner=True)).engine  # the bandits tune inside the self-tuned engine
+    assert callable(getattr(both, "commit", None)) and both.tuning_snapshot()["models"]["mf"]
+    bandits_only = EventProcessor(Settings.of(tuner=True, self_tune=False)).engine
+    assert not callable(getattr(bandits_only, "commit", None)) and bandits_only.tuning_snapshot()
 
 
 def test_a_config_that_cannot_be_built_is_refused_and_the_old_engine_keeps_serving():

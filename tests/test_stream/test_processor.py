@@ -148,8 +148,9 @@ def test_with_bandit_feedback_an_event_naming_a_served_list_rewards_the_arms_tha
     processor.process_events([_msg(_event("u2", clicked, ts=20, rec_id=listing["rec_id"])),
                               _msg(_event("u2", "i0", ts=21, rec_id="somebody-elses-list"))])
     assert (processor.feedback_matched, processor.feedback_unknown) == (1, 1)
-    assert processor.engine.logged >= 1 and processor.engine.tuning_snapshot()["feedback"] == "bandit"
-    assert sum(processor.engine.ips.get("mf", {}).values()) > 0  # the served mf arm got its reward / propensity
+    bandits = processor.engine.engine  # inside the self-tuned engine
+    assert bandits.logged >= 1 and processor.engine.tuning_snapshot()["feedback"] == "bandit"
+    assert sum(bandits.ips.get("mf", {}).values()) > 0  # the served mf arm got its reward / propensity
 
 
 def test_with_full_feedback_rec_ids_are_not_needed_and_not_counted():
