@@ -18,6 +18,7 @@ CPU seconds and when each swap happened. Targets (the self-tuning issue): on eve
 
     python benchmarks/self_tuning.py --json self_tuning.json
     python benchmarks/self_tuning.py --streams news,catalogue --events 20000 --trials 10   # smoke
+    python benchmarks/self_tuning.py --bandits --grid off   # the in-loop bandits inside self-tuning vs without
 """
 from __future__ import annotations
 
@@ -69,8 +70,10 @@ def load_stream(name: str, events: int) -> list:
     return getattr(generated, name)(events or 50_000)
 
 
-def run_row(stream: str, events: int, label: str, config: EngineConfig | None, trials: int | None) -> dict[str, Any]:
-    """One replay; ``config`` ``None`` means the self-tuned defaults."""
+def run_row(stream: str, events: int, label: str, config: EngineConfig | None, trials: int | None,
+            bandits: bool = False) -> dict[str, Any]:
+    """One replay; ``config`` ``None`` means the self-tuned defaults (``bandits``: with the in-loop
+    bandits of ``online.tuning`` inside, as a worker runs them with ``STREAMREC_TUNER=true``)."""
     from online.evaluation import iter_prequential
     from online.search import SelfTunedRecommender, searcher
     from stream.settings import Settings
@@ -82,8 +85,16 @@ def run_row(stream: str, events: int, label: str, config: EngineConfig | None, t
         search_config = settings.search_config()
         if trials is not None:
             search_config = dataclasses.replace(search_config, trials=trials)
-        engine: Any = SelfTunedRecommender(EngineConfig(), schedule=settings.schedule(),
-                                           searcher=searcher(search_config))
+        start, bandit = EngineConfig(), None
+        if bandits:
+            from functools import partial
+
+            from online.tuning import TunedRecommender, tuned_engine_config
+
+            start = tuned_engine_config(start)  # what a worker with the tuner on starts from
+            bandit = partial(TunedRecommender, config=settings.tuner_config())
+        engine: Any = SelfTunedRecommender(start, schedule=settings.schedule(), searcher=searcher(search_config),
+                                           bandit=bandit)
         final = list(iter_prequential(data, engine=engine))[-1]
         extra = {"search_cpu_s": engine.search_cpu_s, "searches": [
             {"at": at, "gain": e["gain"], "accepted": e["accepted"], "serving_hr": e["serving_hr"],
@@ -103,6 +114,10 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=None, help="trials per search (default: search_trials)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--bandits", action="store_true",
+                        help="also run self-tuning with the in-loop bandits inside (STREAMREC_TUNER=true)")
+    parser.add_argument("--grid", choices=("on", "off"), default="on",
+                        help="off: only the fixed default of the grid (the self-tuned rows' baseline)")
     args = parser.parse_args()
     names = [name.strip() for name in args.streams.split(",") if name.strip()]
     if "ml-100k" in names and not ML100K.exists():
@@ -110,16 +125,20 @@ def main() -> int:
         names.remove("ml-100k")
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {platform.processor() or platform.machine()}, "
           f"jobs {args.jobs}")
-    jobs = [(stream, args.events, "self-tuned (from defaults)", None, args.trials) for stream in names]
-    jobs += [(stream, args.events, label, config, None) for stream in names for label, config in grid().items()]
+    jobs = [(stream, args.events, "self-tuned (from defaults)", None, args.trials, False) for stream in names]
+    if args.bandits:
+        jobs += [(stream, args.events, "self-tuned + bandits", None, args.trials, True) for stream in names]
+    fixed_rows = grid() if args.grid == "on" else {"fixed mix (default)": EngineConfig()}
+    jobs += [(stream, args.events, label, config, None, False) for stream in names for label, config in fixed_rows.items()]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(run_row, *zip(*jobs)))
     summary = []
     for stream in names:
         mine = [row for row in rows if row["stream"] == stream]
-        tuned = next(row for row in mine if row["label"].startswith("self-tuned"))
-        fixed = [row for row in mine if row is not tuned]
+        tuned = next(row for row in mine if row["label"] == "self-tuned (from defaults)")
+        with_bandits = next((row for row in mine if row["label"] == "self-tuned + bandits"), None)
+        fixed = [row for row in mine if not row["label"].startswith("self-tuned")]
         default = next(row for row in fixed if row["label"] == "fixed mix (default)")
         best = max(fixed, key=lambda row: row["hr"])
         print(f"\n{stream} ({tuned['events']:,} events)")
@@ -131,6 +150,11 @@ def main() -> int:
               f"swaps at {', '.join(swaps) or 'none'}")
         summary.append({"stream": stream, "vs_default": tuned["hr"] / default["hr"], "vs_best": tuned["hr"] / best["hr"],
                         "best_fixed": best["label"]})
+        if with_bandits is not None:
+            print(f"  self-tuned + bandits: HR@10 {with_bandits['hr'] / tuned['hr']:.3f}x, NDCG@10 "
+                  f"{with_bandits['ndcg'] / tuned['ndcg']:.3f}x self-tuning alone; {with_bandits['hr'] / default['hr']:.3f}x "
+                  f"the default")
+            summary[-1]["bandits_vs_self_tuned"] = with_bandits["hr"] / tuned["hr"]
     mean_gain = sum(s["vs_default"] for s in summary) / len(summary) - 1 if summary else 0.0
     print(f"\naverage over streams: {mean_gain:+.1%} over the fixed default; "
           f"worst vs best fixed {min((s['vs_best'] for s in summary), default=0):.3f}x; {time.perf_counter() - started:.0f} s")
