@@ -121,6 +121,45 @@ def test_the_loop_searches_strictly_on_the_past():
     assert all(len(window) == 600 for window in calls)
 
 
+def _cycles(n: int, start: int = 0) -> list[Interaction]:
+    """20 users walk one chain of items, each a step behind the one before: all but the leader's
+    next item follows the item they are on, as the users ahead of them showed."""
+    events, step = [], 0
+    while len(events) < n:
+        for user in range(20):
+            if step - user >= 0 and len(events) < n:
+                events.append(Interaction(f"u{user}", f"s{start}-{step - user}", float(start + len(events))))
+        step += 1
+    return events
+
+
+def _noise(n: int, start: int = 0) -> list[Interaction]:
+    """Every event a new item: nothing can be predicted."""
+    return [Interaction(f"u{i % 20}", f"n{start + i}", float(start + i)) for i in range(n)]
+
+
+def _searches_at(events: list[Interaction]) -> list[int]:
+    calls: list[list[Interaction]] = []
+    tuned = SelfTunedRecommender(EngineConfig(k=10), searcher=_spy_searcher(calls),
+                                 schedule=Schedule(first=100_000, every=4_000, window=500, keep=500))
+    at = []
+    for start in range(0, len(events), 20):
+        before = len(calls)
+        batch = events[start:start + 20]
+        tuned.learn_many(batch)
+        for user_id in {event.user_id for event in batch}:  # the worker serves every user of the batch
+            tuned.recommend(user_id)
+        if len(calls) > before:
+            at.append(tuned.events)
+    return at
+
+
+def test_a_fall_of_the_served_hit_rate_brings_a_search_forward_and_a_rise_does_not():
+    fall = _searches_at(_cycles(3_000) + _noise(3_000, start=3_000))
+    assert fall and 3_000 < fall[0] < 4_000  # soon after the stream turned unpredictable, long before `first`
+    assert _searches_at(_noise(3_000) + _cycles(3_000, start=3_000)) == []  # the rate rose: nothing to fix
+
+
 def test_an_accepted_winner_is_served_from_then_on_and_no_user_is_forgotten():
     events = sequential_stream(4_000)
     tuned = SelfTunedRecommender(POPULARITY_ONLY, searcher=lambda window, serving: search(window, serving, FAST),
