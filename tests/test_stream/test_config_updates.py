@@ -205,7 +205,7 @@ def test_the_newest_version_is_served_warm_and_every_user_keeps_what_they_have_s
     assert processor.engine.config == newer and _sample(registry, "streamrec_config_version") == 2
 
 
-def test_a_change_of_weights_alone_is_applied_in_place_and_the_knobs_follow():
+def test_a_change_of_weights_or_in_place_knobs_is_applied_in_place_and_the_knobs_follow():
     processor, handover, registry = _worker(blend="default")
     engine = processor.engine.engine
     handover.record_knobs()
@@ -214,6 +214,11 @@ def test_a_change_of_weights_alone_is_applied_in_place_and_the_knobs_follow():
     swap = asyncio.run(handover.handle([_announce(reweighted, version=3)]))
     assert swap.applied and swap.how == "in place" and processor.engine.engine is engine
     assert _sample(registry, "streamrec_engine_knob", knob="weight:popularity") == 0.9
+    shorter_memory = reweighted.replace(half_life=300.0, cooc_lookback=2)  # knobs the live models take
+    swap = asyncio.run(handover.handle([_announce(shorter_memory, version=4)]))
+    assert swap.applied and swap.how == "in place" and processor.engine.engine is engine
+    assert engine.popularity.half_life == 300.0 and engine.blend.strategies["cooccurrence"].lookback == 2
+    assert _sample(registry, "streamrec_engine_knob", knob="half_life") == 300.0
 
 
 def test_the_served_encoder_moves_into_the_rebuilt_engine():
