@@ -59,8 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="events per micro-batch; lists are recomputed once per batch (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N events (after sorting)")
     p.add_argument("--tuner", choices=("on", "off"), default=None,
-                   help="tune learning rates and strategy weights online (default: as the worker, "
-                        "STREAMREC_TUNER, off unless set); 'on' adds mf to the blend if missing")
+                   help="tune learning rates and strategy weights online with the in-loop bandits (default: as "
+                        "the worker, STREAMREC_TUNER, off unless set); 'on' adds mf to the blend if missing; "
+                        "with self-tuning on, the bandits tune inside the searched config")
     p.add_argument("--tuner-policy", choices=("thompson", "ucb", "exp3", "epsilon"), default=None,
                    help="bandit policy of the tuner (default: STREAMREC_TUNER_POLICY, thompson)")
     p.add_argument("--self-tune", choices=("on", "off"), default=None,
