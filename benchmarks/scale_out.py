@@ -8,13 +8,17 @@ users partitioned with Kafka's murmur2 over ``--partitions`` partitions,
 partitions dealt to workers round-robin as the group's assignor does — runs one
 engine per worker, and pools their hits. ``workers=1`` is also the upper bound of
 any scheme that shares item state perfectly (each user still lives on one worker).
+``--modes`` compares learning alone (``partitions``) with item deltas shared between
+the workers (``shared``, ``online.scaleout``: the mechanism the live workers use, with
+the delay ``--share-delay`` in stream events; what ``streamrec eval --workers N`` runs).
 
     python benchmarks/scale_out.py                       # ML-100K (read in place) and the generated stream
-    python benchmarks/scale_out.py --workers 1,2,4 --engines fast,blend --json out.json
+    python benchmarks/scale_out.py --workers 1,2,4 --engines fast,blend --modes shared --json out.json
+    python benchmarks/scale_out.py --cost                # CPU of sharing vs learning, per event
     python benchmarks/scale_out.py --live                # real workers on the embedded broker (below)
 
 ``--live`` runs real worker processes on a fresh embedded broker per configuration
-(1 worker; 2 workers, learn scope ``partitions``; 2 workers, scope ``all``): HR@10
+(``--live-configs``: 1 worker; 2 or 3 workers, learn scope ``partitions``, ``all`` or ``shared``): HR@10
 pooled from the workers' own prequential metrics while ML-100K is replayed at
 ``--rate`` events/s, then throughput on ``--throughput-events`` pre-produced events
 (the time from the first to the last event processed by any worker). On a 2-core
@@ -35,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from online.evaluation import run_prequential  # noqa: E402
+from online.scaleout import simulate_workers  # noqa: E402
 from stream.cli.datasets import generate, load  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.wire.partitioner import partition_for  # noqa: E402
@@ -62,24 +66,33 @@ def split(events, workers: int, partitions: int):
     return shares
 
 
-def measure(events, workers: int, partitions: int, engine: str) -> dict:
+def measure(events, workers: int, partitions: int, engine: str, mode: str = "partitions",
+            delay: int = 1_000, flush_every: int = 100) -> dict:
+    """One offline run through ``online.scaleout.simulate_workers`` (what ``streamrec eval --workers`` runs)."""
     started = time.perf_counter()
-    hits = evaluated = 0
-    per_worker = []
-    for share in split(events, workers, partitions):
-        final = run_prequential(share, engine_config(engine), batch_size=1)
-        hits += final["hits"]
-        evaluated += final["evaluated"]
-        per_worker.append(len(share))
-    return {"workers": workers, "engine": engine, "hr@10": hits / evaluated if evaluated else 0.0,
-            "evaluated": evaluated, "events_per_worker": per_worker,
+    cache: dict[str, int] = {}
+
+    def shard_of(user: str) -> int:
+        p = cache.get(user)
+        if p is None:
+            p = cache[user] = partition_for(user.encode(), partitions)
+        return p
+
+    run = simulate_workers(events, engine_config(engine), workers=workers, shard_of=shard_of, shards=partitions,
+                           mode=mode, delay=delay, flush_every=flush_every)
+    per_worker = [sum(1 for p in range(partitions) if p % workers == w) for w in range(workers)]
+    return {"workers": workers, "engine": engine, "mode": mode, "delay": delay, "hr@10": run["hr@10"],
+            "evaluated": run["evaluated"], "partitions_per_worker": per_worker,
+            "bytes_per_event": run["bytes_per_event"], "delta_entries": run["delta_entries"],
+            "learn_s": run["learn_s"], "share_s": [p + a for p, a in zip(run["publish_s"], run["apply_s"])],
+            "share_to_learn_max": max(run["share_to_learn"]),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _live_config(name: str, workers: int, scope: str, events, rate: float, throughput_events) -> dict:
     import subprocess
 
-    from stream.cli.processes import spawn_worker, stop_process
+    from stream.cli.processes import ready_state, spawn_worker, stop_process
     from stream.cli.scrape import scrape, total
     from stream.kafka.broker import EmbeddedBroker, create_topics, free_port
     from stream.kafka.clients import EventPublisher
@@ -88,8 +101,9 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
     out = {"config": name, "workers": workers, "learn_scope": scope}
     for phase, data, paced in (("quality", events, rate), ("throughput", throughput_events, None)):
         with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(work / f"broker-{phase}.log")) as broker:
+            # self-tuning off: its loop does not collect item deltas yet (the other scopes run the same engine)
             base = Settings.of(bootstrap_servers=broker.bootstrap, app_id=f"scale-{phase}", learn_scope=scope,
-                            snapshot_interval_s=0, encoder_poll_s=3600.0)
+                               snapshot_interval_s=0, encoder_poll_s=3600.0, self_tune=False)
             create_topics(base.kafka.bootstrap_servers, base.topic_specs())
             settings = [base.replace(metrics_port=free_port(), data_dir=str(work / f"{phase}-{i}"))
                         for i in range(workers)]
@@ -128,6 +142,7 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
                         hits += n * total(page, "streamrec_prequential_hit_rate", window="all")
                         evaluated += n
                     out["hr@10"] = hits / evaluated if evaluated else 0.0
+                    out["delta_lag_mean_s"] = [(ready_state(s) or {}).get("delta_lag_mean_s") for s in settings]
                     out["evaluated"] = int(evaluated)
                 else:
                     out["events_per_s"] = (len(data) - first_done) / max(1e-9, last - first)
@@ -165,12 +180,16 @@ def live(args) -> int:
           f"ML-100K first {len(events):,} events at {args.rate:,.0f} ev/s (arrays of 20); "
           f"throughput on {len(throughput_events):,} generated events", flush=True)
     rows = []
-    for name, workers, scope in (("1 worker", 1, "partitions"), ("2 workers, partitions", 2, "partitions"),
-                                 ("2 workers, learn all", 2, "all")):
+    configs = {"1": ("1 worker", 1, "partitions"), "2p": ("2 workers, partitions", 2, "partitions"),
+               "2a": ("2 workers, learn all", 2, "all"), "2s": ("2 workers, shared", 2, "shared"),
+               "3p": ("3 workers, partitions", 3, "partitions"), "3s": ("3 workers, shared", 3, "shared")}
+    for name, workers, scope in (configs[key] for key in args.live_configs.split(",")):
         row = _live_config(name, workers, scope, events, args.rate, throughput_events)
         rows.append(row)
+        lags = [f"{lag:.2f}" for lag in row.get("delta_lag_mean_s", []) if lag is not None]
         print(f"{name:24} HR@10 {row['hr@10']:.4f} ({row['evaluated']:,} evaluated)   "
-              f"throughput {row['events_per_s']:,.0f} ev/s", flush=True)
+              f"throughput {row['events_per_s']:,.0f} ev/s"
+              + (f"   deltas arrive after {', '.join(lags)} s (mean per worker)" if lags else ""), flush=True)
     base = rows[0]
     for row in rows[1:]:
         print(f"{row['config']:24} vs 1 worker: HR x{row['hr@10'] / base['hr@10']:.3f}, "
@@ -180,20 +199,80 @@ def live(args) -> int:
     return 0
 
 
+def sharing_cost(args) -> int:
+    """CPU per event of learning, of collecting + sealing + encoding + decoding deltas, and of applying another
+    worker's deltas, in micro-batches of ``--cost-batch`` (the worker's path); and the per-worker ratio of
+    sharing to own learning that follows for N workers: ((N - 1) * apply + collect) / learn."""
+    from online.engine import StreamingRecommender
+    from online.sharing import DeltaCollector, decode, encode
+
+    if not ML100K.exists():
+        print(f"skipping: {ML100K} is absent")
+        return 0
+    events = load(ML100K, "movielens")
+    batch = args.cost_batch
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; ML-100K, "
+          f"micro-batches of {batch}, CPU µs per event (best of 3)")
+    for name in args.engines.split(","):
+        best: dict[str, float] = {}
+        for _ in range(3):
+            plain, owner, other = (StreamingRecommender(engine_config(name)) for _ in range(3))
+            times = {"learn": 0.0, "learn_collecting": 0.0, "seal_encode_decode": 0.0, "apply": 0.0}
+            size = 0
+            for start in range(0, len(events), batch):
+                chunk = events[start:start + batch]
+                t0 = time.process_time()
+                plain.learn_many(chunk)
+                t1 = time.process_time()
+                collector = DeltaCollector(0)
+                collector.cover(start, start + len(chunk) - 1)
+                owner.learn_many(chunk, deltas=collector)
+                t2 = time.process_time()
+                data = encode(collector.seal())
+                deltas = decode(data)
+                t3 = time.process_time()
+                other.apply_item_deltas(deltas)
+                t4 = time.process_time()
+                size += len(data)
+                for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    times[key] += seconds
+            for key, seconds in times.items():
+                best[key] = min(best.get(key, float("inf")), seconds / len(events) * 1e6)
+        extra = best["learn_collecting"] - best["learn"] + best["seal_encode_decode"]
+        ratios = ", ".join(f"{n}: {((n - 1) * best['apply'] + extra) / best['learn']:.2f}"
+                           for n in (1, 2, 4, 8, 32))
+        print(f"{name:6} learn {best['learn']:.1f}, collecting adds {best['learn_collecting'] - best['learn']:.1f}, "
+              f"seal+encode+decode {best['seal_encode_decode']:.1f}, apply (per receiver) {best['apply']:.1f}; "
+              f"{size / len(events):.0f} B/event; sharing / own learning per worker at N workers: {ratios}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", default="1,2,4", help="worker counts to compare (default 1,2,4)")
+    parser.add_argument("--workers", default="1,2,4,8,32", help="worker counts to compare")
     parser.add_argument("--engines", default="fast,blend", help="fast (worker default), blend (STREAMREC_BLEND=default)")
     parser.add_argument("--partitions", type=int, default=Settings().kafka.partitions)
     parser.add_argument("--generated-events", type=int, default=50_000)
+    parser.add_argument("--modes", default="partitions,shared",
+                        help="learn scopes to simulate: partitions (each worker its own), shared (item deltas)")
+    parser.add_argument("--share-delay", type=int, default=1_000,
+                        help="stream events before another worker's deltas arrive (shared)")
+    parser.add_argument("--share-every", type=int, default=100,
+                        help="stream events between two publications of deltas, every worker at once (shared)")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--live", action="store_true", help="real workers on the embedded broker (see above)")
     parser.add_argument("--live-events", type=int, default=100_000, help="ML-100K events replayed live")
     parser.add_argument("--rate", type=float, default=2_000.0, help="live replay rate, events/s")
+    parser.add_argument("--live-configs", default="1,2p,2s,3s",
+                        help="live configurations: 1, 2p, 2a, 2s, 3p, 3s (workers; partitions/all/shared)")
     parser.add_argument("--throughput-events", type=int, default=100_000)
+    parser.add_argument("--cost", action="store_true", help="CPU of sharing vs learning per event (below)")
+    parser.add_argument("--cost-batch", type=int, default=200, help="micro-batch size of --cost")
     args = parser.parse_args(argv)
     if args.live:
         return live(args)
+    if args.cost:
+        return sharing_cost(args)
     data = []
     if ML100K.exists():
         data.append(("ml-100k", load(ML100K, "movielens")))
@@ -203,17 +282,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, python {platform.python_version()}, "
           f"{args.partitions} partitions, prequential HR@10, batch 1")
     rows = []
+    modes = args.modes.split(",")
     for name, events in data:
         for engine in args.engines.split(","):
             base = None
             for workers in (int(w) for w in args.workers.split(",")):
-                row = measure(events, workers, args.partitions, engine) | {"data": name}
-                base = row["hr@10"] if base is None else base
-                row["ratio_to_first"] = row["hr@10"] / base if base else 0.0
-                rows.append(row)
-                print(f"{name:18} {engine:6} workers={workers}  HR@10 {row['hr@10']:.4f}  "
-                      f"(x{row['ratio_to_first']:.3f} of {args.workers.split(',')[0]} worker)  "
-                      f"events/worker {row['events_per_worker']}  {row['seconds']} s", flush=True)
+                for mode in (modes if workers > 1 else modes[:1]):
+                    # a group uses at most one worker per partition: wider groups get as many partitions
+                    row = measure(events, workers, max(args.partitions, workers), engine, mode, args.share_delay,
+                                  args.share_every) | {"data": name}
+                    base = row["hr@10"] if base is None else base
+                    row["ratio_to_first"] = row["hr@10"] / base if base else 0.0
+                    rows.append(row)
+                    cost = (f"  sharing/learning (worst worker) {row['share_to_learn_max']:.2f}, "
+                            f"{row['bytes_per_event']:.0f} B/event" if mode == "shared" and workers > 1 else "")
+                    print(f"{name:18} {engine:6} workers={workers:<3} {mode:10} HR@10 {row['hr@10']:.4f}  "
+                          f"(x{row['ratio_to_first']:.3f} of {args.workers.split(',')[0]} worker){cost}  "
+                          f"{row['seconds']} s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -21,6 +21,7 @@ from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
 from online.registry import BuildContext, StrategyConfigs, in_place_changes, spec
 from online.sequential import NextItem
+from online.sharing import NEXT_ITEM, DeltaCollector, ItemDeltas
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,20 @@ class StreamingRecommender:
         self._users: OrderedDict[str, UserState] = OrderedDict()
         self.events_learned = 0
         self.users_evicted = 0
+        #: Item sharing (``online.sharing``): per source shard, the position of the last event the
+        #: item-level models hold, learned here or applied from another worker's deltas.
+        self.item_positions: dict[int, int] = {}
+        self.deltas_applied = 0  # other workers' deltas added to the item-level models
+        self.item_events = 0  # events the item-level models hold: learned here or applied from deltas
+        self.events_shared_in = 0  # the events those deltas summarised
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # snapshots written before item sharing existed
+        state.setdefault("item_positions", {})
+        state.setdefault("deltas_applied", 0)
+        state.setdefault("item_events", state.get("events_learned", 0))
+        state.setdefault("events_shared_in", 0)
+        self.__dict__.update(state)
 
     @property
     def n_users(self) -> int:
@@ -239,8 +254,9 @@ class StreamingRecommender:
             users.move_to_end(user_id)
         return state
 
-    def learn_many(self, interactions: Sequence[Interaction]) -> None:
-        """Learn a micro-batch in order; each event is first scored against the user's last list."""
+    def _learn_users(self, interactions: Sequence[Interaction]) -> list[tuple[str, str]]:
+        """Score each event against its user's last list, then move the user's state on; returns
+        the batch's next-item pairs (each user's previous item, this item)."""
         cfg = self.config
         pairs: list[tuple[str, str]] = []
         record = self.prequential.record
@@ -258,10 +274,68 @@ class StreamingRecommender:
             seen = state.seen
             if len(seen) < cfg.max_seen:
                 seen.add(item)
+        self.events_learned += len(interactions)
+        return pairs
+
+    def learn_many(self, interactions: Sequence[Interaction], deltas: DeltaCollector | None = None) -> None:
+        """Learn a micro-batch in order; each event is first scored against the user's last list.
+
+        ``deltas`` (item sharing, ``online.sharing``): the events are the next ones of the collector's
+        shard, at the positions it covers (:meth:`~online.sharing.DeltaCollector.cover`); what they teach the
+        item-level models is also collected there, and the shard's item position moves to its end.
+        Without it nothing is collected and nothing costs more.
+        """
+        pairs = self._learn_users(interactions)
+        self.item_events += len(interactions)
         self.popularity.learn_many(interactions)
         self.next_item.learn_pairs(pairs)
-        self.blend.learn_many(interactions)
-        self.events_learned += len(interactions)
+        if deltas is None:
+            self.blend.learn_many(interactions)
+            return
+        deltas.add_items([event.item_id for event in interactions])
+        deltas.add_pairs(NEXT_ITEM, pairs)
+        self.blend.learn_many(interactions, collect=deltas.models)
+        if deltas.last is not None and deltas.last > self.item_positions.get(deltas.source, -1):
+            self.item_positions[deltas.source] = deltas.last
+
+    def learn_users(self, interactions: Sequence[Interaction]) -> None:
+        """Learn a micro-batch's users only (histories, seen items, prequential scoring, the factor
+        models that do not share): events whose item knowledge this engine already holds from
+        another worker's deltas (:meth:`knows_items`), re-read after a restart or a rebalance."""
+        self._learn_users(interactions)
+        self.blend.learn_many(interactions, items=False)
+
+    def hold_items(self, source: int, position: int) -> None:
+        """The item-level models hold shard ``source`` up to ``position``: events learned without collecting
+        deltas (a worker alone in its group), so that deltas other workers publish later for them are skipped."""
+        if position > self.item_positions.get(source, -1):
+            self.item_positions[source] = position
+
+    def knows_items(self, source: int, position: int) -> bool:
+        """Whether the item-level models already hold the event at ``position`` of shard ``source``."""
+        return position <= self.item_positions.get(source, -1)
+
+    def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
+        """Add another worker's item deltas to the item-level models (never to any user), once: a
+        delta that does not lie past the shard's item position is skipped (returns False).
+
+        One that starts at or before that position but ends past it (a re-publication cut at other
+        micro-batch boundaries) is applied whole: nothing is lost, its overlap counts twice. The
+        live workers prevent it (``stream.worker.sharing``)."""
+        if deltas.last <= self.item_positions.get(deltas.source, -1):
+            return False
+        items = deltas.items
+        self.popularity.add_counts([items[i] for i in deltas.pop_items], deltas.pop_counts, deltas.events)
+        for name, pairs in deltas.pairs.items():
+            model = self.next_item if name == NEXT_ITEM else self.blend.sharing_learner(name)
+            if model is not None:
+                model.add_pairs([items[i] for i in pairs.prev], [items[i] for i in pairs.nxt], pairs.weight,
+                                deltas.events)
+        self.item_positions[deltas.source] = deltas.last
+        self.deltas_applied += 1
+        self.item_events += deltas.events
+        self.events_shared_in += deltas.events
+        return True
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
                   record: bool = True, rec_id: str | None = None, *,

@@ -127,12 +127,34 @@ class DecayedPopularity(Tunable):
             scores[slot] += 2.0**self._exponent
             touch(slot, float(scores[slot]))
             self._exponent += step
+        self._rescale()
+
+    def _rescale(self) -> None:
+        """Bring the increment back to 1 before it overflows (the ranking does not change)."""
         if self._exponent > _RESCALE_EXPONENT:
             factor = 2.0**-self._exponent
             self._scores *= factor
             self._board_neg = [value * factor for value in self._board_neg]
             self._exponent = 0.0
         self._top_scores = None
+
+    def add_counts(self, items: Sequence[str], counts: Sequence[float], events: int) -> None:
+        """Add what ``events`` events learned elsewhere taught: ``counts[i]`` events of ``items[i]``
+        (another worker's merged popularity increments, ``online.sharing``).
+
+        The counts land at the current increment and the clock then moves on by ``events``, so
+        the shared events age like local ones; the order inside the summarised batch is lost
+        (each count is as fresh as the batch's start, at most ``events / half_life`` halvings off).
+        """
+        scale = 2.0**self._exponent
+        touch = self._board_touch
+        for item_id, count in zip(items, counts):
+            slot = self._slot(item_id)
+            scores = self._scores
+            scores[slot] += count * scale
+            touch(slot, float(scores[slot]))
+        self._exponent += events / self.half_life
+        self._rescale()
 
     def score_of(self, item_id: str) -> float:
         """Popularity relative to the most popular item, in [0, 1]."""

@@ -73,6 +73,8 @@ class NextItem(Tunable):
 
     name = "next_item"
     _mutable_attributes = frozenset({"decay", "lookback"})
+    #: Its item knowledge travels between workers as pairs (``online.sharing``): see :meth:`add_pairs`.
+    shares_items = True
 
     def __init__(self, followers_cap: int = 32, lookback: int = 3, decay: float = 0.5,
                  max_items: int = 1_000_000, vote_top: int = 12, window: int = 1,
@@ -135,10 +137,14 @@ class NextItem(Tunable):
         table[item] = table.get(item, 0.0) + weight
         self._mass[prev] += weight
         if len(table) > 2 * self.followers_cap:
-            kept = sorted(table.items(), key=_count, reverse=True)[: self.followers_cap]
-            followers[prev] = dict(kept)
-            self._mass[prev] = sum(count for _, count in kept)
-            self._top.pop(prev, None)
+            self._prune(prev, table)
+
+    def _prune(self, prev: str, table: dict[str, float]) -> None:
+        """Cut ``prev``'s table back to its ``followers_cap`` strongest followers."""
+        kept = sorted(table.items(), key=_count, reverse=True)[: self.followers_cap]
+        self._followers[prev] = dict(kept)
+        self._mass[prev] = sum(count for _, count in kept)
+        self._top.pop(prev, None)
 
     def learn_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Learn (previous item, next item) transitions, each with weight 1 (the engine's path)."""
@@ -147,12 +153,62 @@ class NextItem(Tunable):
             if prev != item:
                 add(prev, item, 1.0)
 
-    def learn_many(self, interactions: Sequence[Interaction]) -> None:
-        """Learn a micro-batch in order, pairing each item with the user's previous ``window`` items."""
+    def add_pairs(self, prevs: Sequence[str], items: Sequence[str], weights: Sequence[float],
+                  events: int = 0) -> None:
+        """Add pairs learned elsewhere (another worker's merged deltas, ``online.sharing``):
+        ``weights[i]`` of ``items[i]`` after ``prevs[i]``, as :meth:`learn_many` collects them (before
+        the half-life's growth and without the reverse pair, which is added here with ``symmetric``).
+        The half-life's clock then moves on by the ``events`` they summarise."""
+        scale = 2.0**self._exponent if self.half_life else 1.0
+        symmetric = self.symmetric * scale
+        # grouped by the item whose table grows: one look-up, one mass update, one size check per table
+        grouped: dict[str, list[tuple[str, float]]] = {}
+        get = grouped.get
+        for prev, item, weight in zip(prevs, items, weights):
+            if prev == item:
+                continue
+            adds = get(prev)
+            if adds is None:
+                grouped[prev] = [(item, weight * scale)]
+            else:
+                adds.append((item, weight * scale))
+            if symmetric:
+                adds = get(item)
+                if adds is None:
+                    grouped[item] = [(prev, weight * symmetric)]
+                else:
+                    adds.append((prev, weight * symmetric))
+        followers, mass, limit = self._followers, self._mass, 2 * self.followers_cap
+        for prev, adds in grouped.items():
+            table = followers.get(prev)
+            if table is None:  # a new table (may evict the oldest): the general path
+                self._add(prev, *adds[0])
+                table, adds = followers[prev], adds[1:]
+            found = table.get
+            total = 0.0
+            for item, weight in adds:
+                table[item] = found(item, 0.0) + weight
+                total += weight
+            mass[prev] += total
+            if len(table) > limit:
+                self._prune(prev, table)
+        if self.half_life:
+            self._exponent += events / self.half_life
+            self._rescale()
+
+    def learn_many(self, interactions: Sequence[Interaction], *,
+                   collect: dict[tuple[str, str], float] | None = None, pairs: bool = True) -> None:
+        """Learn a micro-batch in order, pairing each item with the user's previous ``window`` items.
+
+        ``collect`` (sharing, ``online.sharing``) also gathers each forward pair's weight, merged by
+        pair, before the half-life's growth: what :meth:`add_pairs` adds elsewhere. ``pairs=False``
+        only moves the users' windows on: the pairs of these events came in already (another
+        worker's deltas), but the users' next events must pair with them.
+        """
         recent = self._recent
         add = self._add
         window, decay, symmetric = self.window, self.decay, self.symmetric
-        step = 1.0 / self.half_life if self.half_life else 0.0
+        step = 1.0 / self.half_life if self.half_life and pairs else 0.0
         for event in interactions:
             user, item = event.user_id, event.item_id
             past = recent.get(user)
@@ -162,19 +218,28 @@ class NextItem(Tunable):
                 past = recent[user] = []
             else:
                 recent.move_to_end(user)
-            weight = 2.0**self._exponent if step else 1.0
-            for prev in reversed(past):
-                if not weight:
-                    break
-                if prev != item:
-                    add(prev, item, weight)
-                    if symmetric:
-                        add(item, prev, symmetric * weight)
-                weight *= decay
+            if pairs:
+                scale = 2.0**self._exponent if step else 1.0
+                weight = 1.0
+                for prev in reversed(past):
+                    if not weight:
+                        break
+                    if prev != item:
+                        add(prev, item, weight * scale)
+                        if symmetric:
+                            add(item, prev, symmetric * weight * scale)
+                        if collect is not None:
+                            key = (prev, item)
+                            collect[key] = collect.get(key, 0.0) + weight
+                    weight *= decay
             past.append(item)
             if len(past) > window:
                 del past[0]
             self._exponent += step
+        self._rescale()
+
+    def _rescale(self) -> None:
+        """Bring the pair increment back to 1 before it overflows (the ranking does not change)."""
         if self._exponent > _RESCALE_EXPONENT:
             factor = 2.0**-self._exponent
             for table in self._followers.values():

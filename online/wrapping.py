@@ -8,10 +8,12 @@ private attributes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from online.base import Interaction
 from online.engine import EngineConfig, StreamingRecommender, UserState
+from online.sharing import ItemDeltas
 
 
 class WrapsEngine:
@@ -54,3 +56,32 @@ class WrapsEngine:
 
     def import_users(self, states: Mapping[str, tuple[list[str], list[str]]]) -> int:
         return self.engine.import_users(states)
+
+    # -- item sharing (online.sharing): the wrapped engine's item positions and deltas ---------------
+    @property
+    def item_positions(self) -> dict[int, int]:
+        return self.engine.item_positions
+
+    @property
+    def deltas_applied(self) -> int:
+        return self.engine.deltas_applied
+
+    @property
+    def item_events(self) -> int:
+        return self.engine.item_events
+
+    @property
+    def events_shared_in(self) -> int:
+        return self.engine.events_shared_in
+
+    def hold_items(self, source: int, position: int) -> None:
+        self.engine.hold_items(source, position)
+
+    def knows_items(self, source: int, position: int) -> bool:
+        return self.engine.knows_items(source, position)
+
+    def learn_users(self, interactions: Sequence[Interaction]) -> None:
+        self.engine.learn_users(interactions)
+
+    def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
+        return self.engine.apply_item_deltas(deltas)

@@ -33,6 +33,7 @@ from stream.worker.handoff import PartitionHandoff
 from stream.worker.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
 from stream.worker.processor import EventProcessor
 from stream.worker.replica import ReplicaReader
+from stream.worker.sharing import DeltaReader
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     replica = ReplicaReader(settings, processor, state_lock, aiokafka_security(settings)) \
         if settings.durability.learn_scope == "all" else None
+    deltas = DeltaReader(settings, processor, state_lock, aiokafka_security(settings)) \
+        if processor.sharing else None
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -112,11 +115,19 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                 handoff.on_assigned(mine)
             if replica is not None:
                 replica.on_assigned(mine)
+        if deltas is not None:
+            processor.on_assigned(mine, settings.kafka.partitions)
+            deltas.on_assigned()
 
     if replica is not None:
         @app.task
         async def learn_other_partitions() -> None:
             await replica.run()
+
+    if deltas is not None:
+        @app.task
+        async def apply_item_deltas() -> None:
+            await deltas.run()
 
     events_topic = app.topic(settings.topics.events, partitions=settings.kafka.partitions)
     updates_topic = app.topic(settings.topics.model_updates, partitions=1)
@@ -124,7 +135,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any) -> None:
-        await sender.send(result.recommendations + result.dead_letters)
+        await sender.send(result.recommendations + result.dead_letters + result.deltas)
         now = time.time()  # handed to the producer; the broker acknowledges asynchronously
         observe = metrics.event_to_recommendation.observe
         for out in result.recommendations:
@@ -134,6 +145,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
         async for batch in stream.take_events(settings.serving.batch_max, within=settings.serving.batch_within_s):
+            if deltas is not None:  # another worker's deltas for a partition we just gained come first
+                await deltas.wait_caught_up(timeout=max(10.0, settings.kafka.session_timeout_s))
             async with state_lock:
                 started = time.perf_counter()
                 messages = [_raw(event) for event in batch]
@@ -187,6 +200,12 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
             assigned = len(app.consumer.assignment()) if app._consumer is not None else 0
             body = {"status": "ready" if assigned else "starting", "assigned_partitions": assigned,
                     "events_learned": processor.engine.events_learned,
+                    "deltas_published": processor.deltas_published,
+                    "deltas_applied": getattr(processor.engine, "deltas_applied", 0),
+                    "events_shared_in": getattr(processor.engine, "events_shared_in", 0),
+                    "events_known": processor.events_known,
+                    "item_events": getattr(processor.engine, "item_events", 0),
+                    "delta_lag_mean_s": deltas.lag_sum_s / deltas.lag_count if deltas and deltas.lag_count else None,
                     "duplicates_skipped": processor.duplicates, "replayed_skipped": processor.replayed,
                     "snapshots_written": keeper.snapshots_written,
                     "events_in_snapshot": keeper.events_in_snapshot, "snapshot_failures": keeper.failures,

@@ -103,6 +103,7 @@ class StateKeeper:
         self.committed = committed
         self.processor.restore(snapshot.engine, covered, list(snapshot.metadata.get("recent_ids", ())),
                                self.committed)
+        self.processor.restore_deltas(snapshot.metadata.get("unacked_deltas", ()))
         log.info("restored the learned state of %s events (%d users) from %s, offsets %s",
                  snapshot.engine.events_learned, snapshot.engine.n_users, self.path, snapshot.offsets)
         return True
@@ -120,6 +121,7 @@ class StateKeeper:
         processor = self.processor
         async with self.lock:  # between two micro-batches: the engine and its offsets agree
             covered = processor.progress.covered()
+            unacked = len(processor.unacked_deltas)  # in the snapshot; acknowledged once the flush below succeeds
             events_learned = processor.engine.events_learned
             paused = time.perf_counter()
             if self.settings.durability.snapshot_fork and hasattr(os, "fork"):
@@ -147,6 +149,7 @@ class StateKeeper:
                 except Exception:
                     pass
             return None
+        processor.deltas_acknowledged(unacked)
         self.snapshots_written += 1
         self.events_in_snapshot = events_learned
         self.last_written = time.time()
@@ -165,7 +168,9 @@ class StateKeeper:
     def _metadata(self) -> dict[str, Any]:
         """What a snapshot carries beside the engine (built in the child when the writer forks)."""
         return {"recent_ids": self.processor.recent_ids.export(), "committed": to_keys(self.committed),
-                "source": self._source(), "configured": self._configured()}
+                "source": self._source(), "configured": self._configured(),
+                # item deltas of the covered batches that the producer may not have delivered (learn scope shared)
+                "unacked_deltas": [(out.key, out.value) for out in self.processor.unacked_deltas]}
 
     def _configured(self) -> Any:
         """The config the worker's engine is built with from its settings (before any swap)."""
