@@ -48,6 +48,19 @@ class CausalSelfAttention(nn.Module):
                                            is_causal=True)
         return self.out(y.transpose(1, 2).reshape(b, length, h))  # [B, L, H]
 
+    def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The output at position ``last[b]`` of each row only (what :meth:`forward` gives there):
+        keys and values for every position, one query per row. ``[B, L, H]``, ``[B]`` -> ``[B, 1, H]``."""
+        b, length, h = x.shape
+        d = h // self.n_heads
+        rows = torch.arange(b, device=x.device)
+        w, bias = self.qkv.weight, self.qkv.bias  # [3H, H], [3H]
+        q = F.linear(x[rows, last], w[:h], bias[:h]).view(b, 1, self.n_heads, d).transpose(1, 2)  # [B, h, 1, d]
+        k, v = F.linear(x, w[h:], bias[h:]).view(b, length, 2, self.n_heads, d).permute(2, 0, 3, 1, 4)
+        visible = torch.arange(length, device=x.device)[None, :] <= last[:, None]  # [B, L]: causal at `last`
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])  # [B, h, 1, d]
+        return self.out(y.transpose(1, 2).reshape(b, 1, h))  # [B, 1, H]
+
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
@@ -64,6 +77,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x)))
         return x + self.drop(self.ffn(self.ln2(x)))
+
+    def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``[B, L, H]`` -> ``[B, 1, H]``: the block's output at ``last[b]`` only (inference: no dropout)."""
+        at = x[torch.arange(x.shape[0], device=x.device), last].unsqueeze(1)  # [B, 1, H]
+        at = at + self.attn.forward_at(self.ln1(x), last)
+        return at + self.ffn(self.ln2(at))
 
 
 class SequenceEncoder(nn.Module):
@@ -125,10 +144,24 @@ class SequenceEncoder(nn.Module):
         return self.final_ln(x)  # [B, L, H]
 
     def last_hidden(self, item_seq: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` -> ``[B, H]``: the state after each user's last real item."""
-        states = self.forward(item_seq)  # [B, L, H]
+        """``[B, L]`` -> ``[B, H]``: the state after each user's last real item.
+
+        In eval mode the last block computes only that position (keys and values for all): the
+        serving path, about a third cheaper than :meth:`forward`, and equal to it.
+        """
         last = ((item_seq != 0).sum(1) - 1).clamp(min=0)  # [B]
-        return states[torch.arange(states.shape[0], device=states.device), last]  # [B, H]
+        rows = torch.arange(item_seq.shape[0], device=item_seq.device)
+        if self.training:
+            return self.forward(item_seq)[rows, last]  # [B, H]
+        length = item_seq.shape[1]
+        if length > self.config.max_len:
+            raise ValueError(f"sequence width {length} exceeds max_len={self.config.max_len}; "
+                             "use models.data.pad_right to keep the last max_len items")
+        positions = torch.arange(length, device=item_seq.device)
+        x = self.item_emb(item_seq) * self.emb_scale + self.pos_emb(positions)  # [B, L, H]
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return self.final_ln(self.blocks[-1].forward_at(x, last))[:, 0]  # [B, H]
 
     @property
     def output_table(self) -> torch.Tensor:

@@ -420,13 +420,47 @@ class Blend:
         slot.swap(strategy)
         return slot
 
-    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+    def learn_many(self, interactions: Sequence[Interaction], *,
+                   collect: dict[str, dict[tuple[str, str], float]] | None = None, items: bool = True) -> None:
+        """Teach the learners (and the weight learner) a micro-batch.
+
+        Item sharing (``online.sharing``): ``collect`` gathers, per strategy that shares its item
+        knowledge (``shares_items``), the pairs it learned; ``items=False`` teaches those strategies only
+        the users' side (their item knowledge of these events came from another worker). Strategies
+        that do not share (the factor models) always learn the events whole.
+        """
         learner = self.learner
         if learner is not None and learner.learn_many(interactions):
             self._weights = learner.weights()
         strategies = self.strategies
+        sharing = collect is not None or not items
         for name in self.learners:
-            strategies[name].learn_many(interactions)
+            strategy = strategies[name]
+            if sharing and getattr(strategy, "shares_items", False):
+                strategy.learn_many(interactions, collect=None if collect is None else collect.setdefault(name, {}),
+                                    pairs=items)
+            else:
+                strategy.learn_many(interactions)
+
+    def sharing_learner(self, name: str) -> Any:
+        """The strategy ``name`` if this blend teaches it and it shares its item knowledge, else None:
+        where another worker's pairs for ``name`` go (``online.sharing``)."""
+        strategy = self.strategies.get(name)
+        if name in self.learners and getattr(strategy, "shares_items", False):
+            return strategy
+        return None
+
+    def prepare(self, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Before a micro-batch's lists are ranked one by one: let the strategies that batch work over
+        users (``prepare(requests)``, the encoder's one forward pass for all of them) do it now.
+        ``requests`` holds ``(user, history)`` per user about to be served."""
+        if not requests:
+            return
+        for strategy in self.strategies.values():
+            held = strategy.strategy if isinstance(strategy, StrategySlot) else strategy
+            prepare = getattr(held, "prepare", None)
+            if callable(prepare):
+                prepare(requests)
 
     def serve(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),
               k: int = 10, exclude: Iterable[str] = (), observe: bool = True,

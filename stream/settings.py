@@ -108,6 +108,8 @@ class TopicSettings(_Section):
     tuning: str = _leaf("tuning", "tuner snapshots", flat="topic_tuning")
     config_updates: str = _leaf("config-updates", "winning engine configs of the tuner, with their evidence",
                                 flat="topic_config_updates")
+    item_deltas: str = _leaf("item-deltas", "item-level deltas each worker publishes for the others (learn scope "
+                             "shared)", flat="topic_item_deltas")
 
 
 @dataclass(frozen=True)
@@ -338,9 +340,19 @@ class EncoderSettings(_Section):
                              "where the trainer writes checkpoints (workers must be able to read it)")
     trainer_refresh_s: float = _leaf(60.0, "seconds between encoder refreshes")
     trainer_min_new_events: int = _leaf(1_000, "new events needed before a refresh")
-    trainer_epochs: int = _leaf(2, "epochs per refresh")
+    trainer_epochs: int = _leaf(20, "most epochs per refresh; early stopping on the newest events decides")
     trainer_device: str = _leaf("auto", "auto, cpu or cuda")
-    trainer_size: str = _leaf("tiny", "encoder size preset: tiny (CPU) or large (GPU)")
+    trainer_size: str = _leaf("small", "encoder size preset: tiny (tests), small (CPU), paper or large (GPU)",
+                              choices=("tiny", "small", "paper", "large"))
+    trainer_history: int = _leaf(200, "most recent items the trainer keeps per user (training windows of "
+                                      "the encoder's context length are cut from them)")
+    trainer_warm_start: bool = _leaf(True, "start each version from the last served one (new items appended) "
+                                           "and fine-tune on what is new, old windows replayed; off = from scratch")
+    trainer_replay: float = _leaf(1.0, "old training windows replayed per new one when warm-starting")
+    trainer_holdout: float = _leaf(0.1, "share of the events since the last version held out (200 to 2000 "
+                                        "events) for early stopping; a version worse there than the served "
+                                        "one is not served")
+    trainer_patience: int = _leaf(2, "epochs without gain on the held-out events before a refresh stops")
     poll_s: float = _leaf(10.0, "how often every worker also checks the checkpoint directory for a newer "
                                 "encoder, seconds", flat="encoder_poll_s")
     weight: float = _leaf(0.3, "starting blend weight of the encoder once a version is loaded",
@@ -357,9 +369,12 @@ class DurabilitySettings(_Section):
     snapshot_fork: bool = _leaf(
         True, "write snapshots from a forked child (learning pauses for the fork, not for the pickling)")
     learn_scope: str = _leaf(
-        "partitions", "partitions: a worker learns only its partitions' events; all: it also learns every other "
-        "partition's events (item state from the whole stream; lists still only for its own users)",
-        choices=("partitions", "all"))
+        "auto", "partitions: a worker learns only its partitions' events; all: it also learns every other "
+        "partition's events (item state from the whole stream; lists still only for its own users); shared: it "
+        "publishes what its partitions teach the item-level models (merged item deltas, topic_item_deltas) and "
+        "applies every other worker's (docs/scale-out.md); auto: shared while another worker holds some of the "
+        "partitions, partitions while this one holds them all",
+        choices=("auto", "partitions", "all", "shared"))
     handoff_dir: str = _leaf(
         "", "folder shared by all workers where each leaves its partitions' user state for the next owner "
         "('' = off: a moved partition's users restart from what the new owner re-reads)")
@@ -491,6 +506,7 @@ class Settings:
             TopicSpec(t.model_updates, 1),
             TopicSpec(t.tuning, 1),
             TopicSpec(t.config_updates, 1),
+            TopicSpec(t.item_deltas, keyed),
         ]
 
     def blend_config(self, weights: str | None = None, **changes: Any) -> BlendConfig:

@@ -72,6 +72,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="set one setting by its flat name (docs/configuration.md): a blend field (mf_lr=0.2), an "
                         "engine field (half_life=2000), a tuner field (tuner_period=500), ...; or a strategy "
                         "weight (cooccurrence=0.5); repeatable, applied in order")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="simulate a group of N workers, users split over max(N, partitions) partitions as Kafka "
+                        "splits them, each worker learning its own (online.scaleout, the mechanism of the live "
+                        "workers; default 1: one engine)")
+    p.add_argument("--learn-scope", choices=("shared", "partitions"), default="shared",
+                   help="with --workers: shared (item deltas between workers, the default) or partitions")
+    p.add_argument("--share-delay", type=int, default=1_000, metavar="EVENTS",
+                   help="with --workers: stream events before another worker's deltas arrive (default 1000)")
+    p.add_argument("--share-every", type=int, default=100, metavar="EVENTS",
+                   help="with --workers: stream events between two publications of deltas (default 100)")
+    p.add_argument("--encoder", choices=("on", "off"), default="off",
+                   help="replay the trainer beside the engine (its refresh at its cadence, trainer_* settings) and "
+                        "serve each version in the blend from the event it would reach a worker; reports HR@k "
+                        "with and without the encoder's contribution (stream.cli.encoder_eval). Turns the "
+                        "default blend on if the engine has none")
+    p.add_argument("--encoder-rate", type=float, default=100.0, metavar="EVENTS_PER_S",
+                   help="with --encoder on: stream rate that turns trainer_refresh_s and the training time into "
+                        "events (default 100)")
+    p.add_argument("--encoder-train-s", type=float, default=None, metavar="SECONDS",
+                   help="with --encoder on: take each refresh's training time as this many seconds instead of "
+                        "its measured CPU seconds (deterministic runs)")
     p.add_argument("--plot", type=Path, default=None, metavar="PATH",
                    help="write a PNG of learning rates, strategy weights and reward over the stream")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
@@ -241,6 +262,8 @@ def _run(args: argparse.Namespace) -> int:
 
             config = tuned_engine_config(config)
         config = apply_sets(config, args.sets)
+        if args.encoder == "on" and config.blend is None:  # the encoder is served by a learned blend
+            config = dataclasses.replace(config, blend=settings.blend_config())
         if config.k != args.k:
             raise UsageError("set the list length with --k, not --set k=")
     except ValueError as exc:
@@ -248,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
     events, source = _load(args)
     if not events:
         raise UsageError(f"{source} holds no events")
+    if args.workers != 1:
+        return _run_workers(args, config, events, source, settings)
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -263,6 +288,11 @@ def _run(args: argparse.Namespace) -> int:
         engine: Any = _self_tuned(config, settings, searching, bandit)
     else:
         engine = StreamingRecommender(config) if bandit is None else bandit(StreamingRecommender(config))
+    if args.encoder == "on":
+        from stream.cli.encoder_eval import EncoderInTheLoop, replayed_trainer
+
+        engine = EncoderInTheLoop(engine, replayed_trainer(settings, args.encoder_rate, args.encoder_train_s),
+                                  settings.encoder.weight)
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
                   f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}; "
                   f"self-tuning {'on' if self_tune else 'off'}")
@@ -280,18 +310,25 @@ def _run(args: argparse.Namespace) -> int:
                                                                                    description="replaying")):
             progress.update(task, hr=snap[f"hr@{args.k}"])
             trajectory.append(_trajectory_point(engine, snap, trajectory, tuner))
+            if args.encoder == "on":
+                engine.point(snap["events"])
             final = snap
     report = _report(final, args, source, config, tuner)
     report["tuner"] = {"on": tuner, "policy": policy if tuner else None, "trajectory": trajectory}
     if tuner:
         report["tuner"]["final"] = engine.tuning_snapshot()
     report["self_tune"] = _self_tune_report(engine) if self_tune else {"on": False}
+    report["encoder"] = engine.report(args.k) if args.encoder == "on" else {"on": False}
     if self_tune:
         report["engine_final"] = _describe(engine.config)
     _print_table(report, args.k)
     if self_tune:
         _print_searches(report["self_tune"], console)
     _print_trajectory(trajectory)
+    if args.encoder == "on":
+        from stream.cli.encoder_eval import print_encoder
+
+        print_encoder(report["encoder"], args.k)
     if args.plot is not None:
         try:
             plot_trajectory(trajectory, args.plot, title=f"{report['engine']} on {source}")
@@ -305,6 +342,40 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {args.json}: {exc.strerror or exc}") from None
         console.print(f"wrote {args.json}")
+    return 0
+
+
+def _run_workers(args: argparse.Namespace, config: EngineConfig, events: list, source: str,
+                 settings: Settings) -> int:
+    """``--workers N``: the group simulated by ``online.scaleout`` (one engine per worker, no tuner)."""
+    from online.scaleout import simulate_workers
+    from stream.wire.partitioner import partition_for
+
+    if args.workers < 1 or args.share_delay < 0 or args.share_every < 1:
+        raise UsageError("--workers and --share-every must be >= 1, --share-delay >= 0")
+    if args.batch_size != 1 or args.tuner == "on" or args.self_tune == "on":
+        raise UsageError("--workers simulates the plain engine with batches of one (no --batch-size, tuner, "
+                         "or self-tuning)")
+    partitions = max(settings.kafka.partitions, args.workers)
+    shards: dict[str, int] = {}
+
+    def shard_of(user: str) -> int:
+        found = shards.get(user)
+        if found is None:
+            found = shards[user] = partition_for(user.encode(), partitions)
+        return found
+
+    run = simulate_workers(events, config, workers=args.workers, shard_of=shard_of, shards=partitions,
+                           mode=args.learn_scope, delay=args.share_delay, flush_every=args.share_every)
+    k = config.k
+    print(f"{source}: {args.workers} workers over {partitions} partitions, learn scope {args.learn_scope}"
+          + (f" (deltas every {args.share_every} events, arriving {args.share_delay} events later)"
+             if args.learn_scope == "shared" else "")
+          + f"\nHR@{k} {run[f'hr@{k}']:.4f} over {run['evaluated']:,} evaluated events"
+          + (f"; {run['bytes_per_event']:.0f} bytes of deltas per event, sharing/learning CPU (worst worker) "
+             f"{max(run['share_to_learn']):.2f}" if args.learn_scope == "shared" and args.workers > 1 else ""))
+    if args.json:
+        args.json.write_text(json.dumps(run, indent=2))
     return 0
 
 

@@ -96,10 +96,9 @@ def cmd_tuner(args: argparse.Namespace) -> int:
     from stream.tuner.tuner import StreamTuner
 
     settings = settings_from_args(args)
-    if not settings.search.enabled or settings.tuner.enabled:
-        why = ("self-tuning is off (STREAMREC_SELF_TUNE=false)" if not settings.search.enabled else
-               "the workers run the bandit tuner (STREAMREC_TUNER=true), which self-tuning does not run beside yet")
-        print(f"streamrec tuner: {why}; nothing to do", file=sys.stderr, flush=True)
+    if not settings.search.enabled:
+        print("streamrec tuner: self-tuning is off (STREAMREC_SELF_TUNE=false); nothing to do", file=sys.stderr,
+              flush=True)
         return 0
     should_stop = _stop_requested()
     tuner = StreamTuner(settings, metrics_port=args.tuner_metrics_port)

@@ -2,25 +2,26 @@
 
 The trainer reads ``events`` with its own kafka-python consumer (manual assignment,
 offsets kept under its own group id ``<app_id>-trainer``, no group join), keeps
-bounded per-user sequences, and every ``trainer_refresh_s`` seconds (when at least
-``trainer_min_new_events`` arrived) trains a fresh encoder on them
-(``models.train_offline``, all items, no hold-out), writes a versioned checkpoint
-and announces it on ``model-updates`` (``stream.wire.announcements``). Workers load announced
+bounded per-user sequences with their stream positions (``models.refresh.StreamLog``), and
+every ``trainer_refresh_s`` seconds (when at least ``trainer_min_new_events`` arrived) runs one
+refresh (``models.refresh.refresh_encoder``, the same function ``streamrec eval --encoder on``
+replays): warm-started from the last served version with new items appended, fine-tuned on what
+is new with old windows replayed, early-stopped on the newest events. A version that scores below
+the served one on those events is not written or announced; otherwise it writes a versioned
+checkpoint and announces it on ``model-updates`` (``stream.wire.announcements``). Workers load announced
 versions with their ``EncoderLoader`` and serve them from the blend's ``encoder`` slot
 (``stream.worker.encoder_handover``) without a restart. Its
 metrics (``stream.trainer.metrics.TrainerMetrics``: events consumed, training loss, throughput,
 checkpoints, when the last version was published) live on its own registry, served by
 :meth:`StreamTrainer.serve_metrics`.
 
-A refresh retrains from scratch on the buffered sequences: simple and always
-consistent with the current item vocabulary; warm-starting is future work.
+After a restart the trainer warm-starts from the newest checkpoint in ``trainer_dir``.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,35 +38,14 @@ from stream.wire.schema import Invalid
 log = logging.getLogger(__name__)
 
 
-class SequenceStore:
-    """Bounded recent items per user, in arrival order (least recently active users evicted)."""
+def refresh_config(settings: Settings) -> Any:
+    """The ``models.refresh.RefreshConfig`` the ``trainer_*`` settings describe (this process and
+    ``streamrec eval --encoder on``)."""
+    from models.refresh import RefreshConfig
 
-    def __init__(self, max_len: int, max_users: int) -> None:
-        self.max_len = max_len
-        self.max_users = max_users
-        self._users: OrderedDict[str, deque[str]] = OrderedDict()
-
-    def add(self, user_id: str, item_id: str) -> None:
-        seq = self._users.get(user_id)
-        if seq is None:
-            if len(self._users) >= self.max_users:
-                self._users.popitem(last=False)
-            seq = self._users[user_id] = deque(maxlen=self.max_len + 1)
-        else:
-            self._users.move_to_end(user_id)
-        seq.append(item_id)
-
-    def arrays(self) -> tuple[list[str], list[str]]:
-        """(user ids, item ids), each user's items contiguous and in order."""
-        users: list[str] = []
-        items: list[str] = []
-        for user_id, seq in self._users.items():
-            users.extend([user_id] * len(seq))
-            items.extend(seq)
-        return users, items
-
-    def __len__(self) -> int:
-        return len(self._users)
+    enc = settings.encoder
+    return RefreshConfig(max_epochs=enc.trainer_epochs, patience=enc.trainer_patience,
+                         warm_start=enc.trainer_warm_start, replay=enc.trainer_replay, holdout=enc.trainer_holdout)
 
 
 def events_of(raw: bytes) -> list[Any]:
@@ -91,18 +71,20 @@ class StreamTrainer:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
                  registry: CollectorRegistry | None = None) -> None:
         from models import EncoderConfig, TrainerConfig
+        from models.refresh import StreamLog
 
         self.settings = settings
         self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = TrainerMetrics.create(self.registry)
         self._metrics_server: Any = None
-        preset = EncoderConfig.large if settings.encoder.trainer_size == "large" else EncoderConfig.tiny
-        self.encoder_config = preset()
         encoder = settings.encoder
+        self.encoder_config = EncoderConfig.preset(encoder.trainer_size)
         self.trainer_config = TrainerConfig(device=encoder.trainer_device, epochs=encoder.trainer_epochs,
                                             progress=False)
-        self.store = SequenceStore(self.encoder_config.max_len, settings.engine.max_users)
+        self.store = StreamLog(max(encoder.trainer_history, 2), settings.engine.max_users)
+        self.served: Any = None  # the last served models.refresh.EncoderVersion (what the next one starts from)
+        self.rejected = 0
         self.new_events = 0
         self.events_seen = 0
         self.versions: list[int] = []
@@ -142,7 +124,7 @@ class StreamTrainer:
                                 record.partition, record.value.describe())
                     continue
                 for event in events_of(record.value or b""):
-                    self.store.add(event.user_id, event.item_id)
+                    self.store.add(str(event.user_id), str(event.item_id))
                     added += 1
         self.new_events += added
         self.events_seen += added
@@ -157,20 +139,48 @@ class StreamTrainer:
         return (self.new_events >= s.encoder.trainer_min_new_events
                 and self.clock() - last_refresh >= s.encoder.trainer_refresh_s)
 
-    def refresh(self) -> dict[str, Any]:
-        """Train on the buffered sequences, write a checkpoint, announce it; returns the announcement."""
-        from models import next_version, train_offline
+    def _resume(self) -> None:
+        """After a restart: warm-start from the newest checkpoint (best effort; from scratch if unreadable)."""
+        from models import build_model, latest_checkpoint, load_checkpoint
+        from models.refresh import EncoderVersion
+
+        path = latest_checkpoint(self.settings.encoder.trainer_dir)
+        if path is None:
+            return
+        try:
+            checkpoint = load_checkpoint(path)
+            self.served = EncoderVersion(build_model(checkpoint), list(checkpoint.items), checkpoint.version, 0)
+        except Exception as exc:
+            log.warning("not warm-starting from %s (%s); the next version trains from scratch", path, exc)
+
+    def refresh(self) -> dict[str, Any] | None:
+        """One refresh (``models.refresh.refresh_encoder``); writes and announces the version unless it is
+        kept from serving. Returns the announcement, or ``None`` when the version was not served."""
+        from models import checkpoint_path, next_version, save_checkpoint
+        from models.refresh import refresh_encoder
 
         s = self.settings
-        users, items = self.store.arrays()
+        if self.served is None and self.versions == [] and self.settings.encoder.trainer_warm_start:
+            self._resume()
         version = next_version(s.encoder.trainer_dir)
         m = self.metrics
         started = time.perf_counter()
-        path = train_offline(users, items, self.encoder_config, self.trainer_config, s.encoder.trainer_dir, holdout=0,
-                             version=version, on_epoch_end=m.record_epoch)
+        result = refresh_encoder(self.store, self.served, self.encoder_config, self.trainer_config,
+                                 refresh_config(s), version=version, on_epoch_end=m.record_epoch)
+        self.new_events = 0
+        if not result.serve:
+            self.rejected += 1
+            log.warning("encoder version %d not served: %s", version, result.reason)
+            return None
+        candidate = result.candidate
+        path = checkpoint_path(s.encoder.trainer_dir, version)
+        save_checkpoint(path, state_dict=candidate.model.state_dict(), config=candidate.model.config,
+                        items=candidate.items, version=version, metrics=result.as_dict())
+        self.served = candidate
         update = ModelUpdate(version, str(path), time.time(),
                              {"train_seconds": round(time.perf_counter() - started, 3), "users": len(self.store),
-                              "events_seen": self.events_seen})
+                              "events_seen": self.events_seen, "holdout_hr": result.holdout_hr,
+                              "previous_hr": result.previous_hr, "epochs": result.epochs})
         self._producer.send(s.topics.model_updates, value=encode_model_update(update))
         self._producer.flush()
         m.checkpoints.inc()
@@ -179,7 +189,6 @@ class StreamTrainer:
         m.refresh_duration.observe(time.perf_counter() - started)
         if self._consumer is not None:
             self._consumer.commit()  # the events this version learned from
-        self.new_events = 0
         self.versions.append(version)
         log.info("encoder version %d written to %s", version, path)
         return update.as_dict()
@@ -190,7 +199,8 @@ class StreamTrainer:
             self.poll()
             if self.due(last_refresh):
                 announcement = self.refresh()
-                print(json.dumps(announcement), flush=True)
+                if announcement is not None:
+                    print(json.dumps(announcement), flush=True)
                 last_refresh = self.clock()
                 if once:
                     break

@@ -60,14 +60,20 @@ class EncoderHandover:
         if self.loader is None or (self.loader.version or 0) < version:
             await self.load(str(path), version)
 
+    @staticmethod
+    def _new_loader() -> Any:
+        import torch
+
+        from models import EncoderLoader
+
+        torch.set_num_threads(1)  # one thread: serving shares the core with the agent
+        return EncoderLoader()
+
     async def load(self, path: str, version: int | None) -> None:
-        if self.loader is None:
-            import torch
-
-            from models import EncoderLoader
-
-            torch.set_num_threads(1)  # one thread: serving shares the core with the agent
-            self.loader = EncoderLoader()
+        if self.loader is None:  # importing torch takes seconds: never on the event loop
+            loader = await asyncio.to_thread(self._new_loader)
+            if self.loader is None:  # another announcement may have made one meanwhile
+                self.loader = loader
         result = await asyncio.to_thread(self.loader.load_if_newer, path, version)
         if result.loaded:
             self.metrics.encoder_swaps.labels("swapped").inc()

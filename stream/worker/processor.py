@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from online.base import Engine, Interaction
@@ -35,6 +35,7 @@ class BatchResult:
     dead_letters: list[Output] = field(default_factory=list)
     events: int = 0
     duplicates: int = 0  # events whose event_id was learned before (within the dedup window)
+    deltas: list[Output] = field(default_factory=list)  # item deltas for the other workers (learn scope shared)
     replayed: int = 0  # messages below the restored snapshot's offsets: already in the state
 
 
@@ -68,6 +69,18 @@ def build_engine(settings: Settings) -> Engine:
     return engine if bandit is None else bandit(engine)
 
 
+def collects_deltas(engine: Engine, quiet: bool = False) -> bool:
+    """Whether ``engine`` can collect item deltas while it learns (``learn_many(events, deltas=...)``,
+    ``online.sharing``); learn scope ``shared`` falls back to ``partitions`` (saying so) for one that cannot."""
+    import inspect
+
+    if "deltas" in inspect.signature(engine.learn_many).parameters and hasattr(engine, "apply_item_deltas"):
+        return True
+    (log.info if quiet else log.warning)("item sharing needs an engine that collects item deltas; %s does not: "
+                                         "this worker learns its own partitions only", type(engine).__name__)
+    return False
+
+
 class EventProcessor:
     """Turns raw ``events`` and ``rec-requests`` messages into lists and dead letters."""
 
@@ -91,6 +104,18 @@ class EventProcessor:
         self.feedback_unknown = 0
         # Only then do events that name a served list (rec_id) reward the tuner's arms.
         self.bandit_feedback = settings.tuner.enabled and settings.tuner.feedback == "bandit"
+        # Learn scope "shared": what each batch teaches the item-level models goes to the other workers
+        # (stream.worker.sharing); events whose item knowledge came from them are learned for their users only.
+        scope = settings.durability.learn_scope
+        self.sharing = scope in ("shared", "auto") and collects_deltas(self.engine, quiet=scope == "auto")
+        # "auto" publishes only while another worker holds some partitions (on_assigned); it always applies
+        self.publishing = self.sharing and scope == "shared"
+        self.deltas_published = 0
+        # Deltas handed to the producer since the last flush the durability keeper saw succeed: a snapshot
+        # keeps them (they describe events it covers), a restored worker publishes them again.
+        self.unacked_deltas: list[Output] = []
+        self._republish: list[Output] = []  # of those, restored ones not yet sent again
+        self.events_known = 0  # events learned for their users only: their items came as deltas
 
     @property
     def strategy(self) -> str:
@@ -110,6 +135,17 @@ class EventProcessor:
         self.progress.restore(offsets, committed)
         self.recent_ids = RecentIds(self.settings.durability.dedup_window, recent_ids)
 
+    def restore_deltas(self, unacked: Sequence[tuple[bytes, bytes]]) -> None:
+        """Item deltas a snapshot kept because the producer had not acknowledged them: the next batch
+        publishes them again (whoever applied them already skips them by position)."""
+        topic = self.settings.topics.item_deltas
+        self.unacked_deltas = [Output(topic, key, value) for key, value in unacked]
+        self._republish = list(self.unacked_deltas)
+
+    def deltas_acknowledged(self, count: int) -> None:
+        """The producer acknowledged the first ``count`` unacknowledged deltas (a flush succeeded)."""
+        del self.unacked_deltas[:count]
+
     # -- events ---------------------------------------------------------------------------
     def process_events(self, messages: Sequence[RawMessage]) -> BatchResult:
         settings = self.settings
@@ -118,6 +154,8 @@ class EventProcessor:
         latest: dict[str, tuple[Interaction, float | None]] = {}
         types: dict[str, int] = {}
         learned_from: list[RawMessage] = []  # messages with events in ``learn`` (for the DLQ if learning fails)
+        offsets: list[tuple[int, int]] = []  # (partition, offset) of each event in ``learn`` (sharing)
+        sharing = self.sharing
         answered: list[Interaction] = []  # events that name the list they act on (rec_id)
         bandit = self.bandit_feedback
         progress, seen_before = self.progress, self.recent_ids.seen_before
@@ -144,13 +182,20 @@ class EventProcessor:
                 if event.type in schema.NON_POSITIVE_TYPES:
                     continue
                 learn.append(event)
+                if sharing:
+                    offsets.append((message.partition, message.offset))
                 latest[event.user_id] = (event, message.timestamp)
             if len(learn) > learned_before:
                 learned_from.append(message)
         if answered:
             self._feedback(answered)
         try:
-            self.engine.learn_many(learn)
+            if sharing:
+                result.deltas = self._republish + self._learn_sharing(learn, offsets)
+                self.unacked_deltas.extend(result.deltas[len(self._republish):])
+                self._republish = []
+            else:
+                self.engine.learn_many(learn)
         except Exception as exc:  # a bug in a model: keep the worker up, keep the input (in the DLQ)
             log.exception("learning a micro-batch of %d events failed; its messages go to the DLQ", len(learn))
             failed = Invalid("processing_failed", f"learning failed: {exc!r}"[:500])
@@ -162,6 +207,7 @@ class EventProcessor:
         self.replayed += result.replayed
         if settings.serving.push:
             now = self.clock()
+            self._prepare(latest)
             for user_id, (event, source_ts) in latest.items():
                 try:
                     result.recommendations.append(self._list_for(user_id, settings.serving.k, (), None, event,
@@ -172,6 +218,62 @@ class EventProcessor:
         if self.metrics is not None:
             self._count(messages, types, result)
         return result
+
+    def _learn_sharing(self, learn: list[Interaction], offsets: list[tuple[int, int]]) -> list[Output]:
+        """Learn a batch partition by partition, collecting each partition's item deltas; events whose item
+        knowledge the engine already holds (another worker's deltas, before a restart or a rebalance) are
+        learned for their users only. Returns the deltas to publish, keyed by source partition."""
+        from online.sharing import DeltaCollector, encode
+
+        engine = self.engine
+        parts: dict[int, list[int]] = {}
+        for index, (partition, _) in enumerate(offsets):
+            parts.setdefault(partition, []).append(index)
+        out: list[Output] = []
+        topic = self.settings.topics.item_deltas
+        for partition, indices in parts.items():
+            known = [learn[i] for i in indices if engine.knows_items(partition, offsets[i][1])]
+            fresh = [i for i in indices if not engine.knows_items(partition, offsets[i][1])]
+            if known:
+                engine.learn_users(known)
+                self.events_known += len(known)
+            if not fresh:
+                continue
+            collector = DeltaCollector(partition)
+            collector.cover(offsets[fresh[0]][1], offsets[fresh[-1]][1])
+            events = [learn[i] for i in fresh]
+            if not self.publishing:  # alone in the group ("auto"): nothing to collect, positions still move
+                engine.learn_many(events)
+                engine.hold_items(partition, offsets[fresh[-1]][1])
+                continue
+            engine.learn_many(events, deltas=collector)
+            deltas = collector.seal()
+            if deltas is not None:
+                out.append(Output(topic, str(partition).encode(), encode(deltas)))
+        self.deltas_published += len(out)
+        return out
+
+    def on_assigned(self, partitions: set[int], total: int) -> None:
+        """The group gave this worker ``partitions`` of ``total``: with learn scope ``auto`` it publishes item
+        deltas only while another worker holds some (a group of one has nobody to tell)."""
+        if self.sharing and self.settings.durability.learn_scope == "auto":
+            self.publishing = len(partitions) < total
+
+    def apply_deltas(self, values: Sequence[bytes]) -> int:
+        """Add other workers' item deltas (``stream.worker.sharing``); each is applied once, by the
+        positions the engine's item-level state reaches. Returns how many were applied."""
+        from online.sharing import decode
+
+        applied = 0
+        engine = self.engine
+        for value in values:
+            try:
+                deltas = decode(value)
+            except ValueError:
+                log.error("an unreadable item delta (%d bytes) was skipped", len(value))
+                continue
+            applied += engine.apply_item_deltas(deltas)
+        return applied
 
     def _feedback(self, answered: list[Interaction]) -> None:
         """Reward the lists these events name: a positive event pays 1 if its item was in the list,
@@ -275,6 +377,16 @@ class EventProcessor:
         return result
 
     # -- helpers --------------------------------------------------------------------------
+    def _prepare(self, users: Iterable[str]) -> None:
+        """One batched pass over the users about to be served, for strategies that batch (the encoder's
+        forward pass for all of them, ``online.blend.Blend.prepare``); a failure only costs the batching."""
+        engine = self.engine
+        try:
+            engine.blend.prepare([(user_id, state.history) for user_id in users
+                                  if (state := engine.user_state(user_id)) is not None])
+        except Exception:
+            log.exception("preparing the micro-batch's lists failed; each list is built on its own")
+
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, now: float) -> Output:
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"

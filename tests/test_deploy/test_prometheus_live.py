@@ -2,8 +2,8 @@
 
 ``streamrec demo --trainer --hold`` runs the broker, a worker (with the learned blend and the tuner:
 ``STREAMREC_BLEND=default``, ``STREAMREC_TUNER=1``), the trainer (tiny encoder, CPU, refreshing every
-few seconds) and serves the demo's own metrics; beside it a ``streamrec tuner`` searches the engine's
-whole config on the same stream (small, fast searches); a real Prometheus (Debian's, ``apt-get install -y
+few seconds) and serves the demo's own metrics, and starts a ``streamrec tuner`` that searches the engine's
+whole config on the same stream (the bandits tune inside the self-tuned engine); a real Prometheus (Debian's, ``apt-get install -y
 prometheus``) scrapes all four every second with ``deploy/prometheus/rules.yml`` loaded. After the
 replay, a trickle of events keeps the rates non-zero, then every expression is evaluated through
 ``/api/v1/query``:
@@ -128,20 +128,8 @@ def stack(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory):
 
         _wait("the demo to hold", holding, 170, demo_log)
         bootstrap = re.search(r"broker\s+(\S+:\d+)", demo_log.read_text(errors="replace")).group(1)
-        searches = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "STREAMREC_SEARCH_FIRST": "400", "STREAMREC_SEARCH_EVERY": "400",
-                    "STREAMREC_SEARCH_WINDOW": "400", "STREAMREC_SEARCH_KEEP": "400", "STREAMREC_SEARCH_TRIALS": "3",
-                    "STREAMREC_SEARCH_TIMEOUT_S": "10", "STREAMREC_SEARCH_DRIFT": "false",
-                    "STREAMREC_SEARCH_STORAGE": f"sqlite:///{tmp / 'tuner.db'}",
-                    "STREAMREC_TUNER": "0"}  # the tuner process refuses to search beside the bandit tuner otherwise
-        tuner_log = open(tmp / "tuner.log", "wb")
-        tuner = subprocess.Popen([sys.executable, "-m", "stream", "tuner", "--metrics-port", str(base + 3)],
-                                 stdout=tuner_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**env, **searches}, cwd=tmp)
         yield api, bootstrap, demo_log
     finally:
-        if "tuner" in locals():
-            stop_process(tuner, timeout=30)
-            tuner_log.close()
         stop_process(demo, timeout=30)
         stop_process(prometheus)
         prom_log.close()

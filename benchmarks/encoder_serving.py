@@ -1,0 +1,104 @@
+"""What the encoder costs on the worker's own path: ``EventProcessor.process_events``, in-process (no Kafka).
+
+Three variants, each a child process, alternating run by run, on ML-100K (or the demo's stream) as
+single-event messages in micro-batches of ``--batch``:
+
+- ``blend``: the learned blend (``STREAMREC_BLEND=default``) without an encoder;
+- ``encoder``: the same blend with an encoder version in its slot (the ``small`` preset, ML-100K's
+  catalogue; weights are random: the cost depends on the shapes only), served as the worker serves it
+  (one batched forward pass per micro-batch, ``Blend.prepare``; states reused, one matrix for top-k);
+- ``encoder-per-user``: the same, with ``Blend.prepare`` disabled: one forward pass per list, the
+  serving path before this benchmark.
+
+The first ``--warm`` events are learned untimed (so histories and models are realistic), the next
+``--events`` are timed: CPU seconds per event of the whole ``process_events`` (learning + lists) and of
+the lists alone (``EventProcessor._list_for``). One torch thread, as the worker's encoder handover sets.
+
+    python benchmarks/encoder_serving.py --runs 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
+VARIANTS = ("blend", "encoder", "encoder-per-user")
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(1)
+from models import EncoderConfig, EncoderScorer, SequenceEncoder
+from online.blend import Blend
+from stream.cli.datasets import generate, load
+from stream.settings import Settings
+from stream.wire.messages import RawMessage
+from stream.wire.schema import event_payload
+from stream.worker.processor import EventProcessor
+path, warm, n, batch, variant = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+events = (load(path, "movielens") if path else generate(warm + n, seed=7))[:warm + n]
+settings = Settings().with_strings({"blend": "default"})
+msgs = [RawMessage(json.dumps(event_payload(e)).encode(), e.user_id.encode(), "events", 0, i, 1.0)
+        for i, e in enumerate(events)]
+processor = EventProcessor(settings)
+if variant != "blend":
+    items = list(dict.fromkeys(e.item_id for e in events))
+    torch.manual_seed(0)
+    scorer = EncoderScorer(SequenceEncoder(EncoderConfig.small(n_items=len(items))), items, version=1)
+    processor.engine.blend.fill("encoder", scorer, weight=settings.encoder.weight)
+    if variant == "encoder-per-user":
+        Blend.prepare = lambda self, requests: None
+for start in range(0, warm, batch):
+    processor.process_events(msgs[start:start + batch])
+lists_cpu = [0.0]
+list_for = processor._list_for
+def timed(*a, **kw):
+    began = time.process_time()
+    try:
+        return list_for(*a, **kw)
+    finally:
+        lists_cpu[0] += time.process_time() - began
+processor._list_for = timed
+began = time.process_time()
+for start in range(warm, warm + n, batch):
+    processor.process_events(msgs[start:start + batch])
+total = time.process_time() - began
+print(json.dumps({"us_per_event": 1e6 * total / n, "lists_us_per_event": 1e6 * lists_cpu[0] / n}))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    args = parser.parse_args()
+    data = str(ML100K) if ML100K.exists() else ""
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
+    for _ in range(args.runs):
+        for variant in args.variants:
+            out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), data, str(args.warm), str(args.events),
+                                  str(args.batch), variant], check=True, capture_output=True, text=True)
+            results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = statistics.median(r["us_per_event"] for r in results.get("blend", [])) if "blend" in results else None
+    base_lists = statistics.median(r["lists_us_per_event"] for r in results["blend"]) if base else None
+    for variant, runs in results.items():
+        total = statistics.median(r["us_per_event"] for r in runs)
+        lists = statistics.median(r["lists_us_per_event"] for r in runs)
+        ratio = f"  x{total / base:.2f} per event, x{lists / base_lists:.2f} per list" if base else ""
+        print(f"{variant:<18} median {total:7.1f} µs/event (lists {lists:7.1f}){ratio}  runs "
+              + ", ".join(f"{r['us_per_event']:.0f}" for r in runs))
+    print(json.dumps({"batch": args.batch, "events": args.events, "warm": args.warm, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

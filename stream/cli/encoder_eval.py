@@ -1,0 +1,188 @@
+"""``streamrec eval --encoder on``: the engine with the trainer replayed beside it, and what the encoder adds.
+
+:class:`EncoderInTheLoop` wraps the engine ``eval`` replays. Every micro-batch it learns is
+also fed to a :class:`models.replay.ReplayedTrainer` (the trainer process's refresh,
+``models.refresh.refresh_encoder``, at its cadence in events); each version it delivers is
+served the way a worker serves it (``Blend.fill("encoder", scorer, weight)``, the scorer a
+``models.EncoderScorer``), from the event it would have reached a worker. A self-tuning swap
+rebuilds the engine from a config whose blend has no encoder slot: the slot is filled again
+after every micro-batch in which that happened (the worker's ``config_handover`` does the same).
+
+It also measures the encoder's contribution on the same stream: for every list it serves it
+ranks the list the blend would have served with the encoder's weight at 0 (same models, same
+moment), and scores both against the user's next event. ``HR without the encoder`` is the hit
+rate of those shadow lists; a hit is *owed to the encoder* when the served list had it and the
+shadow list did not. The served list's hit rate is the run's ordinary HR@k.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from online.base import Interaction, Ranking
+from online.engine import StreamingRecommender
+
+ENCODER = "encoder"
+
+
+class EncoderInTheLoop:
+    """An engine (``learn_many`` / ``recommend``, with a ``blend``) whose blend serves the replayed
+    trainer's versions. Delegates everything else to the engine."""
+
+    def __init__(self, engine: Any, trainer: Any, weight: float, *, shadow: bool = True) -> None:
+        self.inner = engine
+        self.trainer = trainer
+        self.weight = float(weight)
+        self.shadow = shadow
+        self.scorer: Any = None  # the EncoderScorer served now
+        self.encoder_swaps: list[dict[str, Any]] = []  # (event, version) each time a version reached serving
+        self._lists: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # user -> (served, shadow)
+        self.evaluated = self.hits = self.shadow_hits = self.owed = self.lost = 0
+        self.hits_with_encoder_version = 0  # hits of lists a version of the encoder weighed in on
+        self.timeline: list[dict[str, Any]] = []
+        self._window = [0, 0, 0, 0]  # evaluated, hits, shadow hits, owed since the last timeline point
+
+    def __getattr__(self, name: str) -> Any:  # config, blend, prequential, n_users, tuning_snapshot, ...
+        return getattr(self.inner, name)
+
+    # -- the engine contract ------------------------------------------------------------------
+    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+        self._score(interactions)
+        self.inner.learn_many(interactions)
+        for version in self.trainer.observe((e.user_id, e.item_id) for e in interactions):
+            self._serve(version)
+        if self.scorer is not None:
+            slot = self.inner.blend.strategies.get(ENCODER)
+            if slot is None or getattr(slot, "strategy", None) is not self.scorer:  # a config swap emptied it
+                self._fill()
+            # as the worker does before a micro-batch's lists: one forward pass for all its users
+            inner = self.inner
+            inner.blend.prepare([(user_id, state.history) for user_id in dict.fromkeys(e.user_id for e in interactions)
+                                 if (state := inner.user_state(user_id)) is not None])
+
+    def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
+                  rec_id: str | None = None) -> Ranking:
+        ranking = self.inner.recommend(user_id, k, exclude, record, rec_id)
+        if record and self.shadow:
+            served = frozenset(item for item, _ in ranking.items)
+            self._lists[user_id] = (served, self._shadow_list(user_id, k, exclude, served, ranking))
+        return ranking
+
+    # -- serving versions -----------------------------------------------------------------------
+    def _serve(self, version: Any) -> None:
+        from models.serving import EncoderScorer
+
+        self.scorer = EncoderScorer(version.model, version.items, version=version.version)
+        self._fill()
+        self.encoder_swaps.append({"event": self.trainer.log.position, "version": version.version})
+
+    def _fill(self) -> None:
+        self.inner.blend.fill(ENCODER, self.scorer, weight=self.weight)
+
+    def _shadow_list(self, user_id: str, k: int | None, exclude: Iterable[str], served: frozenset[str],
+                     ranking: Ranking) -> frozenset[str]:
+        blend = self.inner.blend
+        weights = blend.weights
+        if not weights.get(ENCODER) or not any(name == ENCODER for name, _ in ranking.versions):
+            return served  # the encoder did not weigh in: the list is its own shadow
+        models = getattr(self.inner, "models", self.inner)  # the engine that keeps users and models
+        while not isinstance(models, StreamingRecommender) and hasattr(models, "engine"):
+            models = models.engine  # below the tuner's bandits: the plain engine ranks with other weights
+        weights[ENCODER] = 0.0
+        shadow = models.recommend(user_id, k, exclude, record=False, weights=weights)
+        return frozenset(item for item, _ in shadow.items)
+
+    # -- measuring ------------------------------------------------------------------------------
+    def _score(self, interactions: Sequence[Interaction]) -> None:
+        lists, window = self._lists, self._window
+        for event in interactions:
+            held = lists.get(event.user_id)
+            if held is None:
+                continue
+            served, shadow = held
+            hit, shadow_hit = event.item_id in served, event.item_id in shadow
+            self.evaluated += 1
+            self.hits += hit
+            self.shadow_hits += shadow_hit
+            self.owed += hit and not shadow_hit
+            self.lost += shadow_hit and not hit
+            window[0] += 1
+            window[1] += hit
+            window[2] += shadow_hit
+            window[3] += hit and not shadow_hit
+
+    def point(self, events: int) -> dict[str, Any]:
+        """A timeline point: HR with and without the encoder since the previous point, its weight, version."""
+        n, hits, shadow_hits, owed = self._window
+        weight = self.inner.blend.weights.get(ENCODER, 0.0)
+        served = self.trainer.served
+        point = {"events": events, "evaluated": n, "hr": hits / n if n else 0.0,
+                 "hr_without_encoder": shadow_hits / n if n else 0.0, "owed": owed,
+                 "encoder_weight": weight, "encoder_version": served.version if served else None}
+        self.timeline.append(point)
+        self._window = [0, 0, 0, 0]
+        return point
+
+    def report(self, k: int) -> dict[str, Any]:
+        n = self.evaluated
+        return {"on": True, "evaluated": n, f"hr@{k}": self.hits / n if n else 0.0,
+                f"hr@{k}_without_encoder": self.shadow_hits / n if n else 0.0,
+                "hits": self.hits, "hits_without_encoder": self.shadow_hits,
+                "hits_owed_to_encoder": self.owed, "hits_lost_to_encoder": self.lost,
+                "encoder_share_of_hits": self.owed / self.hits if self.hits else 0.0,
+                "encoder_weight": self.inner.blend.weights.get(ENCODER, 0.0),
+                "swaps": self.encoder_swaps, "refreshes": [r.as_dict() for r in self.trainer.records],
+                "trainer_cpu_s": round(self.trainer.cpu_s, 1), "timeline": self.timeline}
+
+
+def replayed_trainer(settings: Any, rate: float, train_seconds: float | None = None) -> Any:
+    """The trainer process of ``settings`` (its ``trainer_*`` settings), replayed at ``rate`` events/s."""
+    import torch
+
+    from models import EncoderConfig, TrainerConfig
+    from models.replay import Cadence, ReplayedTrainer
+    from stream.trainer.trainer import refresh_config
+
+    # One intra-op thread, as a worker serves: on a shared box two OpenMP threads that lose a core spin
+    # at every barrier, and the measured training time (the version's delay in events) would be noise.
+    torch.set_num_threads(1)
+    enc = settings.encoder
+    return ReplayedTrainer(EncoderConfig.preset(enc.trainer_size),
+                           TrainerConfig(device=enc.trainer_device, progress=False),
+                           refresh_config(settings),
+                           Cadence(enc.trainer_min_new_events, enc.trainer_refresh_s, rate, train_seconds),
+                           history=enc.trainer_history, max_users=settings.engine.max_users)
+
+
+def print_encoder(report: dict[str, Any], k: int) -> None:
+    """The encoder's part of an eval run: HR@k with and without it, its share of hits, its weight over time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    n = report["evaluated"]
+    console.print(f"[bold]encoder in the stream[/bold]: HR@{k} {report[f'hr@{k}']:.4f} with it, "
+                  f"{report[f'hr@{k}_without_encoder']:.4f} without its contribution (same lists, its weight 0), "
+                  f"over {n:,} events; hits owed to it {report['hits_owed_to_encoder']:,} "
+                  f"({report['encoder_share_of_hits']:.1%} of hits), lost to it {report['hits_lost_to_encoder']:,}; "
+                  f"final weight {report['encoder_weight']:.3f}; trainer CPU {report['trainer_cpu_s']:.0f} s")
+    table = Table(title="encoder refreshes (in events: started, served from)", title_justify="left")
+    for column in ("version", "started", "served from", "epochs (best)", "windows", "held-out HR", "previous",
+                   "cpu s", "served"):
+        table.add_column(column, justify="right")
+    for r in report["refreshes"]:
+        table.add_row(str(r["version"]), f"{r['started_at']:,}", f"{r['ready_at']:,}" if r["serve"] else "-",
+                      f"{r['epochs']} ({r['best_epoch']})", f"{r['windows']:,}",
+                      "-" if r["holdout_hr"] is None else f"{r['holdout_hr']:.4f}",
+                      "-" if r["previous_hr"] is None else f"{r['previous_hr']:.4f}", f"{r['cpu_s']:.1f}",
+                      "yes" if r["serve"] else "no")
+    console.print(table)
+    timeline = Table(title=f"HR@{k} with and without the encoder (since the previous row)", title_justify="left")
+    for column in ("events", "version", "weight", f"HR@{k}", "without", "owed hits"):
+        timeline.add_column(column, justify="right")
+    points = report["timeline"]
+    step = max(1, len(points) // 10)
+    for p in points[step - 1::step]:
+        timeline.add_row(f"{p['events']:,}", str(p["encoder_version"] or "-"), f"{p['encoder_weight']:.3f}",
+                         f"{p['hr']:.4f}", f"{p['hr_without_encoder']:.4f}", str(p["owed"]))
+    console.print(timeline)
