@@ -130,15 +130,18 @@ class SequenceEncoder(nn.Module):
                     module.weight[module.padding_idx].zero_()
 
     # ---------------------------------------------------------------- encoding
-    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` right-padded ids -> ``[B, L, H]`` states (state i predicts item i+1)."""
+    def _embed(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` right-padded ids -> ``[B, L, H]`` item plus position embeddings (before dropout)."""
         length = item_seq.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence width {length} exceeds max_len={self.config.max_len}; "
                              "use models.data.pad_right to keep the last max_len items")
         positions = torch.arange(length, device=item_seq.device)
-        x = self.item_emb(item_seq) * self.emb_scale + self.pos_emb(positions)  # [B, L, H]
-        x = self.emb_drop(x)
+        return self.item_emb(item_seq) * self.emb_scale + self.pos_emb(positions)
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` right-padded ids -> ``[B, L, H]`` states (state i predicts item i+1)."""
+        x = self.emb_drop(self._embed(item_seq))
         for block in self.blocks:
             x = block(x)
         return self.final_ln(x)  # [B, L, H]
@@ -153,12 +156,7 @@ class SequenceEncoder(nn.Module):
         rows = torch.arange(item_seq.shape[0], device=item_seq.device)
         if self.training:
             return self.forward(item_seq)[rows, last]  # [B, H]
-        length = item_seq.shape[1]
-        if length > self.config.max_len:
-            raise ValueError(f"sequence width {length} exceeds max_len={self.config.max_len}; "
-                             "use models.data.pad_right to keep the last max_len items")
-        positions = torch.arange(length, device=item_seq.device)
-        x = self.item_emb(item_seq) * self.emb_scale + self.pos_emb(positions)  # [B, L, H]
+        x = self._embed(item_seq)  # eval mode: dropout is the identity
         for block in self.blocks[:-1]:
             x = block(x)
         return self.final_ln(self.blocks[-1].forward_at(x, last))[:, 0]  # [B, H]

@@ -450,16 +450,19 @@ class Blend:
             return strategy
         return None
 
-    def prepare(self, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+    def prepare(self, requests: Iterable[tuple[str, Sequence[str]]]) -> None:
         """Before a micro-batch's lists are ranked one by one: let the strategies that batch work over
         users (``prepare(requests)``, the encoder's one forward pass for all of them) do it now.
-        ``requests`` holds ``(user, history)`` per user about to be served."""
-        if not requests:
+        ``requests`` yields ``(user, history)`` per user about to be served; it is read only when some
+        strategy batches (a blend without the encoder pays nothing per batch)."""
+        preparers = [prepare for strategy in self.strategies.values()
+                     if callable(prepare := getattr(strategy.strategy if isinstance(strategy, StrategySlot)
+                                                    else strategy, "prepare", None))]
+        if not preparers:
             return
-        for strategy in self.strategies.values():
-            held = strategy.strategy if isinstance(strategy, StrategySlot) else strategy
-            prepare = getattr(held, "prepare", None)
-            if callable(prepare):
+        requests = list(requests)
+        if requests:
+            for prepare in preparers:
                 prepare(requests)
 
     def serve(self, user_id: str, history: Sequence[str], seen: Collection[str] = frozenset(),

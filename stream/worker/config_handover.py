@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from online.registry import search_space
+from stream.kafka.readers import group_less_consumer
 from stream.settings import Settings
 from stream.wire.config_updates import ConfigUpdate, decode_config_update
 from stream.worker.metrics import WorkerMetrics, record_engine_knobs
@@ -92,15 +93,12 @@ class ConfigHandover:
     async def run(self) -> None:
         """Read ``config-updates`` from the beginning until cancelled; connection problems are
         logged and retried (the served config stays meanwhile)."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         s = self.settings
         try:
             while True:
-                consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap_servers, group_id=None,
-                                            enable_auto_commit=False, auto_offset_reset="earliest",
-                                            isolation_level="read_committed",
-                                            client_id=f"{s.kafka.app_id}-config", **self.consumer_kwargs)
+                consumer = group_less_consumer(s, "config", self.consumer_kwargs)
                 try:
                     await consumer.start()
                     partition = TopicPartition(s.topics.config_updates, 0)

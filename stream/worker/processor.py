@@ -382,8 +382,8 @@ class EventProcessor:
         forward pass for all of them, ``online.blend.Blend.prepare``); a failure only costs the batching."""
         engine = self.engine
         try:
-            engine.blend.prepare([(user_id, state.history) for user_id in users
-                                  if (state := engine.user_state(user_id)) is not None])
+            engine.blend.prepare((user_id, state.history) for user_id in users
+                                 if (state := engine.user_state(user_id)) is not None)
         except Exception:
             log.exception("preparing the micro-batch's lists failed; each list is built on its own")
 

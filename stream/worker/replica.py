@@ -27,6 +27,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from stream.kafka.readers import assign_every_partition, group_less_consumer
 from stream.settings import Settings
 from stream.wire.messages import RawMessage
 from stream.worker.processor import EventProcessor
@@ -50,21 +51,11 @@ class ReplicaReader:
 
     async def run(self) -> None:
         """Read until cancelled; connection problems are logged and retried."""
-        import aiokafka
-        from aiokafka import AIOKafkaConsumer
-
-        topic = self.settings.topics.events
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers, group_id=None,
-                                        enable_auto_commit=False, auto_offset_reset="earliest",
-                                        isolation_level="read_committed",
-                                        fetch_max_wait_ms=self.settings.kafka.fetch_max_wait_ms,
-                                        client_id=f"{self.settings.kafka.app_id}-replica", **self.consumer_kwargs)
+            consumer = group_less_consumer(self.settings, "replica", self.consumer_kwargs)
             try:
                 await consumer.start()
-                partitions = consumer.partitions_for_topic(topic) or set()
-                self._partitions = [aiokafka.TopicPartition(topic, p) for p in sorted(partitions)]
-                consumer.assign(self._partitions)
+                self._partitions = await assign_every_partition(consumer, self.settings.topics.events)
                 async with self.lock:
                     for tp in self._partitions:
                         self._seek_to_next(consumer, tp)

@@ -27,6 +27,7 @@ import logging
 import time
 from typing import Any
 
+from stream.kafka.readers import assign_every_partition, group_less_consumer
 from stream.settings import Settings
 from stream.worker.processor import EventProcessor
 
@@ -52,20 +53,11 @@ class DeltaReader:
     async def run(self) -> None:
         """Read from the start of the topic until cancelled (deltas already held are skipped);
         connection problems are logged and retried."""
-        import aiokafka
-        from aiokafka import AIOKafkaConsumer
-
-        topic = self.settings.topics.item_deltas
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers, group_id=None,
-                                        enable_auto_commit=False, auto_offset_reset="earliest",
-                                        isolation_level="read_committed",
-                                        fetch_max_wait_ms=self.settings.kafka.fetch_max_wait_ms,
-                                        client_id=f"{self.settings.kafka.app_id}-deltas", **self.consumer_kwargs)
+            consumer = group_less_consumer(self.settings, "deltas", self.consumer_kwargs)
             try:
                 await consumer.start()
-                partitions = consumer.partitions_for_topic(topic) or set()
-                consumer.assign([aiokafka.TopicPartition(topic, p) for p in sorted(partitions)])
+                await assign_every_partition(consumer, self.settings.topics.item_deltas)
                 await self._loop(consumer)
             except asyncio.CancelledError:
                 raise
