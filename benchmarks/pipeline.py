@@ -156,6 +156,8 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=False)
     consumer.connect()
     samples: list[float] = []
+    # per list: broker in (producer stamp -> the worker's fetch), worker (fetch -> list built), out (-> arrival)
+    split: list[tuple[float, float, float]] = []
     stop_flag = threading.Event()
     measuring = threading.Event()
 
@@ -164,6 +166,9 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
             for value, arrived in consumer.poll(0.05):
                 if measuring.is_set() and value.get("source_ts"):
                     samples.append(arrived - value["source_ts"])
+                    if value.get("received_ts"):
+                        split.append((value["received_ts"] - value["source_ts"], value["ts"] - value["received_ts"],
+                                      arrived - value["ts"]))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -185,10 +190,18 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
         stop(process)
     values = np.array(samples) * 1000
     thirds = np.array_split(values, 3)
+    parts = np.array(split).reshape(-1, 3) * 1000
+    share = histogram_quantiles(worker_side, "streamrec_worker_share_seconds", (0.5, 0.99))
     return {"rate": rate, "lists": int(values.size),
             "p50_ms_by_third": [round(float(np.percentile(t, 50)), 1) for t in thirds if t.size], "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
             "max_ms": float(values.max()),
+            # the split, from the stamps each list carries (source_ts, received_ts, ts) and its arrival
+            "broker_in_p50_ms": float(np.percentile(parts[:, 0], 50)), "broker_in_p99_ms": float(np.percentile(parts[:, 0], 99)),
+            "worker_p50_ms": float(np.percentile(parts[:, 1], 50)), "worker_p99_ms": float(np.percentile(parts[:, 1], 99)),
+            "broker_out_p50_ms": float(np.percentile(parts[:, 2], 50)), "broker_out_p99_ms": float(np.percentile(parts[:, 2], 99)),
+            # the worker's own histogram: fetch -> lists handed to the producer (bucket-interpolated)
+            "worker_share_to_handover_p50_ms": 1000 * share[0.5], "worker_share_to_handover_p99_ms": 1000 * share[0.99],
             "worker_batches": total(worker_side, "streamrec_batch_size_events_count"),
             "worker_mean_batch_events": total(worker_side, "streamrec_batch_size_events_sum")
             / max(1.0, total(worker_side, "streamrec_batch_size_events_count")),
@@ -198,6 +211,29 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
             / max(1.0, total(worker_side, "streamrec_batch_wait_seconds_count")),
             "worker_mean_event_to_handover_ms": 1000 * total(worker_side, "streamrec_event_to_recommendation_seconds_sum")
             / max(1.0, total(worker_side, "streamrec_event_to_recommendation_seconds_count"))}
+
+
+def histogram_quantiles(samples: dict, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
+    """Quantiles of a scraped Prometheus histogram, interpolated within buckets as PromQL's
+    ``histogram_quantile`` does."""
+    buckets = sorted((float(dict(labels)["le"]), value) for (metric, labels), value in samples.items()
+                     if metric == f"{name}_bucket")
+    count = buckets[-1][1] if buckets else 0.0
+    out = {}
+    for q in quantiles:
+        rank, low, below = q * count, 0.0, 0.0
+        value = float("nan")
+        for bound, cumulative in buckets:
+            if cumulative >= rank and count > 0:
+                if bound == float("inf"):
+                    value = low
+                else:
+                    inside = cumulative - below
+                    value = low + (bound - low) * ((rank - below) / inside if inside else 1.0)
+                break
+            low, below = bound, cumulative
+        out[q] = value
+    return out
 
 
 def main() -> int:

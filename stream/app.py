@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -42,10 +43,17 @@ def faust_broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
 
 
-def _raw(event: Any) -> RawMessage:
-    message = event.message
-    return RawMessage(message.value, message.key, message.topic, message.partition, message.offset,
-                      message.timestamp)
+def _fetched(batch: Sequence[Any]) -> tuple[list[RawMessage], float | None]:
+    """The raw messages of a micro-batch of stream events, each a :class:`FetchedBatch` (one
+    partition's records from one fetch), and when the earliest of them was received."""
+    messages: list[RawMessage] = []
+    received = None
+    for event in batch:
+        fetched = event.message
+        messages.extend(fetched.value)
+        if received is None or fetched.received < received:
+            received = fetched.received
+    return messages, received
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
@@ -82,6 +90,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
            if settings.durability.snapshot_interval_s > 0 else {}),
     )
     app.fetch_max_wait_ms = settings.kafka.fetch_max_wait_ms
+    # Events and requests reach their agents as whole fetched batches (stream.kafka.transport.FetchedBatch)
+    app.whole_batch_topics = frozenset({settings.topics.events, settings.topics.requests})
     metrics = WorkerMetrics.create(registry)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
@@ -134,33 +144,43 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     encoder = EncoderHandover(processor, metrics, settings.encoder.weight)
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
-    async def publish(result: Any) -> None:
+    async def publish(result: Any, received: float | None) -> None:
         await sender.send(result.recommendations + result.dead_letters + result.deltas)
         now = time.time()  # handed to the producer; the broker acknowledges asynchronously
         observe = metrics.event_to_recommendation.observe
         for out in result.recommendations:
             if out.source_ts is not None:
                 observe(max(0.0, now - out.source_ts))
+        if received is not None and result.recommendations:  # the worker's own share: receipt -> hand-over
+            worker_share = max(0.0, now - received)
+            observe_share = metrics.worker_share.observe
+            for _ in result.recommendations:
+                observe_share(worker_share)
+
+    # A micro-batch: what the fetches of up to one round over the partitions returned, or what came
+    # within batch_within_s. Each stream event is a whole fetched batch of one partition.
+    fetches_per_batch = max(1, settings.kafka.partitions)
 
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
-        async for batch in stream.take_events(settings.serving.batch_max, within=settings.serving.batch_within_s):
+        async for batch in stream.take_events(fetches_per_batch, within=settings.serving.batch_within_s):
             if deltas is not None:  # another worker's deltas for a partition we just gained come first
                 await deltas.wait_caught_up(timeout=max(10.0, settings.kafka.session_timeout_s))
             async with state_lock:
                 started = time.perf_counter()
-                messages = [_raw(event) for event in batch]
+                messages, received = _fetched(batch)
                 oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
                 if oldest is not None:
                     metrics.batch_wait.observe(max(0.0, time.time() - oldest))
-                result = processor.process_events(messages)
+                result = processor.process_events(messages, received=received)
                 metrics.batch_processing.observe(time.perf_counter() - started)
-                await publish(result)
+                await publish(result, received)
 
     @app.agent(requests_topic, name="streamrec.answer_requests")
     async def answer_requests(stream: Any) -> None:
-        async for batch in stream.take_events(settings.serving.batch_max, within=settings.serving.batch_within_s):
-            await publish(processor.process_requests([_raw(event) for event in batch]))
+        async for batch in stream.take_events(fetches_per_batch, within=settings.serving.batch_within_s):
+            messages, received = _fetched(batch)
+            await publish(processor.process_requests(messages, received=received), received)
 
     @app.agent(updates_topic, name="streamrec.swap_encoder")
     async def swap_encoder(stream: Any) -> None:

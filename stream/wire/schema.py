@@ -235,12 +235,14 @@ def encode_request(*, request_id: str, user_id: str, k: int, exclude: Iterable[s
 
 def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]], k: int,
                    request_id: str | None, event: Interaction | None, source_ts: float | None,
-                   now: float, model_version: str, strategy: str = "blend", arm: str = "default") -> bytes:
+                   now: float, model_version: str, strategy: str = "blend", arm: str = "default",
+                   received_ts: float | None = None) -> bytes:
     """Encode one list as the ``recommendations`` contract.
 
     Beyond design.md's fields: ``event_id`` (the user's latest event the list reflects,
     so a consumer can score "was the next item in the last list") and ``source_ts`` (the
-    broker timestamp of the message that triggered it, for end-to-end latency).
+    broker timestamp of the message that triggered it, for end-to-end latency), and
+    ``received_ts`` (when the worker fetched it: ``ts - received_ts`` is the worker's share).
     """
     return encode({
         "rec_id": rec_id,
@@ -254,6 +256,7 @@ def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]],
         "event_ts": event.ts if event is not None else None,
         "event_id": event.event_id if event is not None else None,
         "source_ts": source_ts,
+        "received_ts": received_ts,
         "ts": now,
     })
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from stream.observability import BATCH_BUCKETS, LATENCY_BUCKETS
+from stream.observability import BATCH_BUCKETS, LATENCY_BUCKETS, WORKER_SHARE_BUCKETS
 from stream.wire.schema import DLQ_REASONS, EVENT_TYPES
 from stream.worker.progress import TopicPartition
 
@@ -63,6 +63,7 @@ class WorkerMetrics(NamedTuple):
     events_dlq: Counter
     recommendations_published: Counter
     event_to_recommendation: Histogram
+    worker_share: Histogram
     batch_processing: Histogram
     batch_wait: Histogram
     batch_size: Histogram
@@ -124,6 +125,11 @@ class WorkerMetrics(NamedTuple):
                 f"{prefix}_event_to_recommendation_seconds",
                 "From the triggering message's broker timestamp to the list being published",
                 buckets=LATENCY_BUCKETS, registry=registry),
+            worker_share=Histogram(
+                f"{prefix}_worker_share_seconds",
+                "The worker's own share of a list's latency: from the fetch that received its event to the "
+                "list being handed to the producer (the rest is the broker's and the clients')",
+                buckets=WORKER_SHARE_BUCKETS, registry=registry),
             batch_processing=Histogram(f"{prefix}_batch_processing_seconds",
                                        "Time to learn a micro-batch and build its lists",
                                        buckets=LATENCY_BUCKETS, registry=registry),

@@ -42,6 +42,15 @@ def test_single_events_and_arrays_are_both_learned_and_each_user_gets_one_fresh_
         assert not {"a", "b"} & {entry["item_id"] for entry in listing["items"]}  # never what they touched
 
 
+def test_every_list_says_when_the_worker_received_its_event_so_its_own_share_of_the_latency_is_known():
+    processor, _ = make()
+    result = processor.process_events([_msg(_event("u1", "a")), _msg(_event("u2", "b"))], received=1999.5)
+    stamps = [json.loads(o.value) for o in result.recommendations]
+    assert [(s["source_ts"], s["received_ts"], s["ts"]) for s in stamps] == [(1000.0, 1999.5, 2000.0)] * 2
+    unstamped = processor.process_events([_msg(_event("u3", "c"))])
+    assert json.loads(unstamped.recommendations[0].value)["received_ts"] is None
+
+
 def test_bad_messages_and_bad_array_elements_become_dead_letters_with_reason_and_offset():
     processor, registry = make()
     result = processor.process_events([
