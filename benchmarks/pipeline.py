@@ -79,7 +79,8 @@ def worker_rate(settings: Settings, expect: int, name: str, timeout: float = 600
     try:
         while time.time() < deadline:
             try:
-                done = total(scrape(url), "streamrec_events_processed_total")
+                page = scrape(url, timeout=10)
+                done = total(page, "streamrec_events_processed_total")
             except OSError:
                 time.sleep(0.05)
                 continue
@@ -96,7 +97,10 @@ def worker_rate(settings: Settings, expect: int, name: str, timeout: float = 600
     if last is None:
         raise RuntimeError(f"{name}: worker did not finish; see {LOGS / (name + '.log')}")
     events = expect - first_done
-    return {"events_per_s": events / max(1e-9, last - first), "cpu_us_per_event": 1e6 * cpu / max(1, events)}
+    # push mode answers each user once per micro-batch: bigger micro-batches mean fewer lists per event
+    lists = total(page, "streamrec_recommendations_published_total")
+    return {"events_per_s": events / max(1e-9, last - first), "cpu_us_per_event": 1e6 * cpu / max(1, events),
+            "lists_per_event": lists / max(1.0, done)}
 
 
 def _cpu_seconds(pid: int) -> float:

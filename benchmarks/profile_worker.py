@@ -48,26 +48,33 @@ from stream.settings import Settings  # noqa: E402
 BUCKETS = ("sending", "encoding", "list building", "learning", "decoding", "processor", "Faust/Kafka", "other")
 
 
+LEARNING = ("learn_many", "learn_users", "_learn_sharing", "learn_replica")
+ENCODERS = ("recommendation", "dead_letter", "encode")
+
+
 def bucket(frames: list[str]) -> str:
-    """The bucket of one stack (frames root first, py-spy's ``function (file:line)``)."""
+    """The bucket of one stack (frames root first, py-spy's ``Class.function (path:line)``)."""
     ours = None
     for frame in reversed(frames):  # from the leaf up: the most specific of our frames decides
-        if "stream/kafka/sender.py" in frame or "aiokafka/producer" in frame:
+        qualified, _, where = frame.partition(" (")
+        function, path = qualified.rsplit(".", 1)[-1], where.rsplit(":", 1)[0]
+        if path.startswith(("stream/kafka/sender.py", "aiokafka/producer/")):
             return "sending"
-        if "stream/wire/schema.py" in frame and frame.startswith(("recommendation ", "dead_letter ", "encode ")):
+        if path.startswith("stream/wire/schema.py") and function in ENCODERS:
             return "encoding"
-        if frame.startswith(("_list_for ", "_prepare ")) and "processor.py" in frame:
+        if path.startswith("stream/worker/processor.py") and function in ("_list_for", "_prepare"):
             return "list building"
-        if frame.startswith(("learn_many ", "learn_users ", "_learn_sharing ", "learn_replica ")):
+        if function in LEARNING:
             return "learning"
-        if frame.startswith("_decode_events ") or ("stream/wire/schema.py" in frame and ours is None):
+        if function == "_decode_events" or path.startswith("stream/wire/schema.py"):
             ours = ours or "decoding"
-        if "stream/worker/processor.py" in frame and ours is None:
-            ours = "processor"
+        if path.startswith("stream/worker/processor.py"):
+            ours = ours or "processor"
     if ours is not None:
         return ours
-    if any(part in frame for frame in frames for part in ("/faust/", "/mode/", "/aiokafka/")):
-        return "Faust/Kafka"
+    for frame in frames:
+        if frame.partition(" (")[2].startswith(("faust/", "mode/", "aiokafka/", "kafka/")):
+            return "Faust/Kafka"
     return "other"
 
 
@@ -94,12 +101,18 @@ def profile_shape(name: str, events, batch_events: int, rate_hz: int, keep: Path
                                     "--output", str(out), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
-            done_before = total(scrape(url), "streamrec_events_processed_total")
+            page = scrape(url, timeout=10)
+            done_before = total(page, "streamrec_events_processed_total")
+            lists_before = total(page, "streamrec_recommendations_published_total")
             cpu_before, started = _cpu_seconds(process.pid), time.time()
             done = done_before
             while done < len(events) and time.time() - started < 600:
                 time.sleep(0.2)
-                done = total(scrape(url), "streamrec_events_processed_total")
+                try:
+                    page = scrape(url, timeout=10)
+                except OSError:  # a busy worker answers late; ask again
+                    continue
+                done = total(page, "streamrec_events_processed_total")
             cpu, seconds = _cpu_seconds(process.pid) - cpu_before, time.time() - started
             spy.send_signal(signal.SIGINT)
             _, err = spy.communicate(timeout=60)
@@ -114,7 +127,9 @@ def profile_shape(name: str, events, batch_events: int, rate_hz: int, keep: Path
     events_seen = max(1.0, done - done_before)
     cpu_us = 1e6 * cpu / events_seen
     samples = sum(counts.values()) or 1
+    lists = total(page, "streamrec_recommendations_published_total") - lists_before
     return {"events": int(events_seen), "events_per_s": events_seen / seconds, "cpu_us_per_event": cpu_us,
+            "lists_per_event": lists / events_seen,
             "samples": samples,
             "buckets_us_per_event": {b: cpu_us * counts.get(b, 0) / samples for b in BUCKETS},
             "buckets_share": {b: counts.get(b, 0) / samples for b in BUCKETS}}
@@ -144,6 +159,7 @@ def main() -> int:
         print(f"{b:<14}" + "".join(f"{results[s]['buckets_us_per_event'][b]:>16.1f}{results[s]['buckets_share'][b]:>8.0%}"
                                    for s in shapes if s in results))
     print(f"{'total':<14}" + "".join(f"{results[s]['cpu_us_per_event']:>16.1f}{'':>8}" for s in shapes if s in results))
+    print(f"{'lists/event':<14}" + "".join(f"{results[s]['lists_per_event']:>16.2f}{'':>8}" for s in shapes if s in results))
     print(f"{'events/s':<14}" + "".join(f"{results[s]['events_per_s']:>16,.0f}{'':>8}" for s in shapes if s in results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -32,6 +32,7 @@ from stream.worker.durability import StateKeeper
 from stream.worker.encoder_handover import EncoderHandover
 from stream.worker.handoff import PartitionHandoff
 from stream.worker.metrics import WorkerMetrics, install_periodic_metrics, record_tuning
+from stream.worker.microbatch import MicroBatches
 from stream.worker.processor import EventProcessor
 from stream.worker.replica import ReplicaReader
 from stream.worker.sharing import DeltaReader
@@ -75,6 +76,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         broker_heartbeat_interval=min(1.0, settings.kafka.session_timeout_s / 3),
         broker_request_timeout=max(30.0, settings.kafka.session_timeout_s + 5),
         producer_max_batch_size=1_048_576,
+        # a fetch (stream.kafka.transport.FetchedBatch) holds at most as many messages as a micro-batch events
+        broker_max_poll_records=settings.serving.batch_max,
         producer_linger=0.0,
         stream_buffer_maxsize=max(4096, settings.serving.batch_max * 2),
         web_enabled=True,
@@ -160,21 +163,24 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     # A micro-batch: what the fetches of up to one round over the partitions returned, or what came
     # within batch_within_s. Each stream event is a whole fetched batch of one partition.
     fetches_per_batch = max(1, settings.kafka.partitions)
+    micro_batches = MicroBatches(settings.serving.batch_max)  # ... cut to about batch_max events each
 
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
         async for batch in stream.take_events(fetches_per_batch, within=settings.serving.batch_within_s):
             if deltas is not None:  # another worker's deltas for a partition we just gained come first
                 await deltas.wait_caught_up(timeout=max(10.0, settings.kafka.session_timeout_s))
-            async with state_lock:
-                started = time.perf_counter()
-                messages, received = _fetched(batch)
-                oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
-                if oldest is not None:
-                    metrics.batch_wait.observe(max(0.0, time.time() - oldest))
-                result = processor.process_events(messages, received=received)
-                metrics.batch_processing.observe(time.perf_counter() - started)
-                await publish(result, received)
+            fetched, received = _fetched(batch)
+            for messages in micro_batches.cut(fetched):
+                async with state_lock:
+                    started = time.perf_counter()
+                    oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
+                    if oldest is not None:
+                        metrics.batch_wait.observe(max(0.0, time.time() - oldest))
+                    result = processor.process_events(messages, received=received)
+                    metrics.batch_processing.observe(time.perf_counter() - started)
+                    micro_batches.observe(len(messages), result.events + len(result.dead_letters))
+                    await publish(result, received)
 
     @app.agent(requests_topic, name="streamrec.answer_requests")
     async def answer_requests(stream: Any) -> None:
