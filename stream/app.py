@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -26,7 +25,7 @@ from stream.kafka.sender import BatchSender
 from stream.kafka.transport import PerBatchPrometheusMonitor, PromptTableManager, StreamrecFaustApp
 from stream.settings import Settings
 from stream.wire.announcements import encode_tuning
-from stream.wire.messages import Output, RawMessage
+from stream.wire.messages import Output
 from stream.worker.config_handover import ConfigHandover, export_knobs
 from stream.worker.durability import StateKeeper
 from stream.worker.encoder_handover import EncoderHandover
@@ -42,19 +41,6 @@ log = logging.getLogger(__name__)
 
 def faust_broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
-
-
-def _fetched(batch: Sequence[Any]) -> tuple[list[RawMessage], float | None]:
-    """The raw messages of a micro-batch of stream events, each a :class:`FetchedBatch` (one
-    partition's records from one fetch), and when the earliest of them was received."""
-    messages: list[RawMessage] = []
-    received = None
-    for event in batch:
-        fetched = event.message
-        messages.extend(fetched.value)
-        if received is None or fetched.received < received:
-            received = fetched.received
-    return messages, received
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
@@ -160,18 +146,19 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
             for _ in result.recommendations:
                 observe_share(worker_share)
 
-    # A micro-batch: what the fetches of up to one round over the partitions returned, or what came
-    # within batch_within_s. Each stream event is a whole fetched batch of one partition.
-    fetches_per_batch = max(1, settings.kafka.partitions)
-    micro_batches = MicroBatches(settings.serving.batch_max)  # ... cut to about batch_max events each
+    # Each stream event is what one fetch returned (stream.kafka.transport.FetchedBatch), cut into
+    # micro-batches of about batch_max events, and acked (every offset it covers) once its lists are
+    # handed over. The ack is ours: Faust's compiled stream iterator would ack only one offset of it.
+    micro_batches = MicroBatches(settings.serving.batch_max)
 
     @app.agent(events_topic, name="streamrec.learn_and_push")
     async def learn_and_push(stream: Any) -> None:
-        async for batch in stream.take_events(fetches_per_batch, within=settings.serving.batch_within_s):
+        stream.enable_acks = False
+        async for fetched in stream.events():
             if deltas is not None:  # another worker's deltas for a partition we just gained come first
                 await deltas.wait_caught_up(timeout=max(10.0, settings.kafka.session_timeout_s))
-            fetched, received = _fetched(batch)
-            for messages in micro_batches.cut(fetched):
+            received = fetched.message.received
+            for messages in micro_batches.cut(fetched.value):
                 async with state_lock:
                     started = time.perf_counter()
                     oldest = min((m.timestamp for m in messages if m.timestamp is not None), default=None)
@@ -181,12 +168,15 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
                     metrics.batch_processing.observe(time.perf_counter() - started)
                     micro_batches.observe(len(messages), result.events + len(result.dead_letters))
                     await publish(result, received)
+            await stream.ack(fetched)
 
     @app.agent(requests_topic, name="streamrec.answer_requests")
     async def answer_requests(stream: Any) -> None:
-        async for batch in stream.take_events(fetches_per_batch, within=settings.serving.batch_within_s):
-            messages, received = _fetched(batch)
-            await publish(processor.process_requests(messages, received=received), received)
+        stream.enable_acks = False
+        async for fetched in stream.events():
+            received = fetched.message.received
+            await publish(processor.process_requests(fetched.value, received=received), received)
+            await stream.ack(fetched)
 
     @app.agent(updates_topic, name="streamrec.swap_encoder")
     async def swap_encoder(stream: Any) -> None:

@@ -120,7 +120,6 @@ class ServingSettings(_Section):
     max_k: int = _leaf(200, "largest k a request may ask for")
     push: bool = _leaf(True, "publish a fresh list for every user in each processed batch")
     batch_max: int = _leaf(2_000, "about the most events a micro-batch holds (learned as one, one list per user)")
-    batch_within_s: float = _leaf(0.005, "longest wait to fill a micro-batch, seconds")
     max_message_bytes: int = _leaf(1_000_000, "larger events messages go to the DLQ")
     max_event_bytes: int = _leaf(16_384, "an event object larger than this goes to the DLQ")
     max_events_per_message: int = _leaf(10_000, "a longer JSON array goes to the DLQ")

@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write a one-page report of the run (throughput, latency, HR@k, tuning) to PATH "
                         "(.png or .html)")
-    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "batch_within_s", "half_life", "blend",
+    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "half_life", "blend",
                             "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "self_tune",
                             "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)

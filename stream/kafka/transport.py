@@ -14,9 +14,10 @@ Whole fetched batches: Faust turns every record into a message, routes it throug
 conductor, a channel queue and a stream event, and acks it, one at a time (~150-250 µs
 per record on these machines, the whole budget of a single-event message). For the
 topics named in ``app.whole_batch_topics`` this consumer yields one :class:`FetchedBatch`
-per partition and fetch instead: a Faust message whose value is the fetch's records as
+per fetch and topic instead: a Faust message whose value is the fetch's records as
 :class:`~stream.wire.messages.RawMessage`, stamped with the moment they were received.
-Faust's machinery runs once per fetch; acking the batch acks every offset it covers.
+Faust's machinery runs once per fetch; acking the batch acks every offset it covers. The
+fetch's long poll (``fetch_max_wait_ms``) is what gathers a micro-batch: no second wait.
 Everything else is Faust's.
 """
 from __future__ import annotations
@@ -36,35 +37,33 @@ from stream.wire.messages import RawMessage
 
 
 class FetchedBatch(ConsumerMessage):
-    """One partition's records from one fetch, delivered to a stream as one Faust message.
+    """What one fetch returned for one topic, delivered to a stream as one Faust message.
 
-    ``value`` is the records as :class:`RawMessage` (in offset order), ``offset`` the last
-    one's (so Faust's read position moves past the batch), ``first_offset`` the first offset
-    the batch accounts for: its first record's, or the one after the partition's previous
-    batch when offsets in between were skipped by the fetch (transaction markers, aborted or
-    compacted records), so acking the batch commits past those too. ``received`` is the epoch
-    time the fetch returned: where the worker's own share of the latency starts.
+    ``value`` is the records as :class:`RawMessage` (partition by partition, each in offset
+    order). ``parts`` says, per partition, the offsets acking the batch accounts for: from the
+    first record's (or the one after the partition's previous batch, when the fetch skipped
+    offsets in between: transaction markers, aborted or compacted records) to the last
+    record's. ``tp`` and ``offset`` are the first part's partition and last offset, for Faust's
+    own bookkeeping. ``received`` is the epoch time the fetch returned: where the worker's own
+    share of the latency starts.
     """
 
-    __slots__ = ("first_offset", "received")
+    __slots__ = ("parts", "received")
 
     @classmethod
-    def of(cls, tp: TP, records: list[Any], received: float, first_offset: int,
-           generation_id: int | None) -> FetchedBatch:
-        topic, partition = tp.topic, tp.partition
-        value = tuple(RawMessage(r.value, r.key, topic, partition, r.offset,
-                                 r.timestamp / 1000.0 if r.timestamp is not None else None) for r in records)
+    def of(cls, parts: list[tuple[TP, int, list[Any]]], received: float, generation_id: int | None) -> FetchedBatch:
+        """``parts``: ``(partition, first offset accounted for, records)`` per partition, records not empty."""
+        value = tuple(RawMessage(r.value, r.key, tp.topic, tp.partition, r.offset,
+                                 r.timestamp / 1000.0 if r.timestamp is not None else None)
+                      for tp, _, records in parts for r in records)
+        tp, _, records = parts[0]
         last = records[-1]
-        batch = cls(topic, partition, last.offset, value[-1].timestamp, last.timestamp_type, [], None,
-                    value, None, 0, sum(len(r.value) for r in records if r.value is not None), tp,  # type: ignore[arg-type]
+        batch = cls(tp.topic, tp.partition, last.offset, value[-1].timestamp, last.timestamp_type, [], None,
+                    value, None, 0, sum(len(m.value) for m in value if m.value is not None), tp,  # type: ignore[arg-type]
                     generation_id=generation_id)
-        batch.first_offset = min(first_offset, records[0].offset)
+        batch.parts = tuple((tp, min(first, records[0].offset), records[-1].offset) for tp, first, records in parts)
         batch.received = received
         return batch
-
-    def offsets(self) -> range:
-        """Every offset acking this batch accounts for."""
-        return range(self.first_offset, self.offset + 1)
 
 
 class FastFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -84,8 +83,8 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         """Faust's ``getmany`` (same partition checks, same generation check), except that the
-        records of a whole-batch topic come out as one :class:`FetchedBatch` per partition,
-        before the other topics' records one by one in Faust's round-robin."""
+        records of each whole-batch topic come out as one :class:`FetchedBatch`, before the other
+        topics' records one by one in Faust's round-robin."""
         whole = self._whole_batch_topics()
         if not whole:
             async for item in super().getmany(timeout):
@@ -102,44 +101,58 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
             except Exception as exc:
                 self.log.warning(f"exception performing seek when flow not active {exc}")
             return
-        singles = {tp: rs for tp, rs in records.items() if tp.topic not in whole}
 
         def current(tp: TP) -> bool:
-            return (self.flow_active and self.app.consumer_generation_id == generation_id
-                    and (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions))
+            return active_partitions is None or tp in active_partitions or tp in self._buffered_partitions
 
+        by_topic: dict[str, list[tuple[TP, int, list[Any]]]] = {}
+        singles = {}
+        read_offsets = self._read_offset
         for tp, batch in records.items():
-            if tp.topic not in whole or not batch:
+            if tp.topic not in whole:
+                singles[tp] = batch
                 continue
-            if not current(tp):
-                return
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            read = self._read_offset[tp]
+            if not batch or not current(tp):
+                continue
+            read = read_offsets[tp]
+            if read is not None and batch[0].offset < read:  # Faust drops what lies below its read position
+                batch = [record for record in batch if record.offset >= read]
+                if not batch:
+                    continue
             first = read + 1 if read is not None and read < batch[0].offset else batch[0].offset
-            yield tp, FetchedBatch.of(tp, batch, received, first, generation_id)
+            by_topic.setdefault(tp.topic, []).append((tp, first, batch))
+        for parts in by_topic.values():
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return
+            for tp, _, batch in parts:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                read_offsets[tp] = batch[-1].offset  # Faust's drain loop moves only the first part's
+            fetched = FetchedBatch.of(parts, received, generation_id)
+            yield fetched.tp, fetched
         to_message = self._to_message
         for tp, record in self.scheduler.iterate(singles):
-            if not current(tp):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 return
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            yield tp, to_message(tp, record)
+            if current(tp):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
 
     def ack(self, message: Any) -> bool:
-        """Faust's ack; a :class:`FetchedBatch` acks every offset it accounts for."""
+        """Faust's ack; a :class:`FetchedBatch` acks every offset it accounts for, in every partition."""
         if not isinstance(message, FetchedBatch):
             return super().ack(message)
         with ack_lock:
             if message.acked:
                 return False
-            acked = super().ack(message)  # the last offset, and Faust's own bookkeeping of the message
-            tp = message.tp
-            committed = self._committed_offset[tp]
-            index, acked_offsets = self._acked_index[tp], self._acked[tp]
-            for offset in range(message.first_offset, message.offset):
-                if (committed is None or offset >= committed) and offset not in index:
-                    index.add(offset)
-                    acked_offsets.append(offset)
-                    self._n_acked += 1
+            acked = super().ack(message)  # the first part's last offset, and Faust's bookkeeping of the message
+            for tp, first, last in message.parts:
+                committed = self._committed_offset[tp]
+                index, acked_offsets = self._acked_index[tp], self._acked[tp]
+                for offset in range(first, last + 1):
+                    if (committed is None or offset >= committed) and offset not in index:
+                        index.add(offset)
+                        acked_offsets.append(offset)
+                        self._n_acked += 1
             return acked
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
