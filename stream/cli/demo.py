@@ -15,6 +15,14 @@ blend weights) inside whichever config serves.
 The demo's stream is short, so the tuner searches once, on a small window with a few trials (see
 :func:`demo_search_settings`); the summary says how many searches ran and swaps were applied.
 
+The replay is paced (``--rate auto``, the default) at the rate the worker sustains: a
+:class:`~stream.cli.pacing.LatencyPacer` reads the lists as they come out (which event each reflects,
+and how late) and sends at the rate they come out, a little more while the latency is near what the
+system shows with no queue, less when a queue builds (the tuner's searches take CPU in bursts). So the
+latency the summary reports is the system's, not a queue's. ``--rate N`` replays at N events/s
+whatever happens, ``--rate 0`` as fast as possible; the summary says which rate was asked and which
+was sustained.
+
 Every process serves Prometheus metrics: the worker on ``--metrics-port`` P, the
 trainer on P+1, the demo itself (events replayed, lists consumed, latency seen by
 the consumer) on P+2, the tuner on P+3. The demo writes a ``prometheus.yml`` for them into its work
@@ -39,6 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from online.base import Interaction
 from stream.cli.datasets import generate, load
+from stream.cli.pacing import LatencyPacer
 from stream.cli.processes import spawn_process, spawn_worker, stop_process
 from stream.cli.scrape import MetricsHistory, scrape, total
 from stream.kafka.broker import EmbeddedBroker, free_port
@@ -64,7 +73,7 @@ class DemoOptions:
     events: int = 20_000
     data: str | None = None
     fmt: str | None = None
-    rate: float = 5_000.0
+    rate: float | str = "auto"  # events/s; "auto" paces at what the worker sustains; 0 = as fast as possible
     batch_events: int = 100
     bad_events: int = len(BAD_MESSAGES)
     json_path: str | None = None
@@ -80,6 +89,7 @@ class DemoMetrics(NamedTuple):
     lists_received: Counter
     list_latency: Histogram
     consumer_hit_rate: Gauge
+    replay_rate: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "streamrec") -> DemoMetrics:
@@ -94,6 +104,9 @@ class DemoMetrics(NamedTuple):
                 buckets=LATENCY_BUCKETS, registry=registry),
             consumer_hit_rate=Gauge(f"{prefix}_demo_consumer_hit_rate",
                                     "HR@k measured by the demo's consumer", ["k"], registry=registry),
+            replay_rate=Gauge(f"{prefix}_demo_replay_rate_events_per_second",
+                              "Events/s the replay is paced at (what the worker sustains, with --rate auto)",
+                              registry=registry),
         )
         ProcessCollector(registry=registry)
         return metrics
@@ -157,9 +170,11 @@ def metrics_ports(base: int) -> tuple[int, int, int]:
 class ListCollector(threading.Thread):
     """Consumes ``recommendations`` in the background and keeps what the summary needs."""
 
-    def __init__(self, bootstrap: str, topic: str, metrics: DemoMetrics | None = None) -> None:
+    def __init__(self, bootstrap: str, topic: str, metrics: DemoMetrics | None = None,
+                 pacer: LatencyPacer | None = None) -> None:
         super().__init__(daemon=True, name="streamrec-demo-consumer")
         self.metrics = metrics
+        self.pacer = pacer
         self.consumer = RecommendationConsumer(bootstrap, topic, from_beginning=True)
         self.lists: list[tuple[str, str | None, tuple[str, ...], float | None, float]] = []
         self.stop_event = threading.Event()
@@ -174,11 +189,35 @@ class ListCollector(threading.Thread):
                 items = tuple(entry["item_id"] for entry in value.get("items", ()))
                 source_ts = value.get("source_ts")
                 self.lists.append((value["user_id"], value.get("event_id"), items, source_ts, arrived))
+                if self.pacer is not None and source_ts is not None:
+                    self.pacer.observe(arrived - source_ts, event_number(value.get("event_id")))
                 if self.metrics is not None:
                     self.metrics.lists_received.inc()
                     if source_ts is not None:
                         self.metrics.list_latency.observe(max(0.0, arrived - source_ts))
         self.consumer.close()
+
+
+def event_number(event_id: Any) -> int | None:
+    """``n`` of the demo's event ids ``e{n}`` (their order of sending); None for anything else."""
+    if isinstance(event_id, str) and event_id[:1] == "e" and event_id[1:].isdigit():
+        return int(event_id[1:])
+    return None
+
+
+def parse_rate(value: str | float | None) -> float | str:
+    """``--rate``: "auto", or events/s (0, or "none", for as fast as possible)."""
+    if value is None or str(value).strip().lower() in ("none", "max"):
+        return 0.0
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = float("nan")
+    if not rate >= 0 or rate == float("inf"):
+        raise ValueError(f"a rate is events/s >= 0 or 'auto', not {value!r}")
+    return rate
 
 
 def consumer_hit_rate(events: list[Interaction], lists: list[tuple], k: int) -> dict[str, float]:
@@ -298,14 +337,15 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         for job, url in urls.items():
             console.print(f"metrics    {job:<18} {url}")
         console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
-        collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics)
+        pacer = LatencyPacer(min_rate=50.0) if options.rate == "auto" else None
+        collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics, pacer)
         collector.start()
         publisher = EventPublisher(broker.bootstrap, settings.topics.events, batch_events=options.batch_events)
         try:
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                                TimeElapsedColumn(), console=console, transient=False),
-                             demo_metrics, history)
+                             demo_metrics, history, pacer)
             demo_metrics.consumer_hit_rate.labels(str(settings.serving.k)).set(summary[f"hr@{settings.serving.k}_consumer"])
             if tuner is not None:
                 summary.update(_wait_for_self_tuning(metrics_url, urls["streamrec-tuner"], tuner,
@@ -343,7 +383,9 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         Path(options.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         console.print(f"summary written to {options.json_path}")
     if options.report_path:
-        write_report(options.report_path, history, collector.lists, summary, settings.serving.k)
+        offset = time.time() - time.monotonic()  # the pacer's clock is monotonic, the report's the wall's
+        write_report(options.report_path, history, collector.lists, summary, settings.serving.k,
+                     replay_rates=[(t + offset, r) for t, r in pacer.history] if pacer is not None else None)
         console.print(f"report written to {options.report_path}")
     return summary
 
@@ -424,7 +466,7 @@ def _wait_metrics(url: str, worker: subprocess.Popen, deadline: float) -> dict:
 def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], publisher: EventPublisher,
            collector: ListCollector, worker: subprocess.Popen, metrics_url: str, started: float,
            console: Any, progress: Any, metrics: DemoMetrics | None = None,
-           history: MetricsHistory | None = None) -> dict[str, Any]:
+           history: MetricsHistory | None = None, pacer: LatencyPacer | None = None) -> dict[str, Any]:
     deadline = started + options.timeout
     # 1. One probe event, to measure start -> first recommendation.
     publisher.publish(events[0])
@@ -439,7 +481,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         time.sleep(0.02)
     first_list_s = collector.first_arrival - started
     console.print(f"first list {first_list_s:.2f} s after the worker started")
-    # 2. Replay the rest, with malformed messages mixed in, at the chosen rate.
+    # 2. Replay the rest, with malformed messages mixed in, at the chosen rate (or paced by what comes out).
     bad = [BAD_MESSAGES[i % len(BAD_MESSAGES)] for i in range(options.bad_events)]
     bad_every = max(1, len(events) // (len(bad) + 1))
     with progress:
@@ -460,9 +502,28 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
                     publisher.flush_buffers()
                     publisher.producer.send(settings.topics.events, value=raw, key=b"u-bad")
                 yield event
+                if pacer is not None:  # the replay asks for the next event once it has published this one
+                    pacer.sent(n)
 
-        replayer = threading.Thread(target=lambda: publisher.replay(mixed(), rate=options.rate or None,
-                                                                    on_progress=advance), daemon=True)
+        def paced() -> float:
+            rate = pacer.rate()
+            if metrics is not None:
+                metrics.replay_rate.set(rate)
+            return rate
+
+        if pacer is not None:
+            rate: Any = paced
+        else:
+            rate = float(options.rate) or None
+            if metrics is not None and rate:
+                metrics.replay_rate.set(rate)
+        replay_ended: list[float] = []
+
+        def replay() -> None:
+            publisher.replay(mixed(), rate=rate, on_progress=advance, should_stop=lambda: time.time() > deadline)
+            replay_ended.append(time.time())
+
+        replayer = threading.Thread(target=replay, daemon=True)
         replayer.start()
         processed = 0.0
         last_sample = 0.0
@@ -475,7 +536,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
             progress.update(done, completed=processed)
             if not replayer.is_alive() and processed >= len(events):
                 break
-            time.sleep(0.1)
+            time.sleep(0.25)  # every scrape costs the worker CPU (and the latency measured) on a small machine
         replayer.join()
         processed_at = time.time()
     samples = _wait_metrics(metrics_url, worker, deadline)
@@ -486,6 +547,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
     lists = list(collector.lists)
     latencies = np.array([arrived - src for _, _, _, src, arrived in lists if src is not None])
     pct = (lambda q: float(np.percentile(latencies, q)) if latencies.size else float("nan"))
+    replay_s = (replay_ended[0] if replay_ended else processed_at) - replay_started
     k = settings.serving.k
     consumer_hr = consumer_hit_rate(events, lists, k)
     return {
@@ -496,7 +558,8 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "lists_published": int(published_lists),
         "lists_received": len(lists),
         "throughput_events_per_s": (len(events) - 1) / max(1e-9, processed_at - replay_started),
-        "rate_asked_events_per_s": options.rate or None,
+        "rate_asked_events_per_s": options.rate if pacer is not None else (float(options.rate) or None),
+        "rate_sustained_events_per_s": (len(events) - 1) / max(1e-9, replay_s),
         "startup_to_first_list_s": first_list_s,
         "latency_p50_s": pct(50),
         "latency_p95_s": pct(95),
@@ -576,11 +639,12 @@ def _self_tuning_panels(axes: Any, history: MetricsHistory, summary: dict[str, A
 
 
 def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], summary: dict[str, Any],
-                 k: int) -> Path:
+                 k: int, replay_rates: list[tuple[float, float]] | None = None) -> Path:
     """One page for people who would rather look than read: throughput, latency percentiles,
     HR@k/NDCG@k over time, the bandit tuner's curves (learning rates, strategy weights, arm
     probabilities) and self-tuning (the served config's knobs over time, the config version, searches
-    and swaps). ``.html`` embeds the PNG and the summary table; anything else is a PNG."""
+    and swaps). ``replay_rates``, ``(time, events/s)`` of a paced replay, are drawn with the throughput.
+    ``.html`` embeds the PNG and the summary table; anything else is a PNG."""
     import base64
     import html
     import io
@@ -594,15 +658,24 @@ def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], 
     t0 = min(history.times[:1] + [arrived for *_, arrived in lists[:1]], default=time.time())
     rel = (lambda ts: [t - t0 for t in ts])
     fig, axes = plt.subplots(3, 3, figsize=(16, 12.5), constrained_layout=True)
+    asked = summary.get("rate_asked_events_per_s")
+    asked = asked if isinstance(asked, str) else f"{asked:,.0f}/s" if asked else "as fast as possible"
+    ms = (lambda key: summary.get(key, float("nan")) * 1000)
     fig.suptitle(f"streamrec demo: {summary.get('events_published', 0):,} events, "
                  f"{summary.get('lists_received', 0):,} lists, consumer HR@{k} "
-                 f"{summary.get(f'hr@{k}_consumer', float('nan')):.3f}")
+                 f"{summary.get(f'hr@{k}_consumer', float('nan')):.3f}\n"
+                 f"rate asked {asked}, sustained {summary.get('rate_sustained_events_per_s', float('nan')):,.0f}/s; "
+                 f"event -> list latency p50 {ms('latency_p50_s'):.0f} ms, p95 {ms('latency_p95_s'):.0f} ms, "
+                 f"p99 {ms('latency_p99_s'):.0f} ms")
 
     ax = axes[0][0]
     for name, label in (("streamrec_events_processed_total", "events/s"),
                         ("streamrec_recommendations_published_total", "lists/s")):
         times, values = _rate(*history.series(name))
         ax.plot(rel(times), values, label=label)
+    if replay_rates:
+        ax.step(rel([t for t, _ in replay_rates]), [r for _, r in replay_rates], where="post",
+                label="replay paced at", alpha=0.6)
     ax.set(title="throughput (worker)", xlabel="seconds", ylabel="per second")
     ax.legend(loc="best")
 

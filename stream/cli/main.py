@@ -175,6 +175,15 @@ def cmd_request(args: argparse.Namespace) -> int:
     return 1
 
 
+def _demo_rate(value: str) -> float | str:
+    from stream.cli.demo import parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream.cli.demo import DemoOptions, run_demo
 
@@ -259,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=20_000, help="events to replay (default 20000)")
     p.add_argument("--data", default=None, help="replay this file instead of generated data")
     p.add_argument("--format", default=None, choices=("movielens", "csv", "jsonl", "sasrec"))
-    p.add_argument("--rate", type=float, default=5_000.0, help="events per second; 0 = as fast as possible")
+    p.add_argument("--rate", type=_demo_rate, default="auto",
+                   help="events per second, or auto (the default): paced at the rate the worker sustains, read "
+                        "from the lists as they come out, so that the latency reported is the system's, not a "
+                        "queue's; 0 = as fast as possible")
     p.add_argument("--batch-events", type=int, default=100, help="events per message; 1 = single-event messages")
     p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")

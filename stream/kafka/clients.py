@@ -129,22 +129,36 @@ class EventPublisher:
         if self._producer is not None:
             self._producer.flush(timeout)
 
-    def replay(self, events: Iterable[Interaction | Mapping[str, Any]], rate: float | None = None,
-               limit: int | None = None, on_progress: Callable[[int], None] | None = None,
+    def replay(self, events: Iterable[Interaction | Mapping[str, Any]],
+               rate: float | Callable[[], float] | None = None, limit: int | None = None,
+               on_progress: Callable[[int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> int:
-        """Publish events in order, optionally paced at ``rate`` events/s; returns how many."""
-        started = last_flush = time.perf_counter()
+        """Publish events in order; returns how many.
+
+        ``rate`` paces them: events/s, or a callable asked for the rate before each event (an adaptive
+        pacer such as :class:`stream.cli.pacing.LatencyPacer`); None or 0 sends as fast as possible.
+        A fixed rate keeps to its schedule (a late event is followed by the next ones at once); a
+        callable's rate applies from now on, so a pause does not come out as a burst."""
+        started = last_flush = due = time.perf_counter()
         count = 0
+        rate_of = rate if callable(rate) else None
         for event in itertools.islice(events, limit):
             if rate:
                 # Paced: a partial batch waits at most linger_s before it is handed over.
                 now = time.perf_counter()
-                if now - last_flush >= self.linger_s:
-                    self.flush_buffers()
-                    last_flush = now
-                wait = started + count / rate - now
-                if wait > 0:
+                if rate_of is None:
+                    due = started + count / rate
+                else:
+                    due = max(due, now - self.linger_s) + 1.0 / max(1e-9, rate_of())
+                while True:
+                    if now - last_flush >= self.linger_s:
+                        self.flush_buffers()
+                        last_flush = now
+                    wait = due - now
+                    if wait <= 0:
+                        break
                     time.sleep(min(wait, self.linger_s))
+                    now = time.perf_counter()
             self.publish(event)
             count += 1
             if on_progress is not None and count % 500 == 0:
