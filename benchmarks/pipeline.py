@@ -160,7 +160,8 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=False)
     consumer.connect()
     samples: list[float] = []
-    # per list: broker in (producer stamp -> the worker's fetch), worker (fetch -> list built), out (-> arrival)
+    # per list: to the worker (producer stamp -> the worker's fetch: producer, broker), in the worker
+    # (fetch -> this list built), from the worker (-> arrival: the batch's other lists, producer, broker, consumer)
     split: list[tuple[float, float, float]] = []
     stop_flag = threading.Event()
     measuring = threading.Event()
@@ -196,16 +197,23 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
     thirds = np.array_split(values, 3)
     parts = np.array(split).reshape(-1, 3) * 1000
     share = histogram_quantiles(worker_side, "streamrec_worker_share_seconds", (0.5, 0.99))
+    wait = histogram_quantiles(worker_side, "streamrec_producer_wait_seconds", (0.5, 0.99))
     return {"rate": rate, "lists": int(values.size),
             "p50_ms_by_third": [round(float(np.percentile(t, 50)), 1) for t in thirds if t.size], "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
             "max_ms": float(values.max()),
             # the split, from the stamps each list carries (source_ts, received_ts, ts) and its arrival
-            "broker_in_p50_ms": float(np.percentile(parts[:, 0], 50)), "broker_in_p99_ms": float(np.percentile(parts[:, 0], 99)),
-            "worker_p50_ms": float(np.percentile(parts[:, 1], 50)), "worker_p99_ms": float(np.percentile(parts[:, 1], 99)),
-            "broker_out_p50_ms": float(np.percentile(parts[:, 2], 50)), "broker_out_p99_ms": float(np.percentile(parts[:, 2], 99)),
-            # the worker's own histogram: fetch -> lists handed to the producer (bucket-interpolated)
-            "worker_share_to_handover_p50_ms": 1000 * share[0.5], "worker_share_to_handover_p99_ms": 1000 * share[0.99],
+            "to_worker_p50_ms": float(np.percentile(parts[:, 0], 50)), "to_worker_p99_ms": float(np.percentile(parts[:, 0], 99)),
+            "in_worker_p50_ms": float(np.percentile(parts[:, 1], 50)), "in_worker_p99_ms": float(np.percentile(parts[:, 1], 99)),
+            "from_worker_p50_ms": float(np.percentile(parts[:, 2], 50)), "from_worker_p99_ms": float(np.percentile(parts[:, 2], 99)),
+            # the worker's own histograms (bucket-interpolated): fetch -> the micro-batch's lists built and
+            # encoded (the worker's share), then the wait to hand them to the producer (the broker's pace)
+            "worker_share_p50_ms": 1000 * share[0.5], "worker_share_p99_ms": 1000 * share[0.99],
+            "producer_wait_p50_ms": 1000 * wait[0.5], "producer_wait_p99_ms": 1000 * wait[0.99],
+            # the garbage collector's pauses over the run: count and total ms per generation
+            "gc_pauses": {gen: (int(total(worker_side, "streamrec_gc_pause_seconds_count", generation=gen)),
+                                round(1000 * total(worker_side, "streamrec_gc_pause_seconds_sum", generation=gen), 1))
+                          for gen in ("0", "1", "2")},
             "worker_batches": total(worker_side, "streamrec_batch_size_events_count"),
             "worker_mean_batch_events": total(worker_side, "streamrec_batch_size_events_sum")
             / max(1.0, total(worker_side, "streamrec_batch_size_events_count")),

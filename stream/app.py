@@ -26,6 +26,7 @@ from stream.kafka.transport import PerBatchPrometheusMonitor, PromptTableManager
 from stream.settings import Settings
 from stream.wire.announcements import encode_tuning
 from stream.wire.messages import Output
+from stream.worker import gc_pauses
 from stream.worker.config_handover import ConfigHandover, export_knobs
 from stream.worker.durability import StateKeeper
 from stream.worker.encoder_handover import EncoderHandover
@@ -44,8 +45,10 @@ def faust_broker_urls(bootstrap_servers: str) -> list[str]:
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
-               engine: StreamingRecommender | None = None) -> StreamrecFaustApp:
-    """A fresh Faust app for ``settings`` (no network work until it is started)."""
+               engine: StreamingRecommender | None = None, owns_process: bool = False) -> StreamrecFaustApp:
+    """A fresh Faust app for ``settings`` (no network work until it is started). ``owns_process``: the
+    app is the process's only one (``streamrec worker``), so it may tune process-wide things: the
+    garbage collector's pauses are measured and the start-up heap is frozen (``stream.worker.gc_pauses``)."""
     batch_guard.install()  # no record batch can crash the agents' or the replica's consumer
     registry = registry if registry is not None else CollectorRegistry()
     app = StreamrecFaustApp(
@@ -95,6 +98,9 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         else None
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
+    if owns_process:
+        gc_pauses.install(metrics.gc_pauses)
+        log.info("froze %d start-up objects out of the garbage collector's way", gc_pauses.freeze_startup())
     app.before_commit = keeper.before_commit
     export_knobs(metrics, settings, processor.engine.config)
     # consumer lag per partition, blend weights, delivery and snapshot counts (HR/NDCG: per batch)
@@ -134,14 +140,17 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any, received: float | None) -> None:
+        ready = time.time()  # the lists are built and encoded: the worker's own share ends here
         await sender.send(result.recommendations + result.dead_letters + result.deltas)
         now = time.time()  # handed to the producer; the broker acknowledges asynchronously
+        # aiokafka takes a partition's next batch once the broker took the previous one: broker time
+        metrics.producer_wait.observe(now - ready)
         observe = metrics.event_to_recommendation.observe
         for out in result.recommendations:
             if out.source_ts is not None:
                 observe(max(0.0, now - out.source_ts))
-        if received is not None and result.recommendations:  # the worker's own share: receipt -> hand-over
-            worker_share = max(0.0, now - received)
+        if received is not None and result.recommendations:  # the worker's own share: receipt -> lists ready
+            worker_share = max(0.0, ready - received)
             observe_share = metrics.worker_share.observe
             for _ in result.recommendations:
                 observe_share(worker_share)

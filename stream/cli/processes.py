@@ -44,7 +44,7 @@ def run_worker(settings: Settings) -> int:
     from stream.app import create_app
 
     os.makedirs(settings.durability.data_dir, exist_ok=True)
-    app = create_app(settings)
+    app = create_app(settings, owns_process=True)
     app.conf.datadir = os.path.join(settings.durability.data_dir, "faust")
     print(f"streamrec worker: Kafka {settings.kafka.bootstrap_servers}, group {settings.kafka.app_id}; "
           f"metrics http://{settings.metrics.host}:{settings.metrics.port}/metrics", flush=True)

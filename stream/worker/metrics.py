@@ -64,6 +64,8 @@ class WorkerMetrics(NamedTuple):
     recommendations_published: Counter
     event_to_recommendation: Histogram
     worker_share: Histogram
+    producer_wait: Histogram
+    gc_pauses: Histogram
     batch_processing: Histogram
     batch_wait: Histogram
     batch_size: Histogram
@@ -128,8 +130,15 @@ class WorkerMetrics(NamedTuple):
             worker_share=Histogram(
                 f"{prefix}_worker_share_seconds",
                 "The worker's own share of a list's latency: from the fetch that received its event to the "
-                "list being handed to the producer (the rest is the broker's and the clients')",
+                "micro-batch's lists being built and encoded (the rest is the broker's and the clients')",
                 buckets=WORKER_SHARE_BUCKETS, registry=registry),
+            producer_wait=Histogram(
+                f"{prefix}_producer_wait_seconds",
+                "Time a micro-batch's output waits to be handed to the producer (aiokafka takes a partition's "
+                "next batch once the broker took the previous one)", buckets=WORKER_SHARE_BUCKETS, registry=registry),
+            gc_pauses=Histogram(f"{prefix}_gc_pause_seconds",
+                                "Pauses of the garbage collector (the event loop waits), by generation",
+                                ["generation"], buckets=WORKER_SHARE_BUCKETS, registry=registry),
             batch_processing=Histogram(f"{prefix}_batch_processing_seconds",
                                        "Time to learn a micro-batch and build its lists",
                                        buckets=LATENCY_BUCKETS, registry=registry),

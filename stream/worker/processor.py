@@ -208,12 +208,11 @@ class EventProcessor:
         self.duplicates += result.duplicates
         self.replayed += result.replayed
         if settings.serving.push:
-            now = self.clock()
             self._prepare(latest)
             for user_id, (event, source_ts) in latest.items():
                 try:
                     result.recommendations.append(self._list_for(user_id, settings.serving.k, (), None, event,
-                                                                 source_ts, now, received))
+                                                                 source_ts, received))
                 except Exception:  # a bug in a model: this user misses one list, the batch goes on
                     self.lists_failed += 1
                     log.exception("building the list of user %r failed", user_id[:100])
@@ -356,7 +355,6 @@ class EventProcessor:
     def process_requests(self, messages: Sequence[RawMessage], received: float | None = None) -> BatchResult:
         settings = self.settings
         result = BatchResult()
-        now = self.clock()
         for message in messages:
             raw = message.value or b""
             if isinstance(raw, UndecodableBatch):
@@ -370,8 +368,7 @@ class EventProcessor:
                 result.dead_letters.append(self._dead_letter(message, raw, _invalid(exc, message), None))
                 continue
             result.recommendations.append(self._list_for(
-                request.user_id, request.k, request.exclude, request.request_id, None, message.timestamp, now,
-                received))
+                request.user_id, request.k, request.exclude, request.request_id, None, message.timestamp, received))
         if self.metrics is not None:
             m = self.metrics
             m.recommendations_published.labels("request").inc(len(result.recommendations))
@@ -391,15 +388,15 @@ class EventProcessor:
             log.exception("preparing the micro-batch's lists failed; each list is built on its own")
 
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
-                  event: Interaction | None, source_ts: float | None, now: float,
-                  received: float | None = None) -> Output:
+                  event: Interaction | None, source_ts: float | None, received: float | None = None) -> Output:
+        """One list, stamped (``ts``) when it is built: ``ts - received`` is the worker's share of its latency."""
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
         # The list comes back with what served it (arms, model versions): never read off the engine
         # afterwards. The tuner logs the arms behind rec_id.
         ranking = self.engine.recommend(user_id, k, exclude, rec_id=rec_id)
         value = schema.recommendation(
             rec_id=rec_id, user_id=user_id, items=ranking.items, k=k,
-            request_id=request_id, event=event, source_ts=source_ts, now=now, received_ts=received,
+            request_id=request_id, event=event, source_ts=source_ts, now=self.clock(), received_ts=received,
             model_version=ranking.model_version, strategy=self.strategy, arm=ranking.arm or "default")
         return Output(self.settings.topics.recommendations, user_id.encode(), value, source_ts)
 
