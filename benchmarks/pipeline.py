@@ -9,7 +9,10 @@ a long-lived broker would bias later phases):
 3. batch  - the streamrec worker on JSON-array messages (the streamrec publisher's default);
 4. start  - worker process start -> first recommendation received, several times;
 5. latency- event -> recommendation latency seen by a consumer at fixed rates (single-event
-            messages, paced), after a warm-up.
+            messages, paced), after a warm-up, split per list into the time to the worker, in the
+            worker and from it (the stamps each list carries), with the worker's own histograms;
+6. brokerless - the same paced load handed straight to the worker's processor in one process
+            (no broker, no clients): what the worker alone adds.
 
 Events are pre-produced for the throughput phases; a rate is events processed divided by
 the time between the first and the last processed event (so group join is excluded; it is
@@ -225,6 +228,39 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float) -> dict:
             / max(1.0, total(worker_side, "streamrec_event_to_recommendation_seconds_count"))}
 
 
+def brokerless(rate: float, seconds: float, warmup: float) -> dict:
+    """The same paced single-event load as :func:`latency`, handed straight to the worker's processor in
+    this process: no broker, no clients, no Faust. Each list's latency is its build time minus its
+    event's send time; what the broker path adds on top of this is the broker's and the clients'."""
+    from stream.wire import schema
+    from stream.wire.messages import RawMessage
+    from stream.worker.processor import EventProcessor
+
+    processor = EventProcessor(Settings.of(snapshot_interval_s=0.0))
+    events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
+    payloads = [json.dumps(schema.event_payload(event)).encode() for event in events]
+    samples: list[float] = []
+    started = time.time()
+    sent = 0
+    while sent < len(payloads):
+        now = time.time()
+        due = min(len(payloads), int((now - started) * rate) + 1)
+        if due <= sent:
+            time.sleep(min(0.001, (sent - (now - started) * rate) / rate))
+            continue
+        batch = [RawMessage(payloads[n], None, "events", n % 8, n, started + n / rate) for n in range(sent, due)]
+        result = processor.process_events(batch, received=time.time())
+        if now - started >= warmup:
+            for out in result.recommendations:
+                value = json.loads(out.value)
+                samples.append(value["ts"] - value["source_ts"])
+        sent = due
+    values = np.array(samples) * 1000
+    return {"rate": rate, "lists": int(values.size), "p50_ms": float(np.percentile(values, 50)),
+            "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
+            "max_ms": float(values.max())}
+
+
 def histogram_quantiles(samples: dict, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
     """Quantiles of a scraped Prometheus histogram, interpolated within buckets as PromQL's
     ``histogram_quantile`` does."""
@@ -256,8 +292,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--phases", default="bare,single,batch,start,latency",
-                        help="comma-separated subset of: bare,single,batch,start,latency")
+    parser.add_argument("--phases", default="bare,single,batch,start,latency,brokerless",
+                        help="comma-separated subset of: bare,single,batch,start,latency,brokerless")
     args = parser.parse_args()
     if args.quick:
         args.single_events, args.batch_events, args.startup_runs, args.latency_seconds = 5_000, 30_000, 1, 5.0
@@ -311,6 +347,11 @@ def main() -> int:
             "latency at 1000 ev/s, producer linger 5 ms",
             lambda b: latency(b, 1000.0, args.latency_seconds, warmup=3.0))
         LINGER_MS = plain
+    if "brokerless" in phases:
+        for rate in (100.0, 1000.0):
+            print(f"[{time.strftime('%H:%M:%S')}] broker-free at {rate:.0f} ev/s ...", flush=True)
+            results[f"brokerless_{int(rate)}"] = brokerless(rate, args.latency_seconds, warmup=3.0)
+            print(f"    {results[f'brokerless_{int(rate)}']}", flush=True)
     if "bare" in phases and "single" in phases:
         single_rate = results["streamrec_single"]["events_per_s"]
         results["ratio_single_vs_bare_fast"] = single_rate / results["bare_faust_fast_fetch"]["events_per_s"]
