@@ -38,8 +38,10 @@ from typing import Any
 import numpy as np
 
 from online.base import Excluded, Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
+from online.popularity import DecayedPopularity, PopularityScorer
 from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
 from online.rerank import OPTIMIZERS, LearnedWeights
+from online.sequential import NextItem
 
 NORMALISATIONS = ("minmax", "rank", "none")
 POOLINGS = ("union", "fill")
@@ -241,6 +243,7 @@ def _weighted_top(columns: list[Sequence[float]], weights: list[float], items: l
 
 
 _by_score = itemgetter(1)
+_by_vote = itemgetter(2)  # of (item, score, vote)
 
 
 def normalise(scores: np.ndarray, how: str = "minmax") -> np.ndarray:
@@ -350,6 +353,9 @@ class Blend:
                          {name: weights.get(name, 0.0) for name in self.strategies})
         self.requests = 0
 
+    #: (the weights it was made for, ``_fixed_mix()``): rebuilt when the weights or the strategies change
+    _plan: tuple | None = None
+
     @property
     def weights(self) -> dict[str, float]:
         """Current weights, normalised to sum to 1 (a copy: plain data for metrics and tuners)."""
@@ -386,6 +392,7 @@ class Blend:
         if name not in self.strategies:
             self._weights[name] = 0.0
         self.strategies[name] = strategy
+        self._plan = None
         if learn and name not in self.learners:
             self.learners.append(name)
         self.set_weights({name: weight})
@@ -396,6 +403,7 @@ class Blend:
         if name not in self.strategies:
             raise ValueError(f"no strategy named {name!r} in this blend")
         self.strategies[name] = strategy
+        self._plan = None
 
     def stop_learning(self, name: str) -> None:
         """Stop calling ``name``'s ``learn_many`` here: someone else teaches it (the tuner's search)."""
@@ -486,6 +494,11 @@ class Blend:
         if exclude:
             excluded = set(seen)
             excluded.update(exclude)
+        if (weights is None and not keep_pool and not substitutes and self.learner is None
+                and self.normalise == "none" and self.pooling == "fill"):
+            ranked = self._votes_then_popular(history, excluded, k)
+            if ranked is not None:
+                return Ranking(ranked)
         learning = self.learner is not None or keep_pool  # they need every strategy's column
         chosen = self._weights if weights is None else {name: weights.get(name, 0.0) for name in self.strategies}
         names = [name for name, weight in chosen.items() if weight > 0 or learning]
@@ -523,6 +536,95 @@ class Blend:
             top = np.argsort(-total, kind="stable")
         return Ranking([(items[i], float(total[i])) for i in top.tolist()], versions,
                       pool=Pool(items, names, columns) if keep_pool else None)
+
+    def _votes_then_popular(self, history: Sequence[str], excluded: Collection[str],
+                            k: int) -> list[tuple[str, float]] | None:
+        """The list :meth:`serve` ranks for the engine's fixed mix, built without the general path's
+        per-request objects; ``None`` when the blend is not that mix (or a score is not finite), and
+        the general path then ranks.
+
+        The mix: a :class:`~online.sequential.NextItem` then a :class:`~online.popularity.DecayedPopularity`,
+        both weighing above 0, raw scores, "fill" pooling. The general path pools the user's votes
+        (best first), then popular items not pooled, scores the whole pool and sorts it by
+        ``w_votes * vote + w_pop * popularity`` (ties in pool order). The same pool, the same sums
+        and the same sort are done here, with one shortcut: when every vote is pooled, a popular
+        candidate has no vote and its sum falls along the popularity ranking, so only the first
+        ``k`` of them can reach the top ``k`` and only those are scored. The popularity model is
+        asked for exactly the candidates the general path asks for (its leaderboard reads deeper on
+        demand, a side effect that must not differ): see ``PopularityScorer.leading``.
+        """
+        plan = self._plan
+        if plan is None or plan[0] is not self._weights:
+            plan = self._plan = (self._weights, self._fixed_mix())
+        mix = plan[1]
+        if mix is None or k < 1:
+            return None
+        votes_model, w_votes, pop, w_pop, n_votes, n_pop = mix
+        n = max(self.candidates, k)
+        n_votes = n if n_votes is None else max(n_votes, k)
+        n_pop = n if n_pop is None else max(n_pop, k)
+        if n_votes != _ALL:  # only the best votes are pooled: score the whole pool
+            return self._fixed_mix_pool(votes_model, w_votes, pop, w_pop, n_votes, n_pop, history, excluded, k)
+        # Every vote is pooled, so a popular candidate carries none: its sum falls along the popularity
+        # ranking and only the first k popular candidates can reach the top k. The pool's order is the
+        # general path's (votes best first, ties in the order cast, then popular ones in popularity
+        # order), and both sorts are stable, so ties in the sum fall as they do there.
+        votes = votes_model.votes(history, excluded)  # the pooled votes: none of them excluded
+        popular = PopularityScorer(pop).leading(n_pop, excluded, votes, k)
+        if not votes and not popular:
+            return []
+        relative = pop.relative_scores([*votes, *popular])  # (after the candidates, as the general path)
+        ranked = [(item, w_votes * vote + w_pop * value, vote) for (item, vote), value in zip(votes.items(), relative)]
+        ranked.sort(key=_by_vote, reverse=True)  # the pool's order (VoteScorer.candidates)
+        if popular:
+            zero = w_votes * 0.0
+            ranked += [(item, zero + w_pop * value, 0.0) for item, value in zip(popular, relative[len(votes):])]
+        if not math.isfinite(sum(map(_by_score, ranked))):
+            return None
+        ranked.sort(key=_by_score, reverse=True)
+        return [(item, score) for item, score, _ in ranked[:k]]
+
+    @staticmethod
+    def _fixed_mix_pool(votes_model: NextItem, w_votes: float, pop: DecayedPopularity, w_pop: float, n_votes: int,
+                        n_pop: int, history: Sequence[str], excluded: Collection[str],
+                        k: int) -> list[tuple[str, float]] | None:
+        """:meth:`_votes_then_popular` when only the best ``n_votes`` votes are pooled: the general path's
+        pool, sums and sort, without its per-request objects."""
+        votes = votes_model.votes(history)
+        keys = [item for item in votes if item not in excluded] if excluded else votes
+        voted = sorted(keys, key=votes.__getitem__, reverse=True)[:n_votes]  # VoteScorer.candidates
+        pool = dict.fromkeys(voted)
+        popular = PopularityScorer(pop).candidates(n_pop, Excluded(excluded, pool) if pool else excluded)
+        if not voted and not popular:
+            return []
+        items = voted + popular
+        get = votes.get
+        ranked = [(item, w_votes * get(item, 0.0) + w_pop * value)
+                  for item, value in zip(items, pop.relative_scores(items))]
+        if not math.isfinite(sum(map(_by_score, ranked))):
+            return None
+        ranked.sort(key=_by_score, reverse=True)
+        return ranked[:k]
+
+    def _fixed_mix(self) -> tuple | None:
+        """``(votes model, its weight, popularity model, its weight, votes wanted, popular wanted)`` when
+        this blend is the fixed mix :meth:`_votes_then_popular` ranks (wanted: ``None`` for the blend's
+        ``candidates``, ``_ALL`` for all), else ``None``."""
+        strategies = self.strategies
+        if len(strategies) != 2:
+            return None
+        (votes_name, votes_model), (pop_name, pop) = strategies.items()
+        if type(votes_model) is not NextItem or type(pop) is not DecayedPopularity:
+            return None
+        w_votes, w_pop = self._weights[votes_name], self._weights[pop_name]
+        if not (w_votes > 0 and w_pop > 0):
+            return None
+        wanted: list[int | None] = [None, None]
+        for i, name in enumerate((votes_name, pop_name)):
+            if name in self.per_strategy:
+                own = self.per_strategy[name]
+                wanted[i] = _ALL if own is None else own
+        return votes_model, w_votes, pop, w_pop, wanted[0], wanted[1]
 
     def _combine(self, columns: list[Sequence[float]], weights: list[float], user_id: str,
                  items: list[str], learner: LearnedWeights | None) -> np.ndarray:

@@ -358,7 +358,7 @@ class StreamingRecommender:
         ranking = self.blend.serve(user_id, state.history, state.seen, k, exclude, observe=record,
                                    weights=weights, keep_pool=keep_pool and record, substitutes=substitutes)
         if record:
-            state.last_list = tuple(item for item, _ in ranking.items)
+            state.last_list = tuple([item for item, _ in ranking.items])
         return ranking
 
     def stats(self) -> dict[str, float]:

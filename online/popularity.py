@@ -65,6 +65,16 @@ class DecayedPopularity(Tunable):
         self._board_neg: list[float] = []  # their negated scores (ascending, for bisect)
         self._board_len = _TOP_MIN
         self._top_scores: dict[str, float] | None = None
+        # relative popularity of every item asked for since the scores last changed (the head seeded
+        # from top_scores): a micro-batch's lists ask for the same items again and again
+        self._relative: dict[str, float] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_relative": None}  # a cache of the current micro-batch's reads
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_relative", None)  # snapshots from before the cache
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -136,7 +146,7 @@ class DecayedPopularity(Tunable):
             self._scores *= factor
             self._board_neg = [value * factor for value in self._board_neg]
             self._exponent = 0.0
-        self._top_scores = None
+        self._top_scores = self._relative = None
 
     def add_counts(self, items: Sequence[str], counts: Sequence[float], events: int) -> None:
         """Add what ``events`` events learned elsewhere taught: ``counts[i]`` events of ``items[i]``
@@ -205,6 +215,28 @@ class DecayedPopularity(Tunable):
             self._top_scores = cached
         return cached
 
+    def relative_scores(self, items: Sequence[str]) -> list[float]:
+        """:meth:`score_of` of each item (the same numbers as :meth:`score`), remembered until the scores
+        change: one dict look-up per item the micro-batch asked for before."""
+        memo = self._relative
+        if memo is None:
+            memo = self._relative = dict(self.top_scores())
+        get = memo.get
+        out = [get(item) for item in items]
+        if None in out:  # first asked since the last change: score_of's division, for all of them at once
+            missing = [i for i, value in enumerate(out) if value is None]
+            best = self._max_score()
+            if best > 0:
+                index = self._index
+                slots = [index.get(items[i], -1) for i in missing]
+                values = (self._scores[slots] / best).tolist()  # (slot -1, an unknown item: 0.0 below)
+                for i, slot, value in zip(missing, slots, values):
+                    memo[items[i]] = out[i] = value if slot >= 0 else 0.0
+            else:
+                for i in missing:
+                    memo[items[i]] = out[i] = 0.0
+        return out
+
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
         return self.top(n)
 
@@ -259,18 +291,40 @@ class PopularityScorer:
                         break
         return out
 
-    def score(self, items: Sequence[str]) -> list[float]:
-        """Relative popularity; the leaderboard's cached scores for the head (one dict look-up each,
-        the same numbers as :meth:`DecayedPopularity.score`), computed for the rest."""
+    def leading(self, n: int, excluded: Collection[str], pooled: Collection[str], take: int) -> list[str]:
+        """``candidates(n, Excluded(excluded, pooled))[:take]`` (``pooled``: distinct items, none of them
+        excluded, e.g. a dict; the blend's "fill" pooling), with the same effect on the leaderboard (a
+        deeper read rebuilds it), found by walking only as far as the first ``take``: when the part of
+        the board not yet walked is long enough to hold the other ``n - take`` even if every excluded
+        item lies in it, the full walk would have ended inside the board as well."""
         pop = self.pop
-        head = pop.top_scores()
-        get = head.get
-        out = [get(item) for item in items]
-        if None in out:  # items below the head: the same division, item by item
-            best = pop._max_score()
-            scores, index = pop._scores, pop._index
-            for i, value in enumerate(out):
-                if value is None:
-                    slot = index.get(items[i])
-                    out[i] = float(scores[slot] / best) if slot is not None and best > 0 else 0.0
+        board = pop._board
+        excluded_count = len(excluded) + len(pooled)
+        if (not excluded_count or take >= n
+                or (n + min(excluded_count, 4 * n) > len(board) and len(board) < len(pop))):
+            pool = dict.fromkeys(pooled)
+            return self.candidates(n, Excluded(excluded, pool) if pool else excluded)[:take]
+        first, second = excluded, pooled
+        items = pop._items
+        out: list[str] = []
+        if take > 0:
+            walked = 0
+            for slot in board:
+                walked += 1
+                item = items[slot]
+                if item not in first and item not in second:
+                    out.append(item)
+                    if len(out) == take:
+                        break
+            else:
+                return self.leading(n, excluded, pooled, n)[:take]  # a short board: the full walk
+            if len(board) - walked - excluded_count < n - take:
+                return self.leading(n, excluded, pooled, n)[:take]
+        elif len(board) - excluded_count < n:
+            return self.leading(n, excluded, pooled, n)[:take]
         return out
+
+    def score(self, items: Sequence[str]) -> list[float]:
+        """Relative popularity, the same numbers as :meth:`DecayedPopularity.score`
+        (:meth:`DecayedPopularity.relative_scores`)."""
+        return self.pop.relative_scores(items)

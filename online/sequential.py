@@ -267,8 +267,14 @@ class NextItem(Tunable):
         self._top[item_id] = (mass, top)
         return top
 
-    def votes(self, history: Sequence[str]) -> dict[str, float]:
-        """Candidate items voted by the user's last items; the i-th most recent votes ``decay**i``."""
+    def votes(self, history: Sequence[str], exclude: Collection[str] = ()) -> dict[str, float]:
+        """Candidate items voted by the user's last items; the i-th most recent votes ``decay**i``.
+
+        With ``exclude``, the items in it are left out: the same votes for the others, in the same
+        order, as leaving them out afterwards gives (each vote is a sum over the user's items, and
+        every item's terms are added in the same order either way)."""
+        if exclude:
+            return self._votes_excluding(history, exclude)
         out: dict[str, float] = {}
         weight = 1.0
         get = out.get
@@ -278,7 +284,26 @@ class NextItem(Tunable):
                 for item, share in strongest(prev):
                     out[item] = get(item, 0.0) + weight * share
             else:
-                out = {item: weight * share for item, share in strongest(prev)}
+                # (1.0 * share is share: the first voter's shares are taken as they are)
+                out = dict(strongest(prev)) if weight == 1.0 else {item: weight * share
+                                                                  for item, share in strongest(prev)}
+                get = out.get
+            weight *= self.decay
+        return out
+
+    def _votes_excluding(self, history: Sequence[str], exclude: Collection[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        weight = 1.0
+        get = out.get
+        strongest = self.strongest
+        for prev in reversed(history[-self.lookback:]):
+            if out:
+                for item, share in strongest(prev):
+                    if item not in exclude:
+                        out[item] = get(item, 0.0) + weight * share
+            else:  # (0.0 + x is x for the votes, which are never negative: the first term is taken as it is)
+                out = ({item: share for item, share in strongest(prev) if item not in exclude} if weight == 1.0
+                       else {item: weight * share for item, share in strongest(prev) if item not in exclude})
                 get = out.get
             weight *= self.decay
         return out

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import starmap
 from typing import Any
 
 import msgspec
@@ -244,21 +245,37 @@ def recommendation(*, rec_id: str, user_id: str, items: list[tuple[str, float]],
     broker timestamp of the message that triggered it, for end-to-end latency), and
     ``received_ts`` (when the worker fetched it: ``ts - received_ts`` is the worker's share).
     """
-    return encode({
-        "rec_id": rec_id,
-        "request_id": request_id,
-        "user_id": user_id,
-        "items": [{"item_id": item, "score": score} for item, score in items],
-        "k": k,
-        "strategy": strategy,
-        "arm": arm,
-        "model_version": model_version,
-        "event_ts": event.ts if event is not None else None,
-        "event_id": event.event_id if event is not None else None,
-        "source_ts": source_ts,
-        "received_ts": received_ts,
-        "ts": now,
-    })
+    # the same JSON object as a dict with these keys in this order would give (tests/test_stream/
+    # test_recommendation_encoding.py), built from structs: a list per event is the worker's hot path
+    return encode(_Recommendation(
+        rec_id, request_id, user_id, list(starmap(_Item, items)), k, strategy, arm, model_version,
+        event.ts if event is not None else None, event.event_id if event is not None else None,
+        source_ts, received_ts, now))
+
+
+class _Item(msgspec.Struct, gc=False):
+    """One entry of a list on the wire (field order is key order)."""
+
+    item_id: str
+    score: float
+
+
+class _Recommendation(msgspec.Struct, gc=False):
+    """A ``recommendations`` message on the wire (field order is key order): :func:`recommendation`."""
+
+    rec_id: str
+    request_id: str | None
+    user_id: str
+    items: list[_Item]
+    k: int
+    strategy: str
+    arm: str
+    model_version: str
+    event_ts: float | None
+    event_id: str | None
+    source_ts: float | None
+    received_ts: float | None
+    ts: float
 
 
 def decode_recommendation(raw: bytes) -> Any:
