@@ -177,6 +177,9 @@ class ListCollector(threading.Thread):
         self.pacer = pacer
         self.consumer = RecommendationConsumer(bootstrap, topic, from_beginning=True)
         self.lists: list[tuple[str, str | None, tuple[str, ...], float | None, float]] = []
+        # per list, where its latency went: to the worker (producer, broker, fetch), in the worker (fetch ->
+        # list built), from the worker (the rest of its micro-batch, the producer, the broker, this consumer)
+        self.splits: list[tuple[float, float, float]] = []
         self.stop_event = threading.Event()
         self.first_arrival: float | None = None
         self.consumer.connect()  # so nothing published is missed
@@ -189,6 +192,9 @@ class ListCollector(threading.Thread):
                 items = tuple(entry["item_id"] for entry in value.get("items", ()))
                 source_ts = value.get("source_ts")
                 self.lists.append((value["user_id"], value.get("event_id"), items, source_ts, arrived))
+                received, built = value.get("received_ts"), value.get("ts")
+                if source_ts is not None and received is not None and built is not None:
+                    self.splits.append((received - source_ts, built - received, arrived - built))
                 if self.pacer is not None and source_ts is not None:
                     self.pacer.observe(arrived - source_ts, event_number(value.get("event_id")))
                 if self.metrics is not None:
@@ -196,6 +202,16 @@ class ListCollector(threading.Thread):
                     if source_ts is not None:
                         self.metrics.list_latency.observe(max(0.0, arrived - source_ts))
         self.consumer.close()
+
+
+def latency_split(splits: list[tuple[float, float, float]]) -> dict[str, float]:
+    """p50 and p99 of each part of the lists' latency (seconds): ``to_worker`` (the producer, the broker, the
+    worker's fetch), ``in_worker`` (fetch -> list built: the worker's own share), ``from_worker`` (the rest)."""
+    if not splits:
+        return {}
+    parts = np.array(splits)
+    return {f"latency_{name}_p{q}_s": float(np.percentile(parts[:, i], q))
+            for i, name in enumerate(("to_worker", "in_worker", "from_worker")) for q in (50, 99)}
 
 
 def event_number(event_id: Any) -> int | None:
@@ -564,6 +580,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "latency_p50_s": pct(50),
         "latency_p95_s": pct(95),
         "latency_p99_s": pct(99),
+        **latency_split(collector.splits),
         f"hr@{k}_consumer": consumer_hr["hr"],
         "hr_evaluated_events": consumer_hr["evaluated"],
         f"hr@{k}_worker": total(samples, "streamrec_prequential_hit_rate", window="all"),
