@@ -273,25 +273,6 @@ class NextItem(Tunable):
         With ``exclude``, the items in it are left out: the same votes for the others, in the same
         order, as leaving them out afterwards gives (each vote is a sum over the user's items, and
         every item's terms are added in the same order either way)."""
-        if exclude:
-            return self._votes_excluding(history, exclude)
-        out: dict[str, float] = {}
-        weight = 1.0
-        get = out.get
-        strongest = self.strongest
-        for prev in reversed(history[-self.lookback:]):
-            if out:
-                for item, share in strongest(prev):
-                    out[item] = get(item, 0.0) + weight * share
-            else:
-                # (1.0 * share is share: the first voter's shares are taken as they are)
-                out = dict(strongest(prev)) if weight == 1.0 else {item: weight * share
-                                                                  for item, share in strongest(prev)}
-                get = out.get
-            weight *= self.decay
-        return out
-
-    def _votes_excluding(self, history: Sequence[str], exclude: Collection[str]) -> dict[str, float]:
         out: dict[str, float] = {}
         weight = 1.0
         get = out.get
