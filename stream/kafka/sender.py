@@ -84,10 +84,9 @@ class BatchSender:
                 batch = batches[where] = producer.create_batch()
                 if batch.append(key=out.key, value=out.value, timestamp=None) is None:
                     raise ValueError(f"a {len(out.value)}-byte message does not fit in an empty batch")
-        # Side by side: aiokafka takes a partition's batch only once the broker took that partition's
-        # previous one, so one slow partition must not hold up the others.
-        await asyncio.gather(*(self._submit(producer, batch, where) for where, batch in batches.items()
-                               if batch.record_count()))
+        for where, batch in batches.items():
+            if batch.record_count():
+                await self._submit(producer, batch, where)
 
     async def _submit(self, producer: Any, batch: Any, where: tuple[str, int]) -> None:
         batch.close()

@@ -58,9 +58,9 @@ class FetchedBatch(ConsumerMessage):
                       for tp, _, records in parts for r in records)
         tp, _, records = parts[0]
         last = records[-1]
+        # (sizes 0: Faust's per-message sensors, the only readers, are off: PerBatchPrometheusMonitor)
         batch = cls(tp.topic, tp.partition, last.offset, value[-1].timestamp, last.timestamp_type, [], None,
-                    value, None, 0, sum(len(m.value) for m in value if m.value is not None), tp,  # type: ignore[arg-type]
-                    generation_id=generation_id)
+                    value, None, 0, 0, tp, generation_id=generation_id)  # type: ignore[arg-type]
         batch.parts = tuple((tp, min(first, records[0].offset), records[-1].offset) for tp, first, records in parts)
         batch.received = received
         return batch
@@ -78,14 +78,11 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> FastFetchConsumerThread:
         return FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    def _whole_batch_topics(self) -> frozenset[str]:
-        return frozenset(getattr(self.app, "whole_batch_topics", ()))
-
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         """Faust's ``getmany`` (same partition checks, same generation check), except that the
         records of each whole-batch topic come out as one :class:`FetchedBatch`, before the other
         topics' records one by one in Faust's round-robin."""
-        whole = self._whole_batch_topics()
+        whole = self.app.whole_batch_topics
         if not whole:
             async for item in super().getmany(timeout):
                 yield item
@@ -158,7 +155,7 @@ class FastFetchConsumer(faust_aiokafka.Consumer):
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust records skipped offsets as a gap to commit past; a :class:`FetchedBatch` accounts
         for its own (and the skipped ones before it), so its topics keep no gaps."""
-        if tp.topic in self._whole_batch_topics():
+        if tp.topic in self.app.whole_batch_topics:
             return
         await super()._add_gap(tp, offset_from, offset_to)
 
@@ -184,6 +181,8 @@ class StreamrecFaustApp(faust.App):
     """
 
     before_commit: Any = None
+    #: topics whose records reach their agents as one :class:`FetchedBatch` per fetch (set by ``stream.app``)
+    whole_batch_topics: frozenset[str] = frozenset()
 
     def _new_transport(self) -> FastFetchTransport:
         return FastFetchTransport(self.conf.broker_consumer, self)
