@@ -5,7 +5,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,19 +52,22 @@ def worker_process(settings: Settings, log_path: Path, ready_timeout: float = 60
         log.close()
 
 
-@pytest.fixture(scope="module")
-def worker_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings with topics and group unique to the test module."""
+def isolated_settings(kafka_bootstrap: str, name: str, **changes: Any) -> Settings:
+    """Settings whose consumer group (``name-<tag>``) and every topic (``<default name>-<tag>``) belong to
+    the caller alone, a fresh tag per call; ``changes`` as in :meth:`Settings.of`."""
     import uuid
 
     tag = uuid.uuid4().hex[:8]
-    return Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"streamrec-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        topic_config_updates=f"config-updates-{tag}",
-        partitions=4, metrics_port=free_port(), data_dir=str(tmp_path_factory.mktemp("worker")),
-    )
+    defaults = Settings().topics
+    topics = {f"topic_{f.name}": f"{getattr(defaults, f.name)}-{tag}" for f in fields(defaults)}
+    return Settings.of(bootstrap_servers=kafka_bootstrap, app_id=f"{name}-{tag}", **topics, **changes)
+
+
+@pytest.fixture(scope="module")
+def worker_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings with topics and group unique to the test module."""
+    return isolated_settings(kafka_bootstrap, "streamrec", partitions=4, metrics_port=free_port(),
+                             data_dir=str(tmp_path_factory.mktemp("worker")))
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from stream.settings import Settings
 from stream.wire.messages import RawMessage
 from stream.wire.schema import DLQ_REASONS, EVENT_TYPES
 from stream.worker.processor import EventProcessor
-from tests.test_integration.conftest import worker_process
+from tests.test_integration.conftest import isolated_settings, worker_process
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -374,11 +374,7 @@ def assert_never_restarted(settings: Settings, process: Any, pid: int, log_path:
 
 
 def fresh_settings(kafka_bootstrap: str, tmp_path: Any) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    return Settings.of(bootstrap_servers=kafka_bootstrap, app_id=f"bad-{tag}", topic_events=f"events-{tag}",
-                    topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-                    topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}",
-                    topic_tuning=f"tuning-{tag}", partitions=4, metrics_port=free_port(), data_dir=str(tmp_path))
+    return isolated_settings(kafka_bootstrap, "bad", partitions=4, metrics_port=free_port(), data_dir=str(tmp_path))
 
 
 # -- the tests ------------------------------------------------------------------------------------

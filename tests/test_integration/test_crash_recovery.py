@@ -11,15 +11,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 
 import pytest
 
 from stream.cli.processes import ready_state, spawn_worker, stop_process, wait_until_ready
 from stream.kafka.broker import create_topics, free_port
 from stream.kafka.clients import EventPublisher
-from stream.settings import Settings
-from tests.test_integration.conftest import read_topic
+from tests.test_integration.conftest import isolated_settings, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -47,13 +45,8 @@ def _answered_event_ids(bootstrap: str, topic: str, wanted: set[str], timeout: f
 
 def test_a_killed_worker_restarts_from_its_snapshot_and_learns_every_event_exactly_once(
         kafka_bootstrap, tmp_path):
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"crash-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        partitions=4, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), snapshot_interval_s=1.0,
-        encoder_poll_s=3600.0)
+    settings = isolated_settings(kafka_bootstrap, "crash", partitions=4, metrics_port=free_port(),
+        data_dir=str(tmp_path / "worker"), snapshot_interval_s=1.0, encoder_poll_s=3600.0)
     create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
     log_path = tmp_path / "worker.log"
     events = _stream()

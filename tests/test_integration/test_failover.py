@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
 from stream.cli.processes import ready_state, spawn_worker, stop_process, wait_until_ready
 from stream.kafka.broker import create_topics, free_port
 from stream.kafka.clients import EventPublisher
-from stream.settings import Settings
-from tests.test_integration.conftest import read_topic
+from tests.test_integration.conftest import isolated_settings, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -52,12 +50,7 @@ def _wait_for(condition, timeout, what):
 def test_two_workers_split_the_partitions_and_the_survivor_takes_over(kafka_bootstrap, tmp_path, mode):
     """``handoff``: each learns its partitions, users move through the shared folder.
     ``replica`` (STREAMREC_LEARN_SCOPE=all): each learns every event, answers only its partitions."""
-    tag = uuid.uuid4().hex[:8]
-    base = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"pair-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0,
+    base = isolated_settings(kafka_bootstrap, "pair", partitions=4, snapshot_interval_s=1.0, encoder_poll_s=3600.0,
         handoff_dir=str(tmp_path / "handoff") if mode == "handoff" else "",
         learn_scope="all" if mode == "replica" else "partitions")
     create_topics(base.kafka.bootstrap_servers, base.topic_specs())

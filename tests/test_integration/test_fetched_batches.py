@@ -14,8 +14,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CkTopicPartition
 
 from stream.kafka.broker import free_port
-from stream.settings import Settings
-from tests.test_integration.conftest import read_topic, worker_process
+from tests.test_integration.conftest import isolated_settings, read_topic, worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -35,11 +34,7 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
 def test_a_worker_commits_past_every_offset_of_its_fetched_batches_transaction_markers_included(
         kafka_bootstrap, tmp_path):
     tag = uuid.uuid4().hex[:8]
-    settings = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"fetched-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        topic_config_updates=f"config-updates-{tag}", partitions=1, metrics_port=free_port(),
+    settings = isolated_settings(kafka_bootstrap, "fetched", partitions=1, metrics_port=free_port(),
         data_dir=str(tmp_path / "worker"), snapshot_interval_s=0.5, encoder_poll_s=3600.0)
     users = [f"fb-{tag}-{n}" for n in range(TRANSACTIONS * EVENTS_PER_TRANSACTION)]
     with worker_process(settings, tmp_path / "worker.log"):

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import pytest
 
 from stream.cli.processes import ready_state, spawn_worker, stop_process, wait_until_ready
 from stream.kafka.broker import create_topics, free_port
 from stream.kafka.clients import EventPublisher
-from stream.settings import Settings
 from stream.wire.partitioner import partition_for
-from tests.test_integration.conftest import read_topic
+from tests.test_integration.conftest import isolated_settings, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -46,14 +44,8 @@ def _users_of(partition, count, prefix):
 
 
 def _pair(kafka_bootstrap, tmp_path):
-    tag = uuid.uuid4().hex[:8]
-    base = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"share-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        topic_config_updates=f"config-updates-{tag}", topic_item_deltas=f"item-deltas-{tag}",
-        partitions=PARTITIONS, snapshot_interval_s=1.0, encoder_poll_s=3600.0, learn_scope="shared",
-        self_tune=False)
+    base = isolated_settings(kafka_bootstrap, "share", partitions=PARTITIONS, snapshot_interval_s=1.0,
+        encoder_poll_s=3600.0, learn_scope="shared", self_tune=False)
     create_topics(base.kafka.bootstrap_servers, base.topic_specs())
     a = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "a"))
     b = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "b"))

@@ -2,16 +2,13 @@
 the tuner's gauges and the ``arm`` field of every list."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from stream.cli.datasets import generate
 from stream.cli.scrape import scrape, total
 from stream.kafka.broker import free_port
 from stream.kafka.clients import EventPublisher
-from stream.settings import Settings
-from tests.test_integration.conftest import read_topic, worker_process
+from tests.test_integration.conftest import isolated_settings, read_topic, worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -21,13 +18,8 @@ def _read(bootstrap, topic, want, timeout):
 
 
 def test_a_tuned_worker_publishes_its_tuning_and_labels_each_list_with_its_arms(kafka_bootstrap, tmp_path):
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"tuned-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"), tuner=True,
-        tuner_publish_s=1.0, encoder_poll_s=3600.0)
+    settings = isolated_settings(kafka_bootstrap, "tuned", partitions=2, metrics_port=free_port(),
+        data_dir=str(tmp_path / "worker"), tuner=True, tuner_publish_s=1.0, encoder_poll_s=3600.0)
     url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     events = generate(6_000, n_users=200, n_items=300, seed=5)
     with worker_process(settings, tmp_path / "worker.log"):

@@ -37,7 +37,7 @@ from tests.forged_batches import (
     produce_raw_batch,
     record_batch,
 )
-from tests.test_integration.conftest import read_topic
+from tests.test_integration.conftest import isolated_settings, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -100,15 +100,11 @@ def codec_less_environment(tmp_path, monkeypatch):
 
 def test_undecodable_batches_go_to_the_dlq_once_each_and_the_worker_survives_a_restart_on_them(
         kafka_bootstrap, tmp_path, codec_less_environment):
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings.of(
-        bootstrap_servers=kafka_bootstrap, app_id=f"poison-{tag}", topic_events=f"events-{tag}",
-        topic_requests=f"rec-requests-{tag}", topic_recommendations=f"recommendations-{tag}",
-        topic_dlq=f"events-dlq-{tag}", topic_model_updates=f"model-updates-{tag}", topic_tuning=f"tuning-{tag}",
-        partitions=2, metrics_port=free_port(), data_dir=str(tmp_path / "worker"),
-        snapshot_interval_s=3600.0,  # no snapshot, so no commit, before the kill: the restart re-reads it all
-        encoder_poll_s=3600.0, trainer_metrics_port=free_port(), trainer_refresh_s=3600.0,
-        trainer_min_new_events=1_000_000, trainer_dir=str(tmp_path / "ckpt"))
+    # snapshot_interval_s=3600: no snapshot, so no commit, before the kill: the restart re-reads it all
+    settings = isolated_settings(kafka_bootstrap, "poison", partitions=2, metrics_port=free_port(),
+        data_dir=str(tmp_path / "worker"), snapshot_interval_s=3600.0, encoder_poll_s=3600.0,
+        trainer_metrics_port=free_port(), trainer_refresh_s=3600.0, trainer_min_new_events=1_000_000,
+        trainer_dir=str(tmp_path / "ckpt"))
     create_topics(settings.kafka.bootstrap_servers, settings.topic_specs())
     log_path = tmp_path / "worker.log"
 
