@@ -77,14 +77,6 @@ class Pool(NamedTuple):
     columns: list
 
 
-class ListRequest(NamedTuple):
-    """One list asked of :meth:`Engine.recommend_many`: for whom, what else to leave out, its name."""
-
-    user_id: str
-    exclude: Iterable[str] = ()
-    rec_id: str | None = None
-
-
 @runtime_checkable
 class Engine(Protocol):
     """What the workers, ``streamrec eval`` and the benchmarks run: the one engine contract.
@@ -96,20 +88,12 @@ class Engine(Protocol):
     served (prequential hit rate, the tuner's rewards); ``rec_id`` names it for engines that
     learn from feedback on named lists. Implemented by :class:`online.engine.StreamingRecommender`
     and :class:`online.tuning.TunedRecommender`; the contract suite runs over both.
-
-    ``recommend_many`` answers several requests at once, as ``recommend`` would one after
-    another in that order: the same lists, the same effects. It is how push mode asks for a
-    micro-batch's lists, so that an engine can build them together (the fixed mix does,
-    ``online.batch_lists``).
     """
 
     def learn_many(self, interactions: Sequence[Interaction]) -> None: ...
 
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (),
                   record: bool = True, rec_id: str | None = None) -> Ranking: ...
-
-    def recommend_many(self, requests: Sequence[ListRequest], k: int | None = None,
-                       record: bool = True) -> list[Ranking]: ...
 
     def stats(self) -> dict[str, float]: ...
 

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from online.base import Excluded, Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
-from online.batch_lists import FixedMixLists
 from online.popularity import DecayedPopularity, PopularityScorer
 from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
 from online.rerank import OPTIMIZERS, LearnedWeights
@@ -356,14 +355,6 @@ class Blend:
 
     #: (the weights it was made for, ``_fixed_mix()``): rebuilt when the weights or the strategies change
     _plan: tuple | None = None
-    #: builds the fixed mix's lists a micro-batch at a time (:meth:`serve_many`); made on first use, and a
-    #: cache of arrays that snapshots leave out
-    _batch_lists: FixedMixLists | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_batch_lists", None)
-        return state
 
     @property
     def weights(self) -> dict[str, float]:
@@ -562,7 +553,10 @@ class Blend:
         asked for exactly the candidates the general path asks for (its leaderboard reads deeper on
         demand, a side effect that must not differ): see ``PopularityScorer.leading``.
         """
-        mix = self._mix()
+        plan = self._plan
+        if plan is None or plan[0] is not self._weights:
+            plan = self._plan = (self._weights, self._fixed_mix())
+        mix = plan[1]
         if mix is None or k < 1:
             return None
         votes_model, w_votes, pop, w_pop, n_votes, n_pop = mix
@@ -589,53 +583,6 @@ class Blend:
             return None
         ranked.sort(key=_by_score, reverse=True)
         return [(item, score) for item, score, _ in ranked[:k]]
-
-    def _mix(self) -> tuple | None:
-        """:meth:`_fixed_mix`, worked out again only when the weights changed."""
-        plan = self._plan
-        if plan is None or plan[0] is not self._weights:
-            plan = self._plan = (self._weights, self._fixed_mix())
-        return plan[1]
-
-    def serve_many(self, requests: Sequence[tuple[str, Sequence[str], Collection[str], Iterable[str], bool]],
-                   k: int = 10) -> list[Ranking]:
-        """:meth:`serve` for each ``(user, history, seen, exclude, observe)``, in order: the same lists and
-        the same effects on the models. The fixed mix's lists are built together
-        (:class:`online.batch_lists.FixedMixLists`); a list that cannot be built that way is served
-        on its own in its turn, and if serving it read the popularity leaderboard deeper (which can
-        reorder ties on it), the lists after it are built again against the board as it is now."""
-        mix = self._mix()
-        if (mix is None or k < 1 or len(requests) < 2 or self.learner is not None or self.normalise != "none"
-                or self.pooling != "fill" or (mix[4] is not None and mix[4] != _ALL)):
-            return [self.serve(user, history, seen, k, exclude, observe)
-                    for user, history, seen, exclude, observe in requests]
-        votes_model, w_votes, pop, w_pop, _, n_pop = mix
-        n_pop = max(self.candidates, k) if n_pop is None else max(n_pop, k)
-        asks = []
-        for _, history, seen, exclude, _ in requests:
-            if exclude:
-                excluded = set(seen)
-                excluded.update(exclude)
-                asks.append((history, excluded))
-            else:
-                asks.append((history, seen))
-        builder = self._batch_lists
-        if builder is None:
-            builder = self._batch_lists = FixedMixLists()
-        out: list[Ranking] = []
-        while len(out) < len(requests):
-            first = len(out)
-            for offset, items in enumerate(builder.lists(votes_model, w_votes, pop, w_pop, n_pop, asks[first:], k)):
-                if items is not None:
-                    self.requests += 1
-                    out.append(Ranking(items))
-                    continue
-                board = pop.leaderboard_length
-                user, history, seen, exclude, observe = requests[first + offset]
-                out.append(self.serve(user, history, seen, k, exclude, observe))
-                if pop.leaderboard_length != board:
-                    break  # the rest against the board as it is now
-        return out
 
     @staticmethod
     def _fixed_mix_pool(votes_model: NextItem, w_votes: float, pop: DecayedPopularity, w_pop: float, n_votes: int,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from online.base import Interaction, ListRequest, Ranking
+from online.base import Interaction, Ranking
 from online.blend import Blend, BlendConfig, build_blend
 from online.popularity import DecayedPopularity
 from online.prequential import PrequentialStats
@@ -360,27 +360,6 @@ class StreamingRecommender:
         if record:
             state.last_list = tuple([item for item, _ in ranking.items])
         return ranking
-
-    def recommend_many(self, requests: Sequence[ListRequest], k: int | None = None,
-                       record: bool = True) -> list[Ranking]:
-        """:meth:`recommend` for each request, in order, with the same lists and effects; the blend builds
-        them together where it can (:meth:`online.blend.Blend.serve_many`)."""
-        k = self.config.k if k is None else k
-        users = self._users
-        asks = []
-        for request in requests:
-            state = users.get(request.user_id)
-            if state is None:
-                asks.append((request.user_id, (), frozenset(), request.exclude, False))
-            else:
-                asks.append((request.user_id, state.history, state.seen, request.exclude, record))
-        rankings = self.blend.serve_many(asks, k)
-        if record:
-            for request, ranking in zip(requests, rankings):
-                state = users.get(request.user_id)
-                if state is not None:
-                    state.last_list = tuple([item for item, _ in ranking.items])
-        return rankings
 
     def stats(self) -> dict[str, float]:
         """Plain numbers for metrics and summaries (no Prometheus here)."""

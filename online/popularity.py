@@ -241,29 +241,14 @@ class DecayedPopularity(Tunable):
         return self.top(n)
 
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        return self.relative_array(items).tolist()
-
-    def relative_array(self, items: Sequence[str]) -> np.ndarray:
-        """:meth:`score_of` of each item as one array (0.0 for items it does not know)."""
         best = self._max_score()
         if best <= 0 or not items:
-            return np.zeros(len(items))
+            return [0.0] * len(items)
         get = self._index.get
-        slots = np.fromiter([get(i, -1) for i in items], dtype=np.int64, count=len(items))
+        slots = np.array([get(i, -1) for i in items], dtype=np.int64)
         values = self._scores[slots] / best
         values[slots < 0] = 0.0
-        return values
-
-    @property
-    def leaderboard_length(self) -> int:
-        """How many items :meth:`leaderboard` holds (it grows when a deep read rebuilds it)."""
-        return len(self._board)
-
-    def leaderboard(self) -> list[str]:
-        """The leaderboard as it is kept now, best first: at least the top 256 items (deeper once a
-        deeper read grew it). Reading it changes nothing, unlike :meth:`top`."""
-        items = self._items
-        return [items[slot] for slot in self._board]
+        return values.tolist()
 
     def scorer(self, user_id: str, history: Sequence[str]) -> PopularityScorer:
         return PopularityScorer(self)

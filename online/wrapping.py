@@ -8,10 +8,10 @@ private attributes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from online.base import Interaction, ListRequest, Ranking
+from online.base import Interaction
 from online.engine import EngineConfig, StreamingRecommender, UserState
 from online.sharing import ItemDeltas
 
@@ -20,7 +20,6 @@ class WrapsEngine:
     """Delegates the engine's state to ``self.engine`` (set by the subclass)."""
 
     engine: StreamingRecommender
-    recommend: Callable[..., Ranking]  # the wrapper's own (its policy per request)
 
     @property
     def config(self) -> EngineConfig:
@@ -45,12 +44,6 @@ class WrapsEngine:
     @property
     def events_learned(self) -> int:
         return self.engine.events_learned
-
-    def recommend_many(self, requests: Sequence[ListRequest], k: int | None = None,
-                       record: bool = True) -> list[Ranking]:
-        """Each request through this wrapper's own :meth:`recommend`, in order (a wrapper that adds
-        nothing per request passes the batch on whole instead)."""
-        return [self.recommend(request.user_id, k, request.exclude, record, request.rec_id) for request in requests]
 
     def user_state(self, user_id: str) -> UserState | None:
         return self.engine.user_state(user_id)

@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from online.base import Interaction, ListRequest, Ranking
+from online.base import Interaction, Ranking
 from online.engine import EngineConfig, StreamingRecommender
 from online.wrapping import WrapsEngine
 
@@ -133,10 +133,6 @@ class SelfTunedRecommender(WrapsEngine):
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
                   rec_id: str | None = None) -> Ranking:
         return self.engine.recommend(user_id, k, exclude, record, rec_id)
-
-    def recommend_many(self, requests: Sequence[ListRequest], k: int | None = None,
-                       record: bool = True) -> list[Ranking]:
-        return self.engine.recommend_many(requests, k, record)
 
     def feedback(self, rec_id: str, item_id: str, reward: float = 1.0) -> bool:
         """Feedback on a served list, for the in-loop bandits (``AttributeError`` without them)."""

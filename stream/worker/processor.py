@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from online.base import Engine, Interaction, ListRequest, Ranking
+from online.base import Engine, Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
 from stream.kafka.batch_guard import UndecodableBatch
@@ -207,9 +207,15 @@ class EventProcessor:
         result.events = sum(types.values())
         self.duplicates += result.duplicates
         self.replayed += result.replayed
-        if settings.serving.push and latest:
+        if settings.serving.push:
             self._prepare(latest)
-            result.recommendations.extend(self._push_lists(latest, settings.serving.k, received))
+            for user_id, (event, source_ts) in latest.items():
+                try:
+                    result.recommendations.append(self._list_for(user_id, settings.serving.k, (), None, event,
+                                                                 source_ts, received))
+                except Exception:  # a bug in a model: this user misses one list, the batch goes on
+                    self.lists_failed += 1
+                    log.exception("building the list of user %r failed", user_id[:100])
         if self.metrics is not None:
             self._count(messages, types, result)
         return result
@@ -381,43 +387,13 @@ class EventProcessor:
         except Exception:
             log.exception("preparing the micro-batch's lists failed; each list is built on its own")
 
-    def _push_lists(self, latest: dict[str, tuple[Interaction, float | None]], k: int,
-                    received: float | None) -> list[Output]:
-        """A list for each user of the micro-batch, asked of the engine in one call so that it can build
-        them together (``Engine.recommend_many``). If that call fails, the lists are asked one by one:
-        a bug in a model then costs only the lists it breaks, and the batch goes on."""
-        rec_ids = [f"{self._rec_prefix}{next(self._rec_ids)}" for _ in latest]
-        try:
-            rankings = self.engine.recommend_many([ListRequest(user_id, (), rec_id)
-                                                   for user_id, rec_id in zip(latest, rec_ids)], k)
-        except Exception:
-            log.exception("building a micro-batch's %d lists together failed; building them one by one", len(latest))
-            rankings = None
-        out = []
-        for index, (user_id, (event, source_ts)) in enumerate(latest.items()):
-            try:
-                if rankings is None:
-                    out.append(self._list_for(user_id, k, (), None, event, source_ts, received))
-                else:
-                    out.append(self._encode(user_id, k, rec_ids[index], rankings[index], None, event, source_ts,
-                                            received))
-            except Exception:  # a bug in a model: this user misses one list, the batch goes on
-                self.lists_failed += 1
-                log.exception("building the list of user %r failed", user_id[:100])
-        return out
-
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, received: float | None = None) -> Output:
-        """One list, asked of the engine on its own."""
+        """One list, stamped (``ts``) when it is built: ``ts - received`` is the worker's share of its latency."""
         rec_id = f"{self._rec_prefix}{next(self._rec_ids)}"
+        # The list comes back with what served it (arms, model versions): never read off the engine
+        # afterwards. The tuner logs the arms behind rec_id.
         ranking = self.engine.recommend(user_id, k, exclude, rec_id=rec_id)
-        return self._encode(user_id, k, rec_id, ranking, request_id, event, source_ts, received)
-
-    def _encode(self, user_id: str, k: int, rec_id: str, ranking: Ranking, request_id: str | None,
-                event: Interaction | None, source_ts: float | None, received: float | None) -> Output:
-        """A list as it goes out, stamped (``ts``) now: ``ts - received`` is the worker's share of its latency.
-        It carries what served it (arms, model versions) from the ranking, never read off the engine
-        afterwards; the tuner logs the arms behind ``rec_id``."""
         value = schema.recommendation(
             rec_id=rec_id, user_id=user_id, items=ranking.items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=self.clock(), received_ts=received,
