@@ -191,6 +191,13 @@ class StreamingRecommender:
         self.users_evicted = other.users_evicted
         self.events_learned = other.events_learned  # the stream's count: what it relearned is part of it
         self.prequential = other.prequential
+        # Item sharing: what the item-level models were taught up to, per shard, is the old engine's (this
+        # one relearned only the recent part of it), so no delta re-read later is applied twice.
+        for source, position in other.item_positions.items():
+            if position > self.item_positions.get(source, -1):
+                self.item_positions[source] = position
+        self.deltas_applied = other.deltas_applied
+        self.events_shared_in = other.events_shared_in
 
     def retune(self, config: EngineConfig) -> bool:
         """Serve under ``config`` from now on without a rebuild, if every change can be applied to the live

@@ -27,6 +27,7 @@ inside whichever config the search chose; each swap starts them afresh around th
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ import msgspec
 
 from online.base import Interaction, Ranking
 from online.engine import EngineConfig, StreamingRecommender
+from online.sharing import DeltaCollector, ItemDeltas
 from online.wrapping import WrapsEngine
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ Searcher = Callable[[Sequence[Interaction], EngineConfig], Any]
 _REBUILD_CHUNK = 2_000
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[Interaction])
+_SHARED_DECODER = msgspec.msgpack.Decoder(list[tuple[int, ItemDeltas]])
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ class SelfTunedRecommender(WrapsEngine):
         self.schedule = schedule = schedule or Schedule()
         self.searcher = searcher
         self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
+        # Other workers' item deltas applied here (item sharing, online.sharing), each with the number of
+        # events learned here before it: a rebuild replays them among the kept events, so a rebuilt
+        # engine keeps what the rest of the group taught it. Only those within the kept window stay.
+        self._shared: deque[tuple[int, ItemDeltas]] = deque()
         self.searches = 0
         self.search_cpu_s = 0.0
         self.swaps: list[Swap] = []
@@ -122,9 +129,23 @@ class SelfTunedRecommender(WrapsEngine):
         """Events of the stream learned so far (the serving engine's count; a swap carries it over)."""
         return self.models.events_learned
 
-    def learn_many(self, interactions: Sequence[Interaction]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_shared", deque())  # snapshots from before item sharing under self-tuning
+        self.__dict__.update(state)
+
+    @property
+    def collects_deltas(self) -> bool:
+        """Whether the serving engine collects item deltas as it learns (the in-loop bandits do not)."""
+        return "deltas" in inspect.signature(self.engine.learn_many).parameters
+
+    def learn_many(self, interactions: Sequence[Interaction], deltas: DeltaCollector | None = None) -> None:
+        """Learn a micro-batch (``deltas``: also collect what it teaches the item-level models, for the
+        other workers, ``online.sharing``), keep it for searches and rebuilds, and search if one is due."""
         before = self.models.prequential.hits, self.models.prequential.evaluated
-        self.engine.learn_many(interactions)
+        if deltas is None:
+            self.engine.learn_many(interactions)
+        else:
+            self.engine.learn_many(interactions, deltas=deltas)
         self._kept.extend(interactions)
         self._watch_drift(before)
         if self.searcher is not None and self.events >= self._next_search:
@@ -133,6 +154,25 @@ class SelfTunedRecommender(WrapsEngine):
     def recommend(self, user_id: str, k: int | None = None, exclude: Iterable[str] = (), record: bool = True,
                   rec_id: str | None = None) -> Ranking:
         return self.engine.recommend(user_id, k, exclude, record, rec_id)
+
+    def learn_users(self, interactions: Sequence[Interaction]) -> None:
+        """Events whose item knowledge came in another worker's deltas (re-read after a restart or a
+        rebalance): their users are learned, and they are kept like any other (a rebuild relearns them
+        whole, next to those deltas: rare, and only within the kept window)."""
+        self.engine.learn_users(interactions)
+        self._kept.extend(interactions)
+
+    def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
+        """Another worker's item deltas to the serving engine, once (``False``: held already); kept, with
+        where they fell among this worker's events, for rebuilds."""
+        applied = self.engine.apply_item_deltas(deltas)
+        if applied:
+            shared = self._shared
+            shared.append((self.events, deltas))
+            oldest = self.events - len(self._kept)
+            while shared and shared[0][0] < oldest:
+                shared.popleft()
+        return applied
 
     def feedback(self, rec_id: str, item_id: str, reward: float = 1.0) -> bool:
         """Feedback on a served list, for the in-loop bandits (``AttributeError`` without them)."""
@@ -229,14 +269,23 @@ class SelfTunedRecommender(WrapsEngine):
     def kept_encoded(self, chunk: int = 1_000) -> tuple[int, list[bytes]]:
         """:meth:`kept`, encoded in chunks (msgspec): what :func:`build_encoded` takes in another process.
         Encoding 50,000 events takes ~20 ms once per swap, against ~200 ms of pickling the tuples; nothing
-        is done per event for it."""
+        is done per event for it. The last chunk holds the other workers' deltas among them (often none)."""
         position, events = self.kept()
-        return position, [_ENCODER.encode(events[start:start + chunk]) for start in range(0, len(events), chunk)]
+        blobs = [_ENCODER.encode(events[start:start + chunk]) for start in range(0, len(events), chunk)]
+        blobs.append(_ENCODER.encode(self.kept_shared(position - len(events))))
+        return position, blobs
 
     def kept(self) -> tuple[int, list[Interaction]]:
         """``(events learned so far, the kept events)``: what :func:`build` needs, and the position
         :meth:`commit` catches up from."""
         return self.events, list(self._kept)
+
+    def kept_shared(self, start: int, end: int | None = None) -> list[tuple[int, ItemDeltas]]:
+        """Other workers' deltas applied here after ``start`` events and up to ``end`` (default: all), each
+        with the number of events learned since ``start`` before it: what :func:`build` replays among
+        the kept events (:meth:`kept` starts at ``events - len(kept)``)."""
+        return [(at - start, deltas) for at, deltas in self._shared
+                if start <= at and (end is None or at <= end)]
 
     def catch_up(self, fresh: StreamingRecommender, built_at: int, budget: int) -> int:
         """Teach ``fresh`` (built from the events kept at ``built_at``) up to ``budget`` of the events that
@@ -250,7 +299,8 @@ class SelfTunedRecommender(WrapsEngine):
         step = min(behind, max(0, budget))
         first = len(kept) - behind
         if step:
-            fresh.learn_many([kept[i] for i in range(first, first + step)])
+            _learn_among(fresh, [kept[i] for i in range(first, first + step)],
+                         self.kept_shared(built_at, built_at + step))
         return built_at + step
 
     def commit(self, fresh: StreamingRecommender, built_at: int, evidence: Mapping[str, Any] | None = None, *,
@@ -264,6 +314,8 @@ class SelfTunedRecommender(WrapsEngine):
             position = built_at
             while position < self.events:
                 position = self.catch_up(fresh, position, _REBUILD_CHUNK)
+            for _, deltas in self.kept_shared(built_at):  # any that came after its last slice (held ones skip)
+                fresh.apply_item_deltas(deltas)
             old = self.models
             fresh.adopt(old)
             problem = _check(fresh, old)
@@ -286,18 +338,41 @@ class SelfTunedRecommender(WrapsEngine):
 
 
 def build_encoded(config: EngineConfig, blobs: Sequence[bytes]) -> StreamingRecommender:
-    """:func:`build` on events as :meth:`SelfTunedRecommender.kept_encoded` ships them."""
-    return build(config, [event for blob in blobs for event in _DECODER.decode(blob)])
+    """:func:`build` on events (and other workers' deltas) as :meth:`SelfTunedRecommender.kept_encoded`
+    ships them."""
+    events = [event for blob in blobs[:-1] for event in _DECODER.decode(blob)]
+    return build(config, events, _SHARED_DECODER.decode(blobs[-1]))
 
 
-def build(config: EngineConfig, events: Sequence[Interaction]) -> StreamingRecommender:
-    """A fresh engine under ``config`` that learned ``events`` (the kept window), with no users of
-    its own worth keeping: :meth:`SelfTunedRecommender.commit` hands it the serving engine's.
-    Module-level and pure, so a worker can run it in another process."""
+def build(config: EngineConfig, events: Sequence[Interaction],
+          shared: Sequence[tuple[int, ItemDeltas]] = ()) -> StreamingRecommender:
+    """A fresh engine under ``config`` that learned ``events`` (the kept window) and, where they fell among
+    them, the other workers' deltas in ``shared`` (``(events before it, deltas)``,
+    :meth:`SelfTunedRecommender.kept_shared`), with no users of its own worth keeping:
+    :meth:`SelfTunedRecommender.commit` hands it the serving engine's. Module-level and pure, so a
+    worker can run it in another process."""
     fresh = StreamingRecommender(config)
     for start in range(0, len(events), _REBUILD_CHUNK):
-        fresh.learn_many(events[start:start + _REBUILD_CHUNK])
+        _learn_among(fresh, events[start:start + _REBUILD_CHUNK],
+                     [(at - start, deltas) for at, deltas in shared if start <= at < start + _REBUILD_CHUNK])
+    for at, deltas in shared:
+        if at >= len(events):  # after the last kept event
+            fresh.apply_item_deltas(deltas)
     return fresh
+
+
+def _learn_among(engine: StreamingRecommender, events: Sequence[Interaction],
+                 shared: Sequence[tuple[int, ItemDeltas]]) -> None:
+    """``engine`` learns ``events`` with each of ``shared`` (``(events before it, deltas)``, in order)
+    applied where it fell; deltas it holds already are skipped (``apply_item_deltas``)."""
+    done = 0
+    for at, deltas in shared:
+        if at > done:
+            engine.learn_many(events[done:at])
+            done = at
+        engine.apply_item_deltas(deltas)
+    if done < len(events):
+        engine.learn_many(events[done:])
 
 
 def _check(fresh: StreamingRecommender, old: StreamingRecommender, users: int = 20) -> str | None:

@@ -74,7 +74,10 @@ def collects_deltas(engine: Engine, quiet: bool = False) -> bool:
     ``online.sharing``); learn scope ``shared`` falls back to ``partitions`` (saying so) for one that cannot."""
     import inspect
 
-    if "deltas" in inspect.signature(engine.learn_many).parameters and hasattr(engine, "apply_item_deltas"):
+    collects = getattr(engine, "collects_deltas", None)  # a wrapper knows whether the engine it serves does
+    if collects is None:
+        collects = "deltas" in inspect.signature(engine.learn_many).parameters
+    if collects and hasattr(engine, "apply_item_deltas"):
         return True
     (log.info if quiet else log.warning)("item sharing needs an engine that collects item deltas; %s does not: "
                                          "this worker learns its own partitions only", type(engine).__name__)

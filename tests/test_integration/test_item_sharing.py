@@ -1,4 +1,5 @@
-"""Two workers with ``STREAMREC_LEARN_SCOPE=shared``: item knowledge crosses workers through Kafka.
+"""Two workers with ``STREAMREC_LEARN_SCOPE=shared`` (and the default self-tuning engine): item knowledge
+crosses workers through Kafka.
 
 Each worker learns its own partitions and publishes what they taught the item-level models
 (``item-deltas``); the other applies it. An item made popular by users of one partition
@@ -45,7 +46,7 @@ def _users_of(partition, count, prefix):
 
 def _pair(kafka_bootstrap, tmp_path):
     base = isolated_settings(kafka_bootstrap, "share", partitions=PARTITIONS, snapshot_interval_s=1.0,
-        encoder_poll_s=3600.0, learn_scope="shared", self_tune=False)
+        encoder_poll_s=3600.0, learn_scope="shared")  # self-tuning on, as by default
     create_topics(base.kafka.bootstrap_servers, base.topic_specs())
     a = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "a"))
     b = base.replace(metrics_port=free_port(), data_dir=str(tmp_path / "b"))
