@@ -299,7 +299,7 @@ class SelfTunedRecommender(WrapsEngine):
         step = min(behind, max(0, budget))
         first = len(kept) - behind
         if step:
-            _learn_among(fresh, [kept[i] for i in range(first, first + step)],
+            learn_among(fresh, [kept[i] for i in range(first, first + step)],
                          self.kept_shared(built_at, built_at + step))
         return built_at + step
 
@@ -353,7 +353,7 @@ def build(config: EngineConfig, events: Sequence[Interaction],
     worker can run it in another process."""
     fresh = StreamingRecommender(config)
     for start in range(0, len(events), _REBUILD_CHUNK):
-        _learn_among(fresh, events[start:start + _REBUILD_CHUNK],
+        learn_among(fresh, events[start:start + _REBUILD_CHUNK],
                      [(at - start, deltas) for at, deltas in shared if start <= at < start + _REBUILD_CHUNK])
     for at, deltas in shared:
         if at >= len(events):  # after the last kept event
@@ -361,7 +361,7 @@ def build(config: EngineConfig, events: Sequence[Interaction],
     return fresh
 
 
-def _learn_among(engine: StreamingRecommender, events: Sequence[Interaction],
+def learn_among(engine: StreamingRecommender, events: Sequence[Interaction],
                  shared: Sequence[tuple[int, ItemDeltas]]) -> None:
     """``engine`` learns ``events`` with each of ``shared`` (``(events before it, deltas)``, in order)
     applied where it fell; deltas it holds already are skipped (``apply_item_deltas``)."""

@@ -160,7 +160,8 @@ class ConfigHandover:
                 fresh = await self._build(update.config, blobs)
             else:
                 position, events = engine.kept()
-                fresh = await self._build_in_slices(update.config, events, engine)
+                shared = engine.kept_shared(position - len(events))  # other workers' deltas among them
+                fresh = await self._build_in_slices(update.config, events, shared, engine)
                 if fresh is None:
                     return None
         except Exception as exc:  # a config that cannot even be built must never take the worker down
@@ -191,13 +192,15 @@ class ConfigHandover:
             await asyncio.sleep(0)  # let the events agent take the lock for its next batch
         return self._record(swap, update.version)
 
-    async def _build_in_slices(self, config: Any, events: list, engine: Any) -> Any:
-        """A fresh engine under ``config`` that learns ``events`` a slice at a time between two micro-batches
-        of the agent (``None`` if the engine was replaced meanwhile). The worker's own idle time does the
-        build: no process to start, nothing to ship back, and a batch waits at most for one slice
-        (``benchmarks/config_swap.py --in-process``: p99 during a swap at or below steady state at a rate
-        the worker keeps up with)."""
+    async def _build_in_slices(self, config: Any, events: list, shared: list, engine: Any) -> Any:
+        """A fresh engine under ``config`` that learns ``events`` (and the other workers' deltas in
+        ``shared`` where they fell among them, ``online.search.loop.learn_among``) a slice at a time between
+        two micro-batches of the agent (``None`` if the engine was replaced meanwhile). The worker's own
+        idle time does the build: no process to start, nothing to ship back, and a batch waits at most for
+        one slice (``benchmarks/config_swap.py --in-process``: p99 during a swap at or below steady state at
+        a rate the worker keeps up with)."""
         from online.engine import StreamingRecommender
+        from online.search.loop import learn_among
 
         fresh = StreamingRecommender(config)
         for start in range(0, len(events), CATCH_UP_PER_BATCH):
@@ -206,7 +209,9 @@ class ConfigHandover:
                     self.metrics.config_swaps.labels("refused").inc()
                     log.error("config version refused: the engine was replaced while it was built")
                     return None
-                fresh.learn_many(events[start:start + CATCH_UP_PER_BATCH])
+                end = start + CATCH_UP_PER_BATCH
+                learn_among(fresh, events[start:end], [(at - start, deltas) for at, deltas in shared
+                                                       if start <= at < end or (at >= end >= len(events))])
             await asyncio.sleep(0)  # let the events agent take the lock for its next batch
         return fresh
 

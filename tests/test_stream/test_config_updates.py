@@ -257,3 +257,27 @@ def test_the_knobs_are_the_numeric_ones_of_the_search_space():
     assert "normalise" not in knobs and "cooc_half_life" not in knobs  # a category, and a knob switched off
     assert knobs["learn_weights"] == 1.0
     assert "weight:popularity" not in engine_knobs(DEFAULTS, EngineConfig())  # the fixed mix: its own weights
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["in slices", "in the build process"])
+def test_a_rebuilt_engine_keeps_what_the_other_workers_deltas_taught(processes):
+    from online.engine import StreamingRecommender
+    from online.sharing import DeltaCollector
+
+    processor, handover, _ = _worker()
+    other = StreamingRecommender()  # another worker, whose users touch items this one never sees
+    collector = DeltaCollector(source=7)
+    collector.cover(0, 199)
+    other.learn_many([Interaction(f"w{n % 9}", f"far{n % 13}", float(n)) for n in range(200)], deltas=collector)
+    assert processor.engine.apply_item_deltas(collector.seal())
+    processor.engine.learn_many(_cycle(300, seed=1))  # the delta falls inside the kept window
+    items, positions = processor.engine.n_items, dict(processor.engine.item_positions)
+    handover.processes = processes
+    try:
+        swap = asyncio.run(handover.handle([_announce(SEARCHED)]))
+    finally:
+        handover.close()
+    assert swap.applied and swap.how == "rebuilt"
+    assert processor.engine.n_items == items  # the 13 "far" items are still known
+    assert processor.engine.item_positions == positions  # and a re-read copy of the delta is skipped
+    assert processor.engine.events_learned == 1_800
