@@ -54,7 +54,11 @@ Searcher = Callable[[Sequence[Interaction], EngineConfig], Any]
 _REBUILD_CHUNK = 2_000
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[Interaction])
-_SHARED_DECODER = msgspec.msgpack.Decoder(list[tuple[int, ItemDeltas]])
+_SHARED_DECODER = msgspec.msgpack.Decoder(list[tuple[int, ItemDeltas | None]])
+#: ``(events learned before it, the deltas)``: another worker's deltas and where they fell among this
+#: worker's events; ``(index, None)``: the event at ``index`` was learned for its user only (its item
+#: knowledge came in such deltas)
+Shared = tuple[int, ItemDeltas | None]
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,10 @@ class SelfTunedRecommender(WrapsEngine):
         self.searcher = searcher
         self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
         # Other workers' item deltas applied here (item sharing, online.sharing), each with the number of
-        # events learned here before it: a rebuild replays them among the kept events, so a rebuilt
-        # engine keeps what the rest of the group taught it. Only those within the kept window stay.
-        self._shared: deque[tuple[int, ItemDeltas]] = deque()
+        # events learned here before it, and the events learned for their users only: a rebuild replays
+        # them among the kept events, so a rebuilt engine keeps what the rest of the group taught it and
+        # counts nothing twice. Only those within the kept window stay.
+        self._shared: deque[Shared] = deque()
         self.searches = 0
         self.search_cpu_s = 0.0
         self.swaps: list[Swap] = []
@@ -157,22 +162,26 @@ class SelfTunedRecommender(WrapsEngine):
 
     def learn_users(self, interactions: Sequence[Interaction]) -> None:
         """Events whose item knowledge came in another worker's deltas (re-read after a restart or a
-        rebalance): their users are learned, and they are kept like any other (a rebuild relearns them
-        whole, next to those deltas: rare, and only within the kept window)."""
+        rebalance): their users are learned, and they are kept marked so, for a rebuild to do the same."""
+        start = self.events
         self.engine.learn_users(interactions)
         self._kept.extend(interactions)
+        self._remember([(start + n, None) for n in range(len(interactions))])
 
     def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
         """Another worker's item deltas to the serving engine, once (``False``: held already); kept, with
         where they fell among this worker's events, for rebuilds."""
         applied = self.engine.apply_item_deltas(deltas)
         if applied:
-            shared = self._shared
-            shared.append((self.events, deltas))
-            oldest = self.events - len(self._kept)
-            while shared and shared[0][0] < oldest:
-                shared.popleft()
+            self._remember([(self.events, deltas)])
         return applied
+
+    def _remember(self, entries: list[Shared]) -> None:
+        shared = self._shared
+        shared.extend(entries)
+        oldest = self.events - len(self._kept)
+        while shared and shared[0][0] < oldest:
+            shared.popleft()
 
     def feedback(self, rec_id: str, item_id: str, reward: float = 1.0) -> bool:
         """Feedback on a served list, for the in-loop bandits (``AttributeError`` without them)."""
@@ -280,12 +289,13 @@ class SelfTunedRecommender(WrapsEngine):
         :meth:`commit` catches up from."""
         return self.events, list(self._kept)
 
-    def kept_shared(self, start: int, end: int | None = None) -> list[tuple[int, ItemDeltas]]:
-        """Other workers' deltas applied here after ``start`` events and up to ``end`` (default: all), each
-        with the number of events learned since ``start`` before it: what :func:`build` replays among
-        the kept events (:meth:`kept` starts at ``events - len(kept)``)."""
+    def kept_shared(self, start: int, end: int | None = None) -> list[Shared]:
+        """What :func:`build` replays among the kept events from event ``start`` up to ``end`` (default: all;
+        :meth:`kept` starts at ``events - len(kept)``): the other workers' deltas applied here after
+        ``start`` events and up to ``end``, and the events among them learned for their users only, each
+        with its position counted from ``start`` (:data:`Shared`)."""
         return [(at - start, deltas) for at, deltas in self._shared
-                if start <= at and (end is None or at <= end)]
+                if start <= at and (end is None or at < end or (at == end and deltas is not None))]
 
     def catch_up(self, fresh: StreamingRecommender, built_at: int, budget: int) -> int:
         """Teach ``fresh`` (built from the events kept at ``built_at``) up to ``budget`` of the events that
@@ -315,7 +325,8 @@ class SelfTunedRecommender(WrapsEngine):
             while position < self.events:
                 position = self.catch_up(fresh, position, _REBUILD_CHUNK)
             for _, deltas in self.kept_shared(built_at):  # any that came after its last slice (held ones skip)
-                fresh.apply_item_deltas(deltas)
+                if deltas is not None:
+                    fresh.apply_item_deltas(deltas)
             old = self.models
             fresh.adopt(old)
             problem = _check(fresh, old)
@@ -344,11 +355,10 @@ def build_encoded(config: EngineConfig, blobs: Sequence[bytes]) -> StreamingReco
     return build(config, events, _SHARED_DECODER.decode(blobs[-1]))
 
 
-def build(config: EngineConfig, events: Sequence[Interaction],
-          shared: Sequence[tuple[int, ItemDeltas]] = ()) -> StreamingRecommender:
+def build(config: EngineConfig, events: Sequence[Interaction], shared: Sequence[Shared] = ()) -> StreamingRecommender:
     """A fresh engine under ``config`` that learned ``events`` (the kept window) and, where they fell among
-    them, the other workers' deltas in ``shared`` (``(events before it, deltas)``,
-    :meth:`SelfTunedRecommender.kept_shared`), with no users of its own worth keeping:
+    them, the other workers' deltas in ``shared`` (:meth:`SelfTunedRecommender.kept_shared`: events learned
+    for their users only are learned so again), with no users of its own worth keeping:
     :meth:`SelfTunedRecommender.commit` hands it the serving engine's. Module-level and pure, so a
     worker can run it in another process."""
     fresh = StreamingRecommender(config)
@@ -356,21 +366,25 @@ def build(config: EngineConfig, events: Sequence[Interaction],
         learn_among(fresh, events[start:start + _REBUILD_CHUNK],
                      [(at - start, deltas) for at, deltas in shared if start <= at < start + _REBUILD_CHUNK])
     for at, deltas in shared:
-        if at >= len(events):  # after the last kept event
+        if at >= len(events) and deltas is not None:  # after the last kept event
             fresh.apply_item_deltas(deltas)
     return fresh
 
 
-def learn_among(engine: StreamingRecommender, events: Sequence[Interaction],
-                 shared: Sequence[tuple[int, ItemDeltas]]) -> None:
-    """``engine`` learns ``events`` with each of ``shared`` (``(events before it, deltas)``, in order)
-    applied where it fell; deltas it holds already are skipped (``apply_item_deltas``)."""
+def learn_among(engine: StreamingRecommender, events: Sequence[Interaction], shared: Sequence[Shared]) -> None:
+    """``engine`` learns ``events`` with each of ``shared`` (:data:`Shared`, positions counted from the first
+    of ``events``, in order) where it fell: deltas applied (those it holds already are skipped,
+    ``apply_item_deltas``), events marked users-only learned for their users only."""
     done = 0
     for at, deltas in shared:
         if at > done:
             engine.learn_many(events[done:at])
             done = at
-        engine.apply_item_deltas(deltas)
+        if deltas is not None:
+            engine.apply_item_deltas(deltas)
+        elif at == done and at < len(events):
+            engine.learn_users(events[at:at + 1])
+            done = at + 1
     if done < len(events):
         engine.learn_many(events[done:])
 

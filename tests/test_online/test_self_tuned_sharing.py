@@ -112,3 +112,16 @@ def test_a_worker_with_default_settings_publishes_item_deltas():
     result = processor.process_events([_msg(_event("u1", "a"), offset=0, partition=0),
                                        _msg(_event("u2", "b"), offset=0, partition=1)])
     assert sorted(out.key for out in result.deltas) == [b"0", b"1"]
+
+
+def test_events_learned_for_their_users_only_are_rebuilt_the_same_way():
+    """A partition moved to ``b``, which re-reads its last events: their items came in ``a``'s deltas
+    already, so they teach users only, and a rebuild must not count their items a second time."""
+    (_, b), events = _group()
+    moved = [e for e in events if int(e.user_id[1:]) % 2 == 0][-20:]
+    b.learn_users(moved)
+    position, kept = b.kept()
+    fresh = build(b.config, kept, b.kept_shared(position - len(kept)))
+    _same_item_models(fresh, b.models, {e.item_id for e in events})
+    shipped = build_encoded(b.config, b.kept_encoded(chunk=64)[1])
+    _same_item_models(shipped, b.models, {e.item_id for e in events})
