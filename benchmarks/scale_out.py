@@ -19,7 +19,8 @@ the delay ``--share-delay`` in stream events; what ``streamrec eval --workers N`
 
 ``--live`` runs real worker processes on a fresh embedded broker per configuration
 (``--live-configs``: 1 worker; 2 or 3 workers, learn scope ``partitions``, ``all`` or ``shared``): HR@10
-pooled from the workers' own prequential metrics while ML-100K is replayed at
+pooled from the workers' own prequential metrics (self-tuning on, as in a worker, unless ``--self-tune off``)
+while ML-100K is replayed at
 ``--rate`` events/s, then throughput on ``--throughput-events`` pre-produced events
 (the time from the first to the last event processed by any worker). On a 2-core
 machine two workers share the cores with the broker and the client: expect no gain.
@@ -89,7 +90,8 @@ def measure(events, workers: int, partitions: int, engine: str, mode: str = "par
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _live_config(name: str, workers: int, scope: str, events, rate: float, throughput_events) -> dict:
+def _live_config(name: str, workers: int, scope: str, events, rate: float, throughput_events,
+                 self_tune: bool = True) -> dict:
     import subprocess
 
     from stream.cli.processes import ready_state, spawn_worker, stop_process
@@ -98,12 +100,13 @@ def _live_config(name: str, workers: int, scope: str, events, rate: float, throu
     from stream.kafka.clients import EventPublisher
 
     work = Path(tempfile.mkdtemp(prefix="streamrec-scale-"))
-    out = {"config": name, "workers": workers, "learn_scope": scope}
+    out = {"config": name, "workers": workers, "learn_scope": scope, "self_tune": self_tune}
     for phase, data, paced in (("quality", events, rate), ("throughput", throughput_events, None)):
         with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(work / f"broker-{phase}.log")) as broker:
-            # self-tuning off: its loop does not collect item deltas yet (the other scopes run the same engine)
+            # self-tuning on (as by default) or off: its loop shares like the plain engine; no tuner process
+            # runs here, so it serves the configured engine throughout
             base = Settings.of(bootstrap_servers=broker.bootstrap, app_id=f"scale-{phase}", learn_scope=scope,
-                               snapshot_interval_s=0, encoder_poll_s=3600.0, self_tune=False)
+                               snapshot_interval_s=0, encoder_poll_s=3600.0, self_tune=self_tune)
             create_topics(base.kafka.bootstrap_servers, base.topic_specs())
             settings = [base.replace(metrics_port=free_port(), data_dir=str(work / f"{phase}-{i}"))
                         for i in range(workers)]
@@ -178,13 +181,13 @@ def live(args) -> int:
     throughput_events = generate(args.throughput_events, seed=3)
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; "
           f"ML-100K first {len(events):,} events at {args.rate:,.0f} ev/s (arrays of 20); "
-          f"throughput on {len(throughput_events):,} generated events", flush=True)
+          f"throughput on {len(throughput_events):,} generated events; self-tuning {args.self_tune}", flush=True)
     rows = []
     configs = {"1": ("1 worker", 1, "partitions"), "2p": ("2 workers, partitions", 2, "partitions"),
                "2a": ("2 workers, learn all", 2, "all"), "2s": ("2 workers, shared", 2, "shared"),
                "3p": ("3 workers, partitions", 3, "partitions"), "3s": ("3 workers, shared", 3, "shared")}
     for name, workers, scope in (configs[key] for key in args.live_configs.split(",")):
-        row = _live_config(name, workers, scope, events, args.rate, throughput_events)
+        row = _live_config(name, workers, scope, events, args.rate, throughput_events, args.self_tune == "on")
         rows.append(row)
         lags = [f"{lag:.2f}" for lag in row.get("delta_lag_mean_s", []) if lag is not None]
         print(f"{name:24} HR@10 {row['hr@10']:.4f} ({row['evaluated']:,} evaluated)   "
@@ -266,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-configs", default="1,2p,2s,3s",
                         help="live configurations: 1, 2p, 2a, 2s, 3p, 3s (workers; partitions/all/shared)")
     parser.add_argument("--throughput-events", type=int, default=100_000)
+    parser.add_argument("--self-tune", choices=("on", "off"), default="on",
+                        help="the workers' self-tuning loop (live; on by default, as in a worker)")
     parser.add_argument("--cost", action="store_true", help="CPU of sharing vs learning per event (below)")
     parser.add_argument("--cost-batch", type=int, default=200, help="micro-batch size of --cost")
     args = parser.parse_args(argv)
