@@ -13,6 +13,8 @@ single-event messages in micro-batches of ``--batch``:
 The first ``--warm`` events are learned untimed (so histories and models are realistic), the next
 ``--events`` are timed: CPU seconds per event of the whole ``process_events`` (learning + lists) and of
 the lists alone (``EventProcessor._list_for``). One torch thread, as the worker's encoder handover sets.
+The measurement of what the encoder adds (``STREAMREC_ENCODER_SHADOW_EVERY``, ``online.shadow``: a second
+list, without the encoder, for one user in four) is off here, so the figures are serving alone.
 
     python benchmarks/encoder_serving.py --runs 3
 """
@@ -43,7 +45,7 @@ from stream.wire.schema import event_payload
 from stream.worker.processor import EventProcessor
 path, warm, n, batch, variant = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 events = (load(path, "movielens") if path else generate(warm + n, seed=7))[:warm + n]
-settings = Settings().with_strings({"blend": "default"})
+settings = Settings().with_strings({"blend": "default", "encoder_shadow_every": "0"})
 msgs = [RawMessage(json.dumps(event_payload(e)).encode(), e.user_id.encode(), "events", 0, i, 1.0)
         for i, e in enumerate(events)]
 processor = EventProcessor(settings)

@@ -585,8 +585,22 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "hr_evaluated_events": consumer_hr["evaluated"],
         f"hr@{k}_worker": total(samples, "streamrec_prequential_hit_rate", window="all"),
         **_tuning_summary(samples),
+        **_encoder_shadow_summary(samples, k),
         "metrics_url": metrics_url,
     }
+
+
+def _encoder_shadow_summary(samples: dict, k: int) -> dict[str, Any]:
+    """HR with and without the encoder on the users the worker measures (online.shadow; nothing until a
+    version has served)."""
+    evaluated = total(samples, "streamrec_encoder_shadow_hits", kind="evaluated")
+    if not evaluated:
+        return {}
+    return {"encoder_measured_events": int(evaluated),
+            f"hr@{k}_with_encoder": total(samples, "streamrec_encoder_shadow_hit_rate", lists="served"),
+            f"hr@{k}_without_encoder": total(samples, "streamrec_encoder_shadow_hit_rate", lists="without_encoder"),
+            "hits_owed_to_encoder": int(total(samples, "streamrec_encoder_shadow_hits", kind="owed")),
+            "hits_lost_to_encoder": int(total(samples, "streamrec_encoder_shadow_hits", kind="lost"))}
 
 
 def _tuning_summary(samples: dict) -> dict[str, Any]:
@@ -714,6 +728,12 @@ def write_report(path: str | Path, history: MetricsHistory, lists: list[tuple], 
                                 ("streamrec_prequential_ndcg", "recent", f"NDCG@{k} recent")):
         times, values = history.series(name, window=window)
         ax.plot(rel(times), values, label=label)
+    # what the encoder adds (online.shadow): its measured users' lists with it and without it (once it serves)
+    for lists, label in (("served", f"HR@{k} with the encoder (measured users)"),
+                         ("without_encoder", f"HR@{k} without it (same users)")):
+        times, values = history.series("streamrec_encoder_shadow_hit_rate", lists=lists)
+        if times:
+            ax.plot(rel(times), values, label=label, linestyle="--")
     ax.set(title="prequential quality (worker)", xlabel="seconds")
     ax.legend(loc="best")
 

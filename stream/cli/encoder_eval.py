@@ -8,11 +8,11 @@ served the way a worker serves it (``Blend.fill("encoder", scorer, weight)``, th
 rebuilds the engine from a config whose blend has no encoder slot: the slot is filled again
 after every micro-batch in which that happened (the worker's ``config_handover`` does the same).
 
-It also measures the encoder's contribution on the same stream: for every list it serves it
-ranks the list the blend would have served with the encoder's weight at 0 (same models, same
-moment), and scores both against the user's next event. ``HR without the encoder`` is the hit
-rate of those shadow lists; a hit is *owed to the encoder* when the served list had it and the
-shadow list did not. The served list's hit rate is the run's ordinary HR@k.
+It also measures the encoder's contribution on the same stream (``online.shadow.StrategyShadow``, as
+the workers do): for every list it serves it ranks the list the blend would have served with the
+encoder's weight at 0 (same models, same moment), and scores both against the user's next event.
+``HR without the encoder`` is the hit rate of those shadow lists; a hit is *owed to the encoder* when
+the served list had it and the shadow list did not. The served list's hit rate is the run's ordinary HR@k.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from online.base import Interaction, Ranking
-from online.engine import StreamingRecommender
+from online.shadow import StrategyShadow
 
 ENCODER = "encoder"
 
@@ -36,18 +36,16 @@ class EncoderInTheLoop:
         self.shadow = shadow
         self.scorer: Any = None  # the EncoderScorer served now
         self.encoder_swaps: list[dict[str, Any]] = []  # (event, version) each time a version reached serving
-        self._lists: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # user -> (served, shadow)
-        self.evaluated = self.hits = self.shadow_hits = self.owed = self.lost = 0
-        self.hits_with_encoder_version = 0  # hits of lists a version of the encoder weighed in on
+        self.measured = StrategyShadow(ENCODER, max_users=10_000_000)  # every user, every list
         self.timeline: list[dict[str, Any]] = []
-        self._window = [0, 0, 0, 0]  # evaluated, hits, shadow hits, owed since the last timeline point
 
     def __getattr__(self, name: str) -> Any:  # config, blend, prequential, n_users, tuning_snapshot, ...
         return getattr(self.inner, name)
 
     # -- the engine contract ------------------------------------------------------------------
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
-        self._score(interactions)
+        if self.shadow:
+            self.measured.score(interactions)
         self.inner.learn_many(interactions)
         for version in self.trainer.observe((e.user_id, e.item_id) for e in interactions):
             self._serve(version)
@@ -64,8 +62,7 @@ class EncoderInTheLoop:
                   rec_id: str | None = None) -> Ranking:
         ranking = self.inner.recommend(user_id, k, exclude, record, rec_id)
         if record and self.shadow:
-            served = frozenset(item for item, _ in ranking.items)
-            self._lists[user_id] = (served, self._shadow_list(user_id, k, exclude, served, ranking))
+            self.measured.observe(self.inner, user_id, k, exclude, ranking)
         return ranking
 
     # -- serving versions -----------------------------------------------------------------------
@@ -79,57 +76,26 @@ class EncoderInTheLoop:
     def _fill(self) -> None:
         self.inner.blend.fill(ENCODER, self.scorer, weight=self.weight)
 
-    def _shadow_list(self, user_id: str, k: int | None, exclude: Iterable[str], served: frozenset[str],
-                     ranking: Ranking) -> frozenset[str]:
-        blend = self.inner.blend
-        weights = blend.weights
-        if not weights.get(ENCODER) or not any(name == ENCODER for name, _ in ranking.versions):
-            return served  # the encoder did not weigh in: the list is its own shadow
-        models = getattr(self.inner, "models", self.inner)  # the engine that keeps users and models
-        while not isinstance(models, StreamingRecommender) and hasattr(models, "engine"):
-            models = models.engine  # below the tuner's bandits: the plain engine ranks with other weights
-        weights[ENCODER] = 0.0
-        shadow = models.recommend(user_id, k, exclude, record=False, weights=weights)
-        return frozenset(item for item, _ in shadow.items)
-
     # -- measuring ------------------------------------------------------------------------------
-    def _score(self, interactions: Sequence[Interaction]) -> None:
-        lists, window = self._lists, self._window
-        for event in interactions:
-            held = lists.get(event.user_id)
-            if held is None:
-                continue
-            served, shadow = held
-            hit, shadow_hit = event.item_id in served, event.item_id in shadow
-            self.evaluated += 1
-            self.hits += hit
-            self.shadow_hits += shadow_hit
-            self.owed += hit and not shadow_hit
-            self.lost += shadow_hit and not hit
-            window[0] += 1
-            window[1] += hit
-            window[2] += shadow_hit
-            window[3] += hit and not shadow_hit
-
     def point(self, events: int) -> dict[str, Any]:
         """A timeline point: HR with and without the encoder since the previous point, its weight, version."""
-        n, hits, shadow_hits, owed = self._window
+        n, hits, shadow_hits, owed = self.measured.take_window()
         weight = self.inner.blend.weights.get(ENCODER, 0.0)
         served = self.trainer.served
         point = {"events": events, "evaluated": n, "hr": hits / n if n else 0.0,
                  "hr_without_encoder": shadow_hits / n if n else 0.0, "owed": owed,
                  "encoder_weight": weight, "encoder_version": served.version if served else None}
         self.timeline.append(point)
-        self._window = [0, 0, 0, 0]
         return point
 
     def report(self, k: int) -> dict[str, Any]:
-        n = self.evaluated
-        return {"on": True, "evaluated": n, f"hr@{k}": self.hits / n if n else 0.0,
-                f"hr@{k}_without_encoder": self.shadow_hits / n if n else 0.0,
-                "hits": self.hits, "hits_without_encoder": self.shadow_hits,
-                "hits_owed_to_encoder": self.owed, "hits_lost_to_encoder": self.lost,
-                "encoder_share_of_hits": self.owed / self.hits if self.hits else 0.0,
+        m = self.measured
+        n = m.evaluated
+        return {"on": True, "evaluated": n, f"hr@{k}": m.hits / n if n else 0.0,
+                f"hr@{k}_without_encoder": m.shadow_hits / n if n else 0.0,
+                "hits": m.hits, "hits_without_encoder": m.shadow_hits,
+                "hits_owed_to_encoder": m.owed, "hits_lost_to_encoder": m.lost,
+                "encoder_share_of_hits": m.owed / m.hits if m.hits else 0.0,
                 "encoder_weight": self.inner.blend.weights.get(ENCODER, 0.0),
                 "swaps": self.encoder_swaps, "refreshes": [r.as_dict() for r in self.trainer.records],
                 "trainer_cpu_s": round(self.trainer.cpu_s, 1), "timeline": self.timeline}

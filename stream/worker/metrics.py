@@ -95,6 +95,8 @@ class WorkerMetrics(NamedTuple):
     tuner_feedback_events: Counter
     tuner_strategy_weight: Gauge
     encoder_age: _AgeGauge
+    encoder_shadow_hit_rate: Gauge
+    encoder_shadow_hits: Gauge
     config_swaps: Counter
     config_version: Gauge
     engine_knob: Gauge
@@ -216,6 +218,15 @@ class WorkerMetrics(NamedTuple):
                 f"{prefix}_blend_strategy_weight is the blend's weight with or without it)",
                 ["strategy"], registry=registry),
             encoder_age=age,
+            encoder_shadow_hit_rate=Gauge(
+                f"{prefix}_encoder_shadow_hit_rate",
+                "HR@k of the lists served to the measured users (lists=served) and of the lists the blend would "
+                "have served them with the encoder weighed 0 (lists=without_encoder), same users, same moments "
+                "(online.shadow; STREAMREC_ENCODER_SHADOW_EVERY)", ["lists"], registry=registry),
+            encoder_shadow_hits=Gauge(
+                f"{prefix}_encoder_shadow_hits",
+                "Of the measured users' events: evaluated, hits owed to the encoder (in the served list, not "
+                "in the list without it), hits lost to it (the other way round)", ["kind"], registry=registry),
             config_swaps=Counter(
                 f"{prefix}_config_swaps",
                 "Engine configs announced by the tuner on config-updates, by result: applied (served from then "

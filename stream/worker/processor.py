@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from online.base import Engine, Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
+from online.shadow import StrategyShadow
 from stream.kafka.batch_guard import UndecodableBatch
 from stream.settings import Settings
 from stream.wire import schema
@@ -119,6 +120,9 @@ class EventProcessor:
         self.unacked_deltas: list[Output] = []
         self._republish: list[Output] = []  # of those, restored ones not yet sent again
         self.events_known = 0  # events learned for their users only: their items came as deltas
+        # What the encoder adds, on one user in encoder.shadow_every: HR with and without it (online.shadow)
+        every = settings.encoder.shadow_every
+        self.encoder_shadow = StrategyShadow("encoder", every=every, unweighed=False) if every > 0 else None
 
     @property
     def strategy(self) -> str:
@@ -194,6 +198,8 @@ class EventProcessor:
                 learned_from.append(message)
         if answered:
             self._feedback(answered)
+        if self.encoder_shadow is not None and learn:
+            self.encoder_shadow.score(learn)  # each event against its user's last list and its shadow
         try:
             if sharing:
                 result.deltas = self._republish + self._learn_sharing(learn, offsets)
@@ -397,6 +403,11 @@ class EventProcessor:
         # The list comes back with what served it (arms, model versions): never read off the engine
         # afterwards. The tuner logs the arms behind rec_id.
         ranking = self.engine.recommend(user_id, k, exclude, rec_id=rec_id)
+        if self.encoder_shadow is not None and request_id is None:  # push lists: one per user and event
+            try:
+                self.encoder_shadow.observe(self.engine, user_id, k, exclude, ranking)
+            except Exception:  # measuring must never cost a list
+                log.exception("ranking the list without the encoder failed; not measured")
         value = schema.recommendation(
             rec_id=rec_id, user_id=user_id, items=ranking.items, k=k,
             request_id=request_id, event=event, source_ts=source_ts, now=self.clock(), received_ts=received,
@@ -433,4 +444,10 @@ class EventProcessor:
         m.state_users.set(engine.n_users)
         m.state_items.set(engine.n_items)
         record_prequential(m, engine.prequential.snapshot(), engine.config.k)
+        if self.encoder_shadow is not None and self.encoder_shadow.evaluated:
+            shadow = self.encoder_shadow.snapshot()
+            m.encoder_shadow_hit_rate.labels("served").set(shadow["hr"])
+            m.encoder_shadow_hit_rate.labels("without_encoder").set(shadow["hr_without"])
+            for kind in ("evaluated", "owed", "lost"):
+                m.encoder_shadow_hits.labels(kind).set(shadow[kind])
 
