@@ -76,7 +76,8 @@ class StrategyShadow:
         self.every = int(every)
         self.max_users = int(max_users)
         self.unweighed = unweighed
-        self._lists: OrderedDict[str, tuple[frozenset[str], frozenset[str]]] = OrderedDict()
+        # user -> (served, shadow): tuples of k items (lighter than sets; k is small)
+        self._lists: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] = OrderedDict()
         self.evaluated = self.hits = self.shadow_hits = self.owed = self.lost = 0
         self._window = [0, 0, 0, 0]  # evaluated, hits, shadow hits, owed since the last take_window()
 
@@ -100,7 +101,7 @@ class StrategyShadow:
 
     def remember(self, user_id: str, served: Sequence[str], shadow: Sequence[str]) -> None:
         lists = self._lists
-        lists[user_id] = (frozenset(served), frozenset(shadow))
+        lists[user_id] = (tuple(served), tuple(shadow))
         lists.move_to_end(user_id)
         if len(lists) > self.max_users:
             lists.popitem(last=False)

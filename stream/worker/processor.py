@@ -122,7 +122,8 @@ class EventProcessor:
         self.events_known = 0  # events learned for their users only: their items came as deltas
         # What the encoder adds, on one user in encoder.shadow_every: HR with and without it (online.shadow)
         every = settings.encoder.shadow_every
-        self.encoder_shadow = StrategyShadow("encoder", every=every, unweighed=False) if every > 0 else None
+        self.encoder_shadow = (StrategyShadow("encoder", every=every, max_users=50_000, unweighed=False)
+                               if every > 0 else None)
 
     @property
     def strategy(self) -> str:
