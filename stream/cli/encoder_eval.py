@@ -128,7 +128,8 @@ def print_encoder(report: dict[str, Any], k: int) -> None:
     console = Console()
     n = report["evaluated"]
     console.print(f"[bold]encoder in the stream[/bold]: HR@{k} {report[f'hr@{k}']:.4f} with it, "
-                  f"{report[f'hr@{k}_without_encoder']:.4f} without its contribution (same lists, its weight 0), "
+                  f"{report[f'hr@{k}_without_encoder']:.4f} without it (same moments; its weight 0, its "
+                  f"candidates left out), "
                   f"over {n:,} events; hits owed to it {report['hits_owed_to_encoder']:,} "
                   f"({report['encoder_share_of_hits']:.1%} of hits), lost to it {report['hits_lost_to_encoder']:,}; "
                   f"final weight {report['encoder_weight']:.3f}; trainer CPU {report['trainer_cpu_s']:.0f} s")
