@@ -250,14 +250,25 @@ def processors(args) -> int:
     micro-batch of its partition's worker, deltas handed to the other workers ``--processor-delay``
     messages later. What is left of the live gap here is the mechanism's; the rest is the live run's
     timing (workers that fall behind learn bigger micro-batches and build fewer, staler lists)."""
+    import streams  # benchmarks/streams.py: varied generated streams
+
+    sources = {"ml-100k": lambda n: load(ML100K, "movielens")[:n] if ML100K.exists() else None,
+               "news": lambda n: streams.news(n), "catalogue": lambda n: streams.catalogue(n),
+               "drifting": lambda n: streams.drifting(n)}
+    for name in args.processor_streams.split(","):
+        events = sources[name](args.live_events)
+        if events is None:
+            print(f"skipping {name}: {ML100K} is absent (MovieLens is read in place, never copied)")
+            continue
+        _processors_on(name, events, args)
+    return 0
+
+
+def _processors_on(name: str, events, args) -> None:
     from stream.wire import schema
     from stream.wire.messages import RawMessage
     from stream.worker.processor import EventProcessor
 
-    if not ML100K.exists():
-        print(f"skipping: {ML100K} is absent (MovieLens is read in place, never copied)")
-        return 0
-    events = load(ML100K, "movielens")[: args.live_events]
     partitions = args.partitions
     buffers: dict[int, list] = {}
     offsets = [0] * partitions
@@ -295,7 +306,7 @@ def processors(args) -> int:
         evaluated = sum(proc.engine.prequential.evaluated for proc in procs)
         return hits / evaluated, evaluated
 
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; ML-100K first {len(events):,} events in {len(messages):,} "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {name}: {len(events):,} events in {len(messages):,} "
           f"messages of up to 20 over {partitions} partitions; the workers' processors in one process, deltas "
           f"{args.processor_delay} messages late; self-tuning {args.self_tune}", flush=True)
     base, _ = run(1, "partitions")
@@ -305,7 +316,6 @@ def processors(args) -> int:
             hr, evaluated = run(workers, scope)
             print(f"{workers} workers, {scope:11} HR@10 {hr:.4f} ({evaluated:,} evaluated)   ×{hr / base:.3f}",
                   flush=True)
-    return 0
 
 
 def sharing_cost(args) -> int:
@@ -382,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the live configurations with the workers' processors in one process (no broker)")
     parser.add_argument("--processor-delay", type=int, default=2,
                         help="messages before a delta reaches the other workers (--processors)")
+    parser.add_argument("--processor-streams", default="ml-100k,news,catalogue,drifting",
+                        help="streams of --processors (its first --live-events events): ml-100k, and the generated "
+                             "news (fast turnover), catalogue (stable), drifting (the demo's)")
     parser.add_argument("--cost-batch", type=int, default=200, help="micro-batch size of --cost")
     args = parser.parse_args(argv)
     if args.live:
