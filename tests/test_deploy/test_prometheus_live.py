@@ -160,6 +160,9 @@ def scraped(stack):
           lambda: _query(api, "sum(streamrec_search_searches_total) > 0")["data"]["result"], 90, demo_log)
     _wait("a trained encoder version to be scraped",
           lambda: _query(api, "streamrec_encoder_published_timestamp_seconds > 0")["data"]["result"], 60, demo_log)
+    # measured users' events scored against lists the served encoder weighed in on (online.shadow)
+    _wait("the encoder's shadow HR to be scraped",
+          lambda: _query(api, 'streamrec_encoder_shadow_hits{kind="evaluated"} > 0')["data"]["result"], 60, demo_log)
     time.sleep(6)  # a few scrapes and rule evaluations with the trickle running
     yield api
     stop.set()
