@@ -87,17 +87,19 @@ class StrategyShadow:
 
     def observe(self, engine: Any, user_id: str, k: int | None, exclude: Iterable[str], ranking: Ranking) -> None:
         """``ranking`` was served to ``user_id``: rank its shadow if the strategy weighed in on it, keep both."""
+        weighed = any(name == self.name for name, _ in ranking.versions)
+        if not (weighed or self.unweighed):  # nothing to measure: costs nothing per list before a version serves
+            if self._lists:
+                self._lists.pop(user_id, None)  # this user's next event is not measured
+            return
         if not self.measures(user_id):
             return
-        if any(name == self.name for name, _ in ranking.versions):
-            served = [item for item, _ in ranking.items]
+        served = [item for item, _ in ranking.items]
+        if weighed:
             self.remember(user_id, served, [item for item, _ in
                                             ranking_without(engine, self.name, user_id, k, exclude).items])
-        elif self.unweighed:  # the strategy did not weigh in: the list is its own shadow
-            served = [item for item, _ in ranking.items]
+        else:  # the strategy did not weigh in: the list is its own shadow
             self.remember(user_id, served, served)
-        else:
-            self._lists.pop(user_id, None)  # this user's next event is not measured
 
     def remember(self, user_id: str, served: Sequence[str], shadow: Sequence[str]) -> None:
         lists = self._lists
@@ -109,6 +111,8 @@ class StrategyShadow:
     def score(self, interactions: Iterable[Interaction]) -> None:
         """Score each event against its user's last served list and its shadow (before it is learned)."""
         lists, window = self._lists, self._window
+        if not lists:
+            return
         for event in interactions:
             held = lists.get(event.user_id)
             if held is None:

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -362,30 +362,39 @@ def build(config: EngineConfig, events: Sequence[Interaction], shared: Sequence[
     :meth:`SelfTunedRecommender.commit` hands it the serving engine's. Module-level and pure, so a
     worker can run it in another process."""
     fresh = StreamingRecommender(config)
-    for start in range(0, len(events), _REBUILD_CHUNK):
-        learn_among(fresh, events[start:start + _REBUILD_CHUNK],
-                     [(at - start, deltas) for at, deltas in shared if start <= at < start + _REBUILD_CHUNK])
-    for at, deltas in shared:
-        if at >= len(events) and deltas is not None:  # after the last kept event
-            fresh.apply_item_deltas(deltas)
+    for chunk, among in in_slices(events, shared, _REBUILD_CHUNK):
+        learn_among(fresh, chunk, among)
     return fresh
+
+
+def in_slices(events: Sequence[Interaction], shared: Sequence[Shared],
+              size: int) -> Iterator[tuple[Sequence[Interaction], list[Shared]]]:
+    """``events`` in slices of ``size``, each with the entries of ``shared`` that fall in it (positions counted
+    from the slice's first event; those after the last event go with the last slice): what
+    :func:`learn_among` takes, a slice at a time (:func:`build`, and the worker's build between batches)."""
+    count = len(events)
+    for start in range(0, max(count, 1), size):
+        end = start + size
+        last = end >= count
+        yield events[start:end], [(at - start, deltas) for at, deltas in shared
+                                  if start <= at and (at < end or last)]
 
 
 def learn_among(engine: StreamingRecommender, events: Sequence[Interaction], shared: Sequence[Shared]) -> None:
     """``engine`` learns ``events`` with each of ``shared`` (:data:`Shared`, positions counted from the first
     of ``events``, in order) where it fell: deltas applied (those it holds already are skipped,
     ``apply_item_deltas``), events marked users-only learned for their users only."""
-    done = 0
+    done, count = 0, len(events)
     for at, deltas in shared:
-        if at > done:
+        if at > done and done < count:
             engine.learn_many(events[done:at])
-            done = at
+            done = min(at, count)
         if deltas is not None:
             engine.apply_item_deltas(deltas)
-        elif at == done and at < len(events):
+        elif at == done and at < count:
             engine.learn_users(events[at:at + 1])
             done = at + 1
-    if done < len(events):
+    if done < count:
         engine.learn_many(events[done:])
 
 

@@ -200,18 +200,16 @@ class ConfigHandover:
         one slice (``benchmarks/config_swap.py --in-process``: p99 during a swap at or below steady state at
         a rate the worker keeps up with)."""
         from online.engine import StreamingRecommender
-        from online.search.loop import learn_among
+        from online.search.loop import in_slices, learn_among
 
         fresh = StreamingRecommender(config)
-        for start in range(0, len(events), CATCH_UP_PER_BATCH):
+        for chunk, among in in_slices(events, shared, CATCH_UP_PER_BATCH):
             async with self.lock:
                 if self.processor.engine is not engine:
                     self.metrics.config_swaps.labels("refused").inc()
                     log.error("config version refused: the engine was replaced while it was built")
                     return None
-                end = start + CATCH_UP_PER_BATCH
-                learn_among(fresh, events[start:end], [(at - start, deltas) for at, deltas in shared
-                                                       if start <= at < end or (at >= end >= len(events))])
+                learn_among(fresh, chunk, among)
             await asyncio.sleep(0)  # let the events agent take the lock for its next batch
         return fresh
 
