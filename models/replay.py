@@ -8,7 +8,8 @@ reaches the workers when it ends. :class:`ReplayedTrainer` runs the same refresh
 events at a stated stream ``rate`` (events/s):
 
 - refresh ``k`` starts at event ``t_k`` on the log of everything before it;
-- it takes ``S_k`` seconds (its measured CPU time, or ``train_seconds`` when given), so the
+- it takes ``S_k`` seconds (its measured CPU time on a CPU, its wall time on a GPU, whose
+  kernels run while the host waits; or ``train_seconds`` when given), so the
   version is served from event ``r_k = t_k + ceil(S_k * rate)`` on;
 - the next refresh starts at ``t_{k+1} = max(t_k + min_new_events, r_k + ceil(refresh_s * rate))``
   (the live trainer counts the events that arrived while it trained as new).
@@ -27,6 +28,7 @@ from typing import Any
 
 from models.config import EncoderConfig, TrainerConfig
 from models.refresh import EncoderVersion, RefreshConfig, RefreshResult, StreamLog, refresh_encoder
+from models.trainer import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Cadence:
     min_new_events: int = 1_000
     refresh_s: float = 60.0
     rate: float = 100.0
-    train_seconds: float | None = None  # a fixed training time instead of the measured CPU time
+    train_seconds: float | None = None  # a fixed training time instead of the measured one
 
     def __post_init__(self) -> None:
         if self.min_new_events < 1 or self.refresh_s < 0 or not self.rate > 0:
@@ -93,6 +95,7 @@ class ReplayedTrainer:
         self._ready_at = 0
         self._next = max(self.cadence.min_new_events, self.cadence.events(self.cadence.refresh_s))
         self.cpu_s = 0.0
+        self._on_gpu: bool | None = None
 
     def observe(self, pairs: Iterable[tuple[str, str]]) -> list[EncoderVersion]:
         """Add events; returns the versions that reach serving by the end of them (oldest first)."""
@@ -108,6 +111,13 @@ class ReplayedTrainer:
                     ready.append(self._deliver(self._pending.pop(0)[1]))
         return ready
 
+    def _measured(self, result: RefreshResult) -> float:
+        """A refresh's training time: CPU seconds on a CPU (wall time on a shared box is noise), wall
+        seconds on a GPU (the host's CPU time there counts neither the kernels nor the waits for them)."""
+        if self._on_gpu is None:
+            self._on_gpu = pick_device(self.trainer_cfg.device).type == "cuda"
+        return result.seconds if self._on_gpu else result.cpu_s
+
     def _deliver(self, version: EncoderVersion) -> EncoderVersion:
         self.served = version
         return version
@@ -117,7 +127,7 @@ class ReplayedTrainer:
         result = refresh_encoder(self.log, self._base, self.encoder_cfg, self.trainer_cfg, self.refresh_cfg,
                                  version=len(self.records) + 1)
         self.cpu_s += result.cpu_s
-        seconds = cad.train_seconds if cad.train_seconds is not None else result.cpu_s
+        seconds = cad.train_seconds if cad.train_seconds is not None else self._measured(result)
         ready_at = position + cad.events(seconds)
         self.records.append(ReplayRecord(position, ready_at, result, {"train_seconds": round(seconds, 3)}))
         if result.serve:

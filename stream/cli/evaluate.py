@@ -92,7 +92,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "events (default 100)")
     p.add_argument("--encoder-train-s", type=float, default=None, metavar="SECONDS",
                    help="with --encoder on: take each refresh's training time as this many seconds instead of "
-                        "its measured CPU seconds (deterministic runs)")
+                        "its measured training time (CPU seconds on a CPU, wall seconds on a GPU; deterministic runs)")
     p.add_argument("--plot", type=Path, default=None, metavar="PATH",
                    help="write a PNG of learning rates, strategy weights and reward over the stream")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")

@@ -316,9 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     from kafka.errors import KafkaError
 
+    from models.errors import ModelError
+
     try:
         return int(args.func(args) or 0)
-    except (StreamError, KafkaError, ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
+    except (StreamError, KafkaError, ModelError, ValueError, FileNotFoundError, TimeoutError, RuntimeError) as exc:
         print(f"streamrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
