@@ -76,7 +76,7 @@ class Run:
     final: dict[str, Any] = field(default_factory=dict)
 
 
-def variants(device: str, cuda: bool) -> list[Variant]:
+def variants(device: str, cuda: bool, compile_model: bool = True) -> list[Variant]:
     paper = Variant("paper-baseline", EncoderConfig.paper(),
                     TrainerConfig(device=device, loss="bce", bce_negatives=1, lr=1e-3, batch_size=128,
                                   grad_clip=0.0, progress=False, epochs=10_000),
@@ -85,14 +85,15 @@ def variants(device: str, cuda: bool) -> list[Variant]:
     batch = 128 if cuda else 32
     same_size = Variant("ce-paper-size", EncoderConfig.paper(),
                         TrainerConfig(device=device, loss="ce", lr=1e-3, batch_size=batch, progress=False,
-                                      epochs=10_000, compile=cuda),
+                                      epochs=10_000, compile=cuda and compile_model),
                         f"the baseline's model; full-catalogue cross-entropy, length-bucketed batches of {batch}")
     out = [paper, same_size]
     if cuda:
         out.append(Variant("large-ce", EncoderConfig.large(),
                            TrainerConfig(device=device, loss="ce", lr=1e-3, batch_size=256, progress=False,
-                                         epochs=10_000, compile=True),
-                           "hidden 256, 4 blocks, 4 heads, L=200, 4x FFN, bf16, torch.compile"))
+                                         epochs=10_000, compile=compile_model),
+                           "hidden 256, 4 blocks, 4 heads, L=200, 4x FFN, bf16"
+                           + (", torch.compile" if compile_model else ", eager")))
     else:
         out.append(Variant("ce-short", EncoderConfig(hidden=64, n_blocks=2, n_heads=1, max_len=50, dropout=0.2),
                            TrainerConfig(device=device, loss="ce", lr=1e-3, batch_size=32, progress=False,
@@ -244,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     parser.add_argument("--generated-events", type=int, default=50_000)
     parser.add_argument("--swap", action="store_true", help="also measure serving latency during hot swaps")
+    parser.add_argument("--compile", choices=("on", "off"), default="on",
+                        help="torch.compile the CUDA variants (on an H200 the first compile took ~60 s, more than a "
+                             "short budget)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {name}: {len(built)} users, {n_items} items, {len(users)} events, "
               f"mean sequence {np.mean(lengths):.1f}", flush=True)
         runs = []
-        for variant in variants(device.type, cuda):
+        for variant in variants(device.type, cuda, args.compile == "on"):
             if args.variants and variant.name not in args.variants:
                 continue
             runs.append(train_variant(variant, built.seqs, n_items, args.budget_s, args.eval_every_s, args.seed))

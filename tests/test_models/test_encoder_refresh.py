@@ -123,6 +123,27 @@ def test_the_replayed_trainer_serves_versions_from_the_event_they_would_reach_a_
     assert all(at >= r.ready_at for (at, _), r in zip(delivered, served))
 
 
+@pytest.mark.parametrize("device, train_seconds", [("cpu", 2.0), ("cuda", 5.0)])
+def test_a_refresh_is_timed_by_cpu_seconds_on_a_cpu_and_by_wall_seconds_on_a_gpu(monkeypatch, device,
+                                                                                train_seconds) -> None:
+    """On a GPU the host's CPU time counts neither the kernels nor the waits for them."""
+    import dataclasses
+
+    import models.replay as replay_module
+
+    refresh = replay_module.refresh_encoder
+    monkeypatch.setattr(replay_module, "refresh_encoder",  # 2 CPU seconds in 5 wall seconds
+                        lambda *args, **kwargs: dataclasses.replace(refresh(*args, **kwargs), cpu_s=2.0, seconds=5.0))
+    monkeypatch.setattr(replay_module, "pick_device", lambda name: torch.device(device))  # training stays on CPU
+    users, items = make_interactions(n_users=20, n_items=15, length=15)  # 300 events
+    trainer = ReplayedTrainer(EncoderConfig.tiny(), CPU, RefreshConfig(max_epochs=1, holdout_min=20),
+                              Cadence(min_new_events=200, refresh_s=0.0, rate=10))
+    trainer.observe(zip(users, items))
+    (record, *_) = trainer.records
+    assert record.extra["train_seconds"] == train_seconds
+    assert record.ready_at == record.started_at + train_seconds * 10
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_same_refresh_trains_the_large_config_on_a_gpu() -> None:
