@@ -19,9 +19,17 @@ The replay is paced (``--rate auto``, the default) at the rate the worker sustai
 :class:`~stream.cli.pacing.LatencyPacer` reads the lists as they come out (which event each reflects,
 and how late) and sends at the rate they come out, a little more while the latency is near what the
 system shows with no queue, less when a queue builds (the tuner's searches take CPU in bursts). So the
-latency the summary reports is the system's, not a queue's. ``--rate N`` replays at N events/s
-whatever happens, ``--rate 0`` as fast as possible; the summary says which rate was asked and which
-was sustained.
+latency the summary reports is the system's, not a queue's. It also keeps the p99 of the last two
+seconds' lists under ``--tail-ms`` (100 ms by default). Above that objective it backs off, and
+the pacer then settles below the throughput ceiling, where the tail is still short.
+``--rate N`` replays at N events/s whatever happens, and ``--rate 0`` as fast as possible. The
+summary says which rate was asked and which was sustained.
+
+The embedded broker slows down with every record batch it holds (``benchmarks/broker_aging.py``).
+So the paced replay gathers ``--linger-ms`` (25 ms) of events into one produce request, and the
+demo's topics have one partition unless ``--partitions`` says otherwise. One partition gathers more
+events per batch, for both the events and the lists. A low-rate replay with one batch per event
+would slow the broker down over the run.
 
 Every process serves Prometheus metrics: the worker on ``--metrics-port`` P, the
 trainer on P+1, the demo itself (events replayed, lists consumed, latency seen by
@@ -82,6 +90,8 @@ class DemoOptions:
     timeout: float = 300.0
     seed: int = 7
     report_path: str | None = None
+    tail_ms: float = 100.0  # with rate "auto": the p99 objective the pacer keeps (0: none)
+    linger_ms: float = 25.0  # the replay's producer gathers events this long into one batch (paced replays)
 
 
 class DemoMetrics(NamedTuple):
@@ -353,10 +363,12 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         for job, url in urls.items():
             console.print(f"metrics    {job:<18} {url}")
         console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
-        pacer = LatencyPacer(min_rate=50.0) if options.rate == "auto" else None
+        pacer = (LatencyPacer(min_rate=50.0, tail_s=options.tail_ms / 1e3 if options.tail_ms > 0 else None)
+                 if options.rate == "auto" else None)
         collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics, pacer)
         collector.start()
-        publisher = EventPublisher(broker.bootstrap, settings.topics.events, batch_events=options.batch_events)
+        publisher = EventPublisher(broker.bootstrap, settings.topics.events, batch_events=options.batch_events,
+                                   linger_s=options.linger_ms / 1e3)
         try:
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -576,6 +588,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "throughput_events_per_s": (len(events) - 1) / max(1e-9, processed_at - replay_started),
         "rate_asked_events_per_s": options.rate if pacer is not None else (float(options.rate) or None),
         "rate_sustained_events_per_s": (len(events) - 1) / max(1e-9, replay_s),
+        "latency_objective_p99_s": options.tail_ms / 1e3 if pacer is not None and options.tail_ms > 0 else None,
         "startup_to_first_list_s": first_list_s,
         "latency_p50_s": pct(50),
         "latency_p95_s": pct(95),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -188,6 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stream.cli.demo import DemoOptions, run_demo
 
     settings = settings_from_args(args)
+    if args.set_partitions is None and "STREAMREC_PARTITIONS" not in os.environ:
+        settings = settings.replace(partitions=1)  # one worker; fewer, larger batches for the embedded broker
     if args.metrics_port_demo is not None:
         settings = settings.replace(metrics_port=args.metrics_port_demo)
     elif args.set_metrics_port is None:
@@ -195,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
                           batch_events=args.batch_events, json_path=args.json, hold=args.hold,
                           timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer,
-                          report_path=args.report)
+                          report_path=args.report, tail_ms=args.tail_ms, linger_ms=args.linger_ms)
     summary = run_demo(settings, options)
     ok = summary["events_processed"] >= summary["events_published"] and summary["lists_received"] > 0
     return 0 if ok else 1
@@ -272,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per second, or auto (the default): paced at the rate the worker sustains, read "
                         "from the lists as they come out, so that the latency reported is the system's, not a "
                         "queue's; 0 = as fast as possible")
+    p.add_argument("--tail-ms", type=float, default=100.0, metavar="MS",
+                   help="with --rate auto: the latency objective. The replay also slows when the p99 of the lists "
+                        "of the last 2 s nears it (default 100; 0 = pace for throughput alone)")
+    p.add_argument("--linger-ms", type=float, default=25.0, metavar="MS",
+                   help="the paced replay gathers events this long into one produce request (default 25). The "
+                        "embedded broker slows with every record batch it holds (benchmarks/broker_aging.py)")
     p.add_argument("--batch-events", type=int, default=100, help="events per message; 1 = single-event messages")
     p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")
@@ -285,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write a one-page report of the run (throughput, latency, HR@k, tuning) to PATH "
                         "(.png or .html)")
-    _add_settings_flags(p, ("k", "partitions", "push", "batch_max", "half_life", "blend",
+    p.add_argument("--partitions", dest="set_partitions", default=None, metavar="STREAMREC_PARTITIONS",
+                   help="partitions of events, rec-requests and recommendations [default 1 in the demo: it runs "
+                        "one worker, and a partition gathers more events per record batch]")
+    _add_settings_flags(p, ("k", "push", "batch_max", "half_life", "blend",
                             "popularity_weight", "next_item_weight", "tuner", "tuner_policy", "self_tune",
                             "metrics_host"))
     p.set_defaults(func=cmd_demo, set_metrics_port=None)

@@ -28,6 +28,15 @@ delivered, so the rate climbs by ``1 + growth`` per round trip (slower for a slo
 capacity that drops is followed at once. When nothing comes back although events are being sent, the
 silence counts as latency and nothing as delivered: a stalled worker brings the rate to ``min_rate``.
 
+With a tail objective (``tail_s``), the pacer also caps the rate by the tail: the
+``tail_quantile`` of the lists of the last ``tail_window_s``. Each time that tail passes ``tail_margin``
+of the objective, the cap drops to ``tail_backoff`` of the rate, and the pacer then holds for one tail
+window, so the same evidence is not counted twice. Below it, the cap grows by ``tail_growth`` per second.
+This is additive-increase, multiplicative-decrease on the tail. The median controller then finds the
+capacity, and the cap keeps the replay where the tail stays inside the objective. An objective that the
+system misses even with no queue cannot be met by pacing. So the cap never aims below twice the base:
+the pacer then runs as it would without a tail objective.
+
 Nothing is fitted to one worker's speed: only what comes out is observed. One thread may
 :meth:`~LatencyPacer.observe` while another asks for the :meth:`~LatencyPacer.rate`.
 """
@@ -38,6 +47,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+import numpy as np
 
 
 class LatencyPacer:
@@ -65,6 +76,12 @@ class LatencyPacer:
         The most the rate exceeds the delivered rate by, with the latency at its base.
     drain_s
         Over the target, the excess latency is to be drained within this many seconds.
+    tail_s, tail_quantile, tail_window_s
+        The tail objective (seconds; None: none): the ``tail_quantile`` of the latencies of the last
+        ``tail_window_s`` is to stay under it.
+    tail_margin, tail_backoff, tail_growth
+        The cap drops to ``tail_backoff`` of the rate when the tail passes ``tail_margin * tail_s``,
+        and grows by ``tail_growth`` per second while it is under.
     clock
         Monotonic seconds; tests pass a simulated clock.
     """
@@ -72,16 +89,32 @@ class LatencyPacer:
     def __init__(self, start_rate: float = 200.0, min_rate: float = 20.0, max_rate: float = 1e6,
                  tick_s: float = 0.05, window_s: float = 0.15, rate_window_s: float = 0.25,
                  probe_every_s: float = 5.0, probe_s: float = 0.6, headroom: float = 0.5, min_queue_s: float = 0.02,
-                 growth: float = 0.5, drain_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 growth: float = 0.5, drain_s: float = 0.5, tail_s: float | None = None,
+                 tail_quantile: float = 99.0, tail_window_s: float = 2.0, tail_margin: float = 0.8,
+                 tail_backoff: float = 0.7, tail_growth: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 < min_rate <= start_rate <= max_rate:
             raise ValueError("need 0 < min_rate <= start_rate <= max_rate")
+        if tail_s is not None and not (tail_s > 0 and 0 < tail_quantile <= 100 and tail_window_s > 0
+                                       and 0 < tail_margin <= 1 and 0 < tail_backoff < 1 and tail_growth > 0):
+            raise ValueError("a tail objective needs tail_s > 0, 0 < tail_quantile <= 100, tail_window_s > 0, "
+                             "0 < tail_margin <= 1, 0 < tail_backoff < 1 and tail_growth > 0")
         self.min_rate, self.max_rate = float(min_rate), float(max_rate)
         self.tick_s, self.window_s, self.rate_window_s = float(tick_s), float(window_s), float(rate_window_s)
         self.probe_every_s, self.probe_s = float(probe_every_s), float(probe_s)
         self.headroom, self.min_queue_s = float(headroom), float(min_queue_s)
         self.growth, self.drain_s = float(growth), float(drain_s)
+        self.tail_s = None if tail_s is None else float(tail_s)
+        self.tail_quantile, self.tail_window_s = float(tail_quantile), float(tail_window_s)
+        self.tail_margin, self.tail_backoff = float(tail_margin), float(tail_backoff)
+        self.tail_growth = float(tail_growth)
         self.clock = clock
         self._rate = float(start_rate)
+        self._tail: deque[tuple[float, float]] = deque()  # (observed at, latency) over the tail window
+        self._cap = float(max_rate)  # the rate the tail allows
+        self._hold_until = 0.0  # no new tail decision before (the window still holds the last one's evidence)
+        self._cap_at = 0.0  # the last tick that looked at the tail
+        self.tail_latency_s: float | None = None  # at the last tick
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (observed at, latency)
         self._probe: tuple[float, float, float] | None = None  # (started, ends, rate) while probing
@@ -106,6 +139,8 @@ class LatencyPacer:
         now = self.clock() if now is None else now
         with self._lock:
             self._recent.append((now, max(0.0, float(latency_s))))
+            if self.tail_s is not None:
+                self._tail.append((now, max(0.0, float(latency_s))))
             self._last_seen = now
             self._seen += 1
             self._progress = max(self._progress, self._seen - 1 if index is None else int(index))
@@ -160,7 +195,28 @@ class LatencyPacer:
         else:
             factor = max(0.5, 1.0 - (latency - target) / self.drain_s)
         self.latency_s, self.delivered = latency, delivered
-        self._set(now, delivered * factor)
+        self._set(now, min(delivered * factor, self._tail_cap(now)))
+
+    def _tail_cap(self, now: float) -> float:
+        """The rate the tail objective allows now (``max_rate`` without one)."""
+        if self.tail_s is None:
+            return self.max_rate
+        tail = self._tail
+        while tail and tail[0][0] < now - self.tail_window_s:
+            tail.popleft()
+        if len(tail) < 20:  # too few lists for a tail
+            return self._cap
+        self.tail_latency_s = latency = float(np.percentile([v for _, v in tail], self.tail_quantile))
+        limit = max(self.tail_margin * self.tail_s, 2.0 * (self.base_s or 0.0))
+        elapsed, self._cap_at = now - self._cap_at, now
+        if now < self._hold_until:
+            return self._cap
+        if latency > limit:
+            self._cap = max(self.min_rate, self.tail_backoff * min(self._rate, self._cap))
+            self._hold_until = now + self.tail_window_s
+        elif self._cap < self.max_rate:
+            self._cap = min(self.max_rate, self._cap * (1.0 + self.tail_growth * min(elapsed, 1.0)))
+        return self._cap
 
     def _probing(self, now: float, latency: float | None) -> bool:
         """Measure the base again at half the rate every ``probe_every_s``; True while doing so."""
