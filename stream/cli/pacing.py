@@ -32,10 +32,10 @@ With a tail objective (``tail_s``), the pacer also caps the rate by the tail: th
 ``tail_quantile`` of the lists of the last ``tail_window_s``. Each time that tail passes ``tail_margin``
 of the objective, the cap drops to ``tail_backoff`` of the rate, and the pacer then holds for one tail
 window, so the same evidence is not counted twice. Below it, the cap grows by ``tail_growth`` per second.
-This is additive-increase, multiplicative-decrease on the tail. The median controller then finds the
-capacity, and the cap keeps the replay where the tail stays inside the objective. An objective that the
-system misses even with no queue cannot be met by pacing. So the cap never aims below twice the base:
-the pacer then runs as it would without a tail objective.
+So the cap backs off fast and grows back slowly. The median controller then finds the capacity, and
+the cap keeps the replay where the tail stays inside the objective. An objective that the system misses
+even with no queue cannot be met by pacing. So the cap never aims below twice the base: with such an
+objective, the pacer keeps the tail within twice the latency with no queue instead.
 
 Nothing is fitted to one worker's speed: only what comes out is observed. One thread may
 :meth:`~LatencyPacer.observe` while another asks for the :meth:`~LatencyPacer.rate`.
