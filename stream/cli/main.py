@@ -185,16 +185,26 @@ def _demo_rate(value: str) -> float | str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from stream.cli.demo import DemoOptions, run_demo
-
+def demo_settings(args: argparse.Namespace) -> Settings:
+    """The demo's settings: flags > environment > defaults, with two defaults of its own. Its topics
+    have one partition: it runs one worker, and a partition gathers more events per record batch,
+    which keeps the embedded broker fast (``benchmarks/broker_aging.py``). Its metrics port is a free
+    one, so a running worker is never in the way."""
     settings = settings_from_args(args)
-    if args.set_partitions is None and "STREAMREC_PARTITIONS" not in os.environ:
-        settings = settings.replace(partitions=1)  # one worker; fewer, larger batches for the embedded broker
+    partitions_env = next(leaf.env for leaf in Settings.leaves() if leaf.flat == "partitions")
+    if args.set_partitions is None and partitions_env not in os.environ:
+        settings = settings.replace(partitions=1)
     if args.metrics_port_demo is not None:
         settings = settings.replace(metrics_port=args.metrics_port_demo)
     elif args.set_metrics_port is None:
-        settings = settings.replace(metrics_port=0)  # a free port, so a running worker is never in the way
+        settings = settings.replace(metrics_port=0)
+    return settings
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.cli.demo import DemoOptions, run_demo
+
+    settings = demo_settings(args)
     options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
                           batch_events=args.batch_events, json_path=args.json, hold=args.hold,
                           timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer,
