@@ -285,9 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per second, or auto (the default): paced at the rate the worker sustains, read "
                         "from the lists as they come out, so that the latency reported is the system's, not a "
                         "queue's; 0 = as fast as possible")
-    p.add_argument("--tail-ms", type=float, default=100.0, metavar="MS",
+    p.add_argument("--tail-ms", type=float, default=None, metavar="MS",
                    help="with --rate auto: the latency objective. The replay also slows when the p99 of the lists "
-                        "of the last 2 s nears it (default 100; 0 = pace for throughput alone)")
+                        "of the last 2 s nears it (default 100, none with --trainer, whose training bursts "
+                        "pacing cannot shorten; 0 = pace for throughput alone)")
     p.add_argument("--linger-ms", type=float, default=25.0, metavar="MS",
                    help="the paced replay gathers events this long into one produce request (default 25). The "
                         "embedded broker slows with every record batch it holds (benchmarks/broker_aging.py)")

@@ -1,6 +1,7 @@
 """The demo's own defaults: one partition and a free metrics port, unless a flag or the environment says otherwise."""
 from __future__ import annotations
 
+from stream.cli.demo import DemoOptions, demo_pacer
 from stream.cli.main import build_parser, demo_settings
 
 
@@ -26,4 +27,16 @@ def test_a_flag_or_the_environment_sets_the_demos_partitions(monkeypatch) -> Non
 
 def test_the_demo_paces_for_a_tail_objective_and_lingers_by_default() -> None:
     args = build_parser().parse_args(["demo"])
-    assert args.rate == "auto" and args.tail_ms == 100.0 and args.linger_ms == 25.0
+    assert args.rate == "auto" and args.linger_ms == 25.0
+    assert demo_pacer(DemoOptions(tail_ms=args.tail_ms), 20_000).tail_s == 0.1
+
+
+def test_with_the_trainer_the_demo_paces_for_throughput_unless_told_an_objective() -> None:
+    assert demo_pacer(DemoOptions(trainer=True), 20_000).tail_s is None
+    assert demo_pacer(DemoOptions(trainer=True, tail_ms=150), 20_000).tail_s == 0.15
+
+
+def test_the_paced_replay_never_runs_so_slow_that_the_demo_would_time_out() -> None:
+    pacer = demo_pacer(DemoOptions(timeout=300.0), 60_000)
+    assert pacer.min_rate * 0.6 * 300.0 >= 60_000 - 1e-6
+    assert demo_pacer(DemoOptions(rate=500.0), 20_000) is None  # a fixed rate is not paced
