@@ -496,14 +496,17 @@ def _wait_for_self_tuning(worker_url: str, tuner_url: str, tuner: Any, processed
 
 
 def _wait_metrics(url: str, worker: subprocess.Popen, deadline: float) -> dict:
-    while time.time() < deadline:
+    """The worker's metrics, tried at least once (also past the deadline, so that a run that ran out
+    of time still gets its summary)."""
+    while True:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
         try:
             return scrape(url)
         except OSError:
+            if time.time() >= deadline:
+                raise TimeoutError(f"no metrics at {url}") from None
             time.sleep(0.1)
-    raise TimeoutError(f"no metrics at {url}")
 
 
 def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], publisher: EventPublisher,
@@ -582,7 +585,14 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
             time.sleep(0.25)  # every scrape costs the worker CPU (and the latency measured) on a small machine
         replayer.join()
         processed_at = time.time()
-    samples = _wait_metrics(metrics_url, worker, deadline)
+    if processed < len(events):
+        why = ("the replay had not sent them all: at this --rate it needs a longer --timeout"
+               if publisher.events_sent < len(events) else
+               "the worker could not keep up (a fixed --rate above what it sustains, or a busy machine): try "
+               "--rate auto or a longer --timeout")
+        console.print(f"[bold red]the demo's timeout ({options.timeout:.0f} s) passed with {int(processed):,} of "
+                      f"{len(events):,} events processed ({publisher.events_sent:,} sent)[/]: {why}")
+    samples = _wait_metrics(metrics_url, worker, deadline + 10)
     published_lists = total(samples, "streamrec_recommendations_published_total")
     while len(collector.lists) < published_lists and time.time() < min(deadline, processed_at + 10):
         time.sleep(0.05)

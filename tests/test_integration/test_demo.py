@@ -33,3 +33,14 @@ def test_demo_with_the_trainer_serves_an_encoder_version(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["encoder_version_served"] >= 1
     assert summary["events_processed"] == summary["events_published"] == 2000
+
+
+def test_a_demo_that_runs_out_of_time_says_why_and_still_writes_its_summary(tmp_path):
+    out = tmp_path / "summary.json"
+    run = subprocess.run([sys.executable, "-m", "stream", "demo", "--events", "3000", "--rate", "50",
+                          "--timeout", "15", "--json", str(out)], capture_output=True, text=True, timeout=200)
+    assert run.returncode == 1, run.stderr[-3000:]
+    said = " ".join((run.stdout + run.stderr).split())
+    assert "timeout (15 s) passed" in said and "needs a longer --timeout" in said
+    summary = json.loads(out.read_text())
+    assert 0 < summary["events_processed"] < summary["events_published"] == 3000
