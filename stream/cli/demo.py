@@ -621,6 +621,9 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         **latency_split(collector.splits),
         f"hr@{k}_consumer": consumer_hr["hr"],
         "hr_evaluated_events": consumer_hr["evaluated"],
+        # a faster replay makes larger micro-batches: one list per user per batch, so fewer lists
+        "mean_batch_events": total(samples, "streamrec_batch_size_events_sum")
+        / max(1.0, total(samples, "streamrec_batch_size_events_count")),
         f"hr@{k}_worker": total(samples, "streamrec_prequential_hit_rate", window="all"),
         **_tuning_summary(samples),
         **_encoder_shadow_summary(samples, k),
