@@ -87,14 +87,16 @@ def run(records: int, rate: float, batch: int, partitions: int, block: int) -> d
         done.set()
         reader.join(timeout=120)
         producer.close()
-    by_seq = np.zeros(records)
+    by_seq = np.full(records, np.nan)  # a record that never arrived has no latency: counted as missing
     for seq, latency in arrived:
         by_seq[seq] = latency
     rows = []
     for (a, cpu_a, t_a), (b, cpu_b, t_b) in zip(cpu_marks, cpu_marks[1:]):
         lat = by_seq[a:b]
-        rows.append({"records": b, "batches": b // batch, "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1),
-                     "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 1),
+        got = lat[~np.isnan(lat)]
+        rows.append({"records": b, "batches": b // batch, "missing": int(lat.size - got.size),
+                     "p50_ms": round(float(np.percentile(got, 50)) * 1e3, 1) if got.size else None,
+                     "p99_ms": round(float(np.percentile(got, 99)) * 1e3, 1) if got.size else None,
                      "broker_cpu": round((cpu_b - cpu_a) / max(1e-9, t_b - t_a), 3)})
     return {"batch": batch, "rate": rate, "partitions": partitions, "records": records,
             "received": len(arrived), "producer_behind_s": round(behind_s, 2), "blocks": rows}
@@ -115,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {args.records:,} records at {args.rate:.0f}/s, {batch} per batch, {args.partitions} partition(s), "
               "fresh broker", flush=True)
         out = run(args.records, args.rate, batch, args.partitions, args.block)
-        print(f"{'records':>8} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'broker CPU':>10}")
+        print(f"{'records':>8} {'batches':>8} {'missing':>8} {'p50 ms':>8} {'p99 ms':>8} {'broker CPU':>10}")
         for row in out["blocks"]:
-            print(f"{row['records']:>8,} {row['batches']:>8,} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
+            p50, p99 = (f"{row[q]:>8.1f}" if row[q] is not None else f"{'-':>8}" for q in ("p50_ms", "p99_ms"))
+            print(f"{row['records']:>8,} {row['batches']:>8,} {row['missing']:>8,} {p50} {p99} "
                   f"{row['broker_cpu']:>10.0%}", flush=True)
         print(f"received {out['received']:,} of {out['records']:,}; producer finished "
               f"{out['producer_behind_s']:.1f} s behind schedule")

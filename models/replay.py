@@ -95,7 +95,8 @@ class ReplayedTrainer:
         self._ready_at = 0
         self._next = max(self.cadence.min_new_events, self.cadence.events(self.cadence.refresh_s))
         self.cpu_s = 0.0
-        self._on_gpu: bool | None = None
+        # known before the first refresh: a trainer asked for CUDA without one fails here, not 6,000 events in
+        self._on_gpu = pick_device(trainer_cfg.device).type == "cuda"
 
     def observe(self, pairs: Iterable[tuple[str, str]]) -> list[EncoderVersion]:
         """Add events; returns the versions that reach serving by the end of them (oldest first)."""
@@ -114,8 +115,6 @@ class ReplayedTrainer:
     def _measured(self, result: RefreshResult) -> float:
         """A refresh's training time: CPU seconds on a CPU (wall time on a shared box is noise), wall
         seconds on a GPU (the host's CPU time there counts neither the kernels nor the waits for them)."""
-        if self._on_gpu is None:
-            self._on_gpu = pick_device(self.trainer_cfg.device).type == "cuda"
         return result.seconds if self._on_gpu else result.cpu_s
 
     def _deliver(self, version: EncoderVersion) -> EncoderVersion:
