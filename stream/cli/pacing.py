@@ -110,13 +110,14 @@ class LatencyPacer:
         self.tail_growth = float(tail_growth)
         self.clock = clock
         self._rate = float(start_rate)
-        self._tail: deque[tuple[float, float]] = deque()  # (observed at, latency) over the tail window
         self._cap = float(max_rate)  # the rate the tail allows
         self._hold_until = 0.0  # no new tail decision before (the window still holds the last one's evidence)
         self._cap_at = 0.0  # the last tick that looked at the tail
         self.tail_latency_s: float | None = None  # at the last tick
         self._lock = threading.Lock()
-        self._recent: deque[tuple[float, float]] = deque()  # (observed at, latency)
+        # (observed at, latency) of the lists of the last window_s, or of the tail window when that is longer
+        self._recent: deque[tuple[float, float]] = deque()
+        self._kept_s = self.window_s if self.tail_s is None else max(self.window_s, self.tail_window_s)
         self._probe: tuple[float, float, float] | None = None  # (started, ends, rate) while probing
         self._probed: list[tuple[float, float]] = []  # (tick, median) during the probe
         self._next_probe = 0.0
@@ -139,8 +140,6 @@ class LatencyPacer:
         now = self.clock() if now is None else now
         with self._lock:
             self._recent.append((now, max(0.0, float(latency_s))))
-            if self.tail_s is not None:
-                self._tail.append((now, max(0.0, float(latency_s))))
             self._last_seen = now
             self._seen += 1
             self._progress = max(self._progress, self._seen - 1 if index is None else int(index))
@@ -170,9 +169,11 @@ class LatencyPacer:
 
     def _revise(self, now: float) -> None:
         recent = self._recent
-        while recent and recent[0][0] < now - self.window_s:
+        while recent and recent[0][0] < now - self._kept_s:
             recent.popleft()
-        latency = statistics.median(v for _, v in recent) if recent else None
+        since = now - self.window_s
+        latest = [v for t, v in recent if t >= since]
+        latency = statistics.median(latest) if latest else None
         delivered = self._delivered(now)
         if self._probing(now, latency):
             return
@@ -201,12 +202,11 @@ class LatencyPacer:
         """The rate the tail objective allows now (``max_rate`` without one)."""
         if self.tail_s is None:
             return self.max_rate
-        tail = self._tail
-        while tail and tail[0][0] < now - self.tail_window_s:
-            tail.popleft()
+        since = now - self.tail_window_s
+        tail = [v for t, v in self._recent if t >= since]  # _revise kept the tail window
         if len(tail) < 20:  # too few lists for a tail
             return self._cap
-        self.tail_latency_s = latency = float(np.percentile([v for _, v in tail], self.tail_quantile))
+        self.tail_latency_s = latency = float(np.percentile(tail, self.tail_quantile))
         limit = max(self.tail_margin * self.tail_s, 2.0 * (self.base_s or 0.0))
         elapsed, self._cap_at = now - self._cap_at, now
         if now < self._hold_until:
