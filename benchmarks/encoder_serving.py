@@ -10,13 +10,18 @@ single-event messages in micro-batches of ``--batch``:
 - ``encoder-per-user``: the same, with ``Blend.prepare`` disabled: one forward pass per list, the
   serving path before this benchmark.
 
+``--baseline-ref REF`` also measures ``encoder`` on another commit (a temporary ``git worktree``), in
+the same rounds, as ``encoder@REF``: before and after a change, on the same machine at the same time.
+
 The first ``--warm`` events are learned untimed (so histories and models are realistic), the next
 ``--events`` are timed: CPU seconds per event of the whole ``process_events`` (learning + lists) and of
-the lists alone (``EventProcessor._list_for``). One torch thread, as the worker's encoder handover sets.
+the lists alone (``EventProcessor._list_for``). One thread for torch and for numpy's BLAS, as the worker's encoder handover sets.
 The measurement of what the encoder adds (``STREAMREC_ENCODER_SHADOW_EVERY``, ``online.shadow``: a second
 list, without the encoder, for one user in four) is off here, so the figures are serving alone.
 
     python benchmarks/encoder_serving.py --runs 3
+    python benchmarks/encoder_serving.py --runs 5 --variants blend encoder --baseline-ref HEAD
+    python benchmarks/encoder_serving.py --data generated      # the demo's stream (users interleaved)
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +42,8 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 torch.set_num_threads(1)
+from threadpoolctl import threadpool_limits
+threadpool_limits(limits=1, user_api="blas")  # as the worker serves (models.serving.serve_on_one_thread)
 from models import EncoderConfig, EncoderScorer, SequenceEncoder
 from online.blend import Blend
 from stream.cli.datasets import generate, load
@@ -82,23 +90,40 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--data", choices=("ml100k", "generated"), default="ml100k",
+                        help="ML-100K (sorted by time: a user's ratings come in bursts) or the demo's generated "
+                             "stream (users interleaved); ML-100K falls back to generated when absent")
+    parser.add_argument("--baseline-ref", help="also measure the encoder on this git commit (a temporary worktree)")
     args = parser.parse_args()
-    data = str(ML100K) if ML100K.exists() else ""
-    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
-    for _ in range(args.runs):
-        for variant in args.variants:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), data, str(args.warm), str(args.events),
-                                  str(args.batch), variant], check=True, capture_output=True, text=True)
-            results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    data = str(ML100K) if args.data == "ml100k" and ML100K.exists() else ""
+    trees = [(variant, variant, ROOT) for variant in args.variants]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline_ref:
+            base_tree = Path(tmp) / "base"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.baseline_ref],
+                           check=True, capture_output=True)
+            trees.append((f"encoder@{args.baseline_ref}", "encoder", base_tree))
+        try:
+            results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in trees}
+            for _ in range(args.runs):
+                for name, variant, tree in trees:
+                    out = subprocess.run([sys.executable, "-c", CHILD, str(tree), data, str(args.warm),
+                                          str(args.events), str(args.batch), variant],
+                                         check=True, capture_output=True, text=True)
+                    results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        finally:
+            if args.baseline_ref:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
     base = statistics.median(r["us_per_event"] for r in results.get("blend", [])) if "blend" in results else None
     base_lists = statistics.median(r["lists_us_per_event"] for r in results["blend"]) if base else None
     for variant, runs in results.items():
         total = statistics.median(r["us_per_event"] for r in runs)
         lists = statistics.median(r["lists_us_per_event"] for r in runs)
         ratio = f"  x{total / base:.2f} per event, x{lists / base_lists:.2f} per list" if base else ""
-        print(f"{variant:<18} median {total:7.1f} µs/event (lists {lists:7.1f}){ratio}  runs "
+        print(f"{variant:<22} median {total:7.1f} µs/event (lists {lists:7.1f}){ratio}  runs "
               + ", ".join(f"{r['us_per_event']:.0f}" for r in runs))
-    print(json.dumps({"batch": args.batch, "events": args.events, "warm": args.warm, "results": results}))
+    print(json.dumps({"data": args.data if data else "generated", "batch": args.batch, "events": args.events,
+                      "warm": args.warm, "results": results}))
     return 0
 
 

@@ -13,25 +13,39 @@ catalogue) by default, so they sit in ``[0, 1]`` like the other strategies'
 scores and an unknown item's 0.0 means "no evidence". That costs one
 ``hidden x catalogue`` product per request with the item table kept as one
 matrix, which ``candidates`` needs anyway. The forward pass that turns a history
-into the user's state is the expensive part: :meth:`EncoderScorer.prepare` runs it
-once for all the users of a micro-batch (one batched pass), states are kept per
-user and reused while the user's known history is unchanged, and a request's
+into the user's state was the expensive part; now each user's state is kept up to
+date one new item at a time (:class:`models.incremental.IncrementalStates`: keys and
+values cached per user, the blocks run in numpy), :meth:`EncoderScorer.prepare` does
+that for all the users of a micro-batch at once, and a request's
 :meth:`EncoderScorer.scorer` computes its scores once for ``candidates`` and ``score``.
 """
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-from models.data import ItemVocab, pad_right
+from models.data import ItemVocab
 from models.encoder import SequenceEncoder
+from models.incremental import IncrementalStates
 
 log = logging.getLogger(__name__)
+
+
+def serve_on_one_thread() -> None:
+    """One thread for torch's intra-op pool and for numpy's BLAS, process-wide, as a worker serves.
+
+    Serving shares a core with the agent. A BLAS or OpenMP pool of two threads on a box whose other
+    core is busy spins at every barrier: measured on the encoder's scores (a ``[users, hidden] x
+    [hidden, items]`` product per micro-batch), OpenBLAS's default pool cost a third more CPU per event
+    than one thread.
+    """
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1, user_api="blas")
 
 
 class EncoderScorer:
@@ -47,6 +61,9 @@ class EncoderScorer:
         The checkpoint version, for metrics and logs.
     normalize
         ``True``: softmax probabilities over the catalogue; ``False``: raw dot products.
+    cache_mb, max_users
+        Memory for the users' cached keys and values, and the most users kept
+        (:class:`~models.incremental.IncrementalStates`).
 
     Examples
     --------
@@ -66,7 +83,7 @@ class EncoderScorer:
     name = "encoder"
 
     def __init__(self, model: SequenceEncoder, items: Sequence[str], *, version: int | None = None,
-                 normalize: bool = True, max_users: int = 100_000) -> None:
+                 normalize: bool = True, cache_mb: float = 128.0, max_users: int = 100_000) -> None:
         if len(items) != model.config.n_items:
             raise ValueError(f"{len(items)} items for an encoder of {model.config.n_items}")
         self.model = model.to("cpu").eval()
@@ -74,15 +91,16 @@ class EncoderScorer:
         self.version = version
         self.normalize = normalize
         self.max_len = model.config.max_len
-        self.max_users = int(max_users)
         with torch.inference_mode():  # the item table as one matrix: a request's scores are one product
-            self._table = model.output_table.detach().float().contiguous().clone()  # [N, H]
-        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
+            # [N+1, H] with id 0's row (zeros) kept, so that a score array is indexed by item id directly
+            self._table = model.item_emb.weight.detach().float().numpy().copy()
+        self._items = [""] + self.vocab.items  # the item of each id, as a list: the fastest look-up
+        #: each user's state, kept up to date one new item at a time
+        self.states = IncrementalStates(self.model, cache_mb=cache_mb, max_users=max_users)
+        self._cache: tuple[str | None, tuple[int, ...], np.ndarray] | None = None  # the last request's scores
         #: the last prepared micro-batch's scores: user -> (ids they were computed from, scores [N])
         self._batch: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
-        #: user -> (the ids the state was computed from, the state [H]): reused while nothing new arrived
-        self._states: OrderedDict[str, tuple[tuple[int, ...], torch.Tensor]] = OrderedDict()
-        self.forwards = 0  # forward passes run (a batch counts once), for benchmarks and tests
+        self.forwards = 0  # passes through the blocks run (a batch counts once), for benchmarks and tests
 
     def learn_many(self, interactions: Sequence[Any]) -> None:
         """No-op: the encoder is refreshed by the trainer and hot-swapped, not learned here."""
@@ -92,19 +110,12 @@ class EncoderScorer:
         ids = self.vocab.encode(history)
         return tuple(ids[-self.max_len:]), ids
 
-    def _remember(self, user_id: str, key: tuple[int, ...], state: torch.Tensor) -> None:
-        states = self._states
-        states[user_id] = (key, state)
-        states.move_to_end(user_id)
-        while len(states) > self.max_users:
-            states.popitem(last=False)
-
     def prepare(self, requests: Iterable[tuple[str, Sequence[str]]]) -> int:
-        """Compute the states of every user in ``requests`` (``(user, history)``) whose history changed
-        since their state was computed, in one batched forward pass; returns how many were computed.
+        """Bring the states of every user in ``requests`` (``(user, history)``) up to date, all at once,
+        and score the catalogue for each; returns how many states changed.
 
         A worker calls it once per micro-batch before ranking its users' lists, so each list then
-        costs one product with the item table, not a forward pass of its own.
+        costs a look-up, not a pass of its own.
         """
         try:
             wanted: dict[str, tuple[int, ...]] = {}
@@ -112,42 +123,34 @@ class EncoderScorer:
                 key, _ = self._key(history)
                 if key:
                     wanted[user_id] = key
-            todo = {user_id: key for user_id, key in wanted.items()
-                    if (held := self._states.get(user_id)) is None or held[0] != key}
-            if todo:
-                users, keys = list(todo), list(todo.values())
-                with torch.inference_mode():
-                    seq = torch.from_numpy(pad_right(keys, self.max_len))  # [B, L] right-padded
-                    states = self.model.last_hidden(seq).float()  # [B, H]
-                self.forwards += 1
-                for user_id, key, state in zip(users, keys, states):
-                    self._remember(user_id, key, state)
             batch: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
-            if wanted and len(wanted) * len(self._table) <= 16_000_000:  # the batch's scores: one product
-                users = list(wanted)
-                with torch.inference_mode():
-                    logits = torch.stack([self._states[u][1] for u in users]) @ self._table.T  # [B, N]
-                    scores = (torch.softmax(logits, dim=1) if self.normalize else logits).numpy()
-                batch = {user_id: (wanted[user_id], scores[row]) for row, user_id in enumerate(users)}
+            if not wanted:
+                self._batch = batch
+                return 0
+            users, keys = list(wanted), list(wanted.values())
+            states = self.states.states(users, keys)  # [B, H]
+            self.forwards += self.states.last_computed > 0
+            if len(users) * len(self._table) <= 16_000_000:  # the batch's scores: one product
+                scores = self._normalized(states @ self._table.T)  # [B, N+1]
+                batch = {user_id: (key, scores[row]) for row, (user_id, key) in enumerate(zip(users, keys))}
             self._batch = batch  # one reference assignment
-            return len(todo)
+            return self.states.last_computed
         except Exception:  # the protocol forbids raising into the serving path; requests compute their own
             log.exception("encoder v%s failed to prepare a batch of states", self.version)
             return 0
 
-    def _state(self, user_id: str | None, key: tuple[int, ...]) -> torch.Tensor:
-        held = self._states.get(user_id) if user_id is not None else None
-        if held is not None and held[0] == key:
-            return held[1]
-        with torch.inference_mode():
-            state = self.model.last_hidden(torch.tensor([key], dtype=torch.int64))[0].float()  # [H]
-        self.forwards += 1
-        if user_id is not None:
-            self._remember(user_id, key, state)
-        return state
+    def _normalized(self, logits: np.ndarray) -> np.ndarray:
+        """Scores indexed by item id (``[..., N+1]``; id 0, no item, scores 0): a softmax over the
+        catalogue when ``normalize``, else the raw logits (id 0's are 0: its embedding row is zeros)."""
+        if not self.normalize:
+            return logits
+        logits[..., 0] = -np.inf
+        logits = np.exp(logits - logits.max(-1, keepdims=True))
+        logits /= logits.sum(-1, keepdims=True)
+        return logits
 
     def _scores(self, history: Sequence[str], user_id: str | None = None) -> tuple[np.ndarray | None, list[int]]:
-        """Scores of all items ``[N]`` (index j = id j+1) for the known part of ``history``."""
+        """Scores of all items ``[N+1]`` (index = item id; 0 at id 0) for the known part of ``history``."""
         key, ids = self._key(history)
         if not key:
             return None, ids
@@ -155,14 +158,12 @@ class EncoderScorer:
         if prepared is not None and prepared[0] == key:
             return prepared[1], ids
         cached = self._cache
-        if cached is not None and cached[0] == key:
-            return cached[1], ids
-        state = self._state(user_id, key)
-        with torch.inference_mode():
-            logits = self._table @ state  # [N]
-            scores = torch.softmax(logits, dim=0) if self.normalize else logits
-            out = scores.numpy().copy()
-        self._cache = (key, out)  # a single reference assignment: safe with concurrent readers
+        if cached is not None and cached[0] == user_id and cached[1] == key:
+            return cached[2], ids
+        state = self.states.states([user_id], [key])[0]  # [H]
+        self.forwards += self.states.last_computed > 0
+        out = self._normalized(self._table @ state)  # [N+1]
+        self._cache = (user_id, key, out)  # a single reference assignment: safe with concurrent readers
         return out, ids
 
     # ------------------------------------------------------------------ the strategy protocol
@@ -187,7 +188,7 @@ class EncoderScorer:
         if scores is None:
             return [0.0] * len(items)
         get = self.vocab.id_of
-        return [float(scores[i - 1]) if (i := get(item)) else 0.0 for item in items]
+        return scores[np.fromiter(map(get, items), np.int64, len(items))].tolist()  # id 0 (unknown) scores 0
 
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
         """Top-``n`` items by score, excluding the user's history; ``[]`` if no item is known."""
@@ -201,22 +202,26 @@ class EncoderScorer:
 
     def _top(self, scores: np.ndarray | None, ids: list[int], n: int,
              exclude: Collection[str] = ()) -> list[str]:
+        """The ``n`` best items, leaving out the history's and ``exclude``'s. The items to leave out are
+        strings (the blend's ``seen`` plus its pool so far, often hundreds): rather than look each one up,
+        the best ``2n`` are read and filtered, and twice as many again while too few remain."""
         if scores is None or n <= 0:
             return []
         scores = scores.copy()
+        scores[0] = -np.inf  # id 0 is no item
         if ids:
-            scores[np.asarray(ids, dtype=np.int64) - 1] = -np.inf
-        available = len(scores) - len(set(ids))
-        wanted = min(int(n) + min(len(exclude), len(scores)), available)
-        if wanted <= 0:
-            return []
-        top = np.argpartition(-scores, wanted - 1)[:wanted]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        item_of = self.vocab.item_of
-        out = [item_of(int(j) + 1) for j in top]
-        if exclude:
-            out = [item for item in out if item not in exclude]
-        return out[:n]
+            scores[ids] = -np.inf
+        available = len(scores) - 1 - len(set(ids))
+        items, n = self._items, int(n)
+        wanted = min(2 * n if exclude else n, available)
+        while wanted > 0:
+            top = np.argpartition(-scores, wanted - 1)[:wanted]
+            top = top[np.argsort(-scores[top], kind="stable")].tolist()
+            out = [item for j in top if (item := items[j]) not in exclude] if exclude else [items[j] for j in top]
+            if len(out) >= n or wanted >= available:
+                return out[:n]
+            wanted = min(2 * wanted, available)
+        return []
 
 
 class _Request:

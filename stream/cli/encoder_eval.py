@@ -103,15 +103,14 @@ class EncoderInTheLoop:
 
 def replayed_trainer(settings: Any, rate: float, train_seconds: float | None = None) -> Any:
     """The trainer process of ``settings`` (its ``trainer_*`` settings), replayed at ``rate`` events/s."""
-    import torch
-
     from models import EncoderConfig, TrainerConfig
     from models.replay import Cadence, ReplayedTrainer
+    from models.serving import serve_on_one_thread
     from stream.trainer.trainer import refresh_config
 
     # One intra-op thread, as a worker serves: on a shared box two OpenMP threads that lose a core spin
     # at every barrier, and the measured training time (the version's delay in events) would be noise.
-    torch.set_num_threads(1)
+    serve_on_one_thread()
     enc = settings.encoder
     return ReplayedTrainer(EncoderConfig.preset(enc.trainer_size),
                            TrainerConfig(device=enc.trainer_device, progress=False),

@@ -62,11 +62,10 @@ class EncoderHandover:
 
     @staticmethod
     def _new_loader() -> Any:
-        import torch
-
         from models import EncoderLoader
+        from models.serving import serve_on_one_thread
 
-        torch.set_num_threads(1)  # one thread: serving shares the core with the agent
+        serve_on_one_thread()  # serving shares the core with the agent
         return EncoderLoader()
 
     async def load(self, path: str, version: int | None) -> None:

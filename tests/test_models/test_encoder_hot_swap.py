@@ -138,13 +138,13 @@ def test_empty_slot_serves_neutral_answers() -> None:
 
 
 def _expected(paths: list[Path]) -> dict[int, list[float]]:
-    """Each version's scores of ITEMS[1:] for HISTORY, computed from its checkpoint directly."""
+    """Each version's scores of ITEMS[1:] for HISTORY, from a scorer of its own checkpoint alone (that the
+    scorer's numbers are the encoder's is ``test_encoder_serving.py``'s and ``test_incremental_states.py``'s)."""
     expected = {}
     for path in paths:
         ckpt = load_checkpoint(path)
-        with torch.inference_mode():
-            scores = build_model(ckpt).full_sort_predict(torch.tensor([[2, 3, 4]])).softmax(-1)[0]
-        expected[ckpt.version] = [float(s) for s in scores[1:]]
+        alone = EncoderScorer(build_model(ckpt), ckpt.items, version=ckpt.version)
+        expected[ckpt.version] = alone.score("u", HISTORY, ITEMS[1:])
     return expected
 
 

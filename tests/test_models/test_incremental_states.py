@@ -1,0 +1,144 @@
+"""A user's encoder state, kept up to date one item at a time, is the encoder's own output over the
+user's window: through appends, window restarts, evictions, mixed micro-batches and odd histories."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from models.config import EncoderConfig
+from models.encoder import SequenceEncoder
+from models.incremental import IncrementalStates
+
+N_ITEMS = 40
+
+
+def encoder(**changes) -> SequenceEncoder:
+    torch.manual_seed(0)
+    return SequenceEncoder(EncoderConfig.tiny(n_items=N_ITEMS).copy(**changes)).eval()
+
+
+def full_pass(model: SequenceEncoder, window: tuple[int, ...]) -> np.ndarray:
+    with torch.inference_mode():
+        return model.last_hidden(torch.tensor([list(window)]))[0].numpy()
+
+
+class Windows:
+    """The window rule, written out plainly: grow by the new items; when they do not fit, restart at the
+    newest max_len // 2; anything else (a new user, a history changed otherwise) takes the last max_len."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len, self.windows = max_len, {}
+
+    def next(self, user: str, key: tuple[int, ...]) -> tuple[int, ...]:
+        old = self.windows.get(user)
+        new = None
+        if old is not None:
+            for k in range(len(key)):
+                head = key[: len(key) - k]
+                if head[-len(old):] == old[-len(head):]:
+                    new = k
+                    break
+        if new is None:
+            window = key[-self.max_len:]
+        elif new == 0:
+            window = old
+        elif len(old) + new <= self.max_len:
+            window = old + key[-new:]
+        else:
+            window = key[-(self.max_len // 2):]
+        self.windows[user] = window
+        return window
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_heads": 2, "max_len": 12, "ffn_mult": 2}],
+                         ids=["tiny", "two-heads-short-window"])
+def test_every_state_equals_the_encoders_pass_over_the_users_window(changes) -> None:
+    model = encoder(**changes)
+    states, rule = IncrementalStates(model), Windows(model.config.max_len)
+    rng = random.Random(1)
+    histories: dict[str, list[int]] = {f"u{i}": [] for i in range(10)}
+    for _ in range(150):
+        users = rng.sample(list(histories), rng.randint(1, 7))
+        for user in users:  # mostly one new item, sometimes several, in one micro-batch
+            histories[user] = (histories[user] + [rng.randint(1, N_ITEMS) for _ in range(rng.choice([1, 1, 1, 2, 5]))])[-30:]
+        keys = [tuple(histories[u][-model.config.max_len:]) for u in users]
+        got = states.states(users, keys)
+        for user, key, state in zip(users, keys, got):
+            np.testing.assert_allclose(state, full_pass(model, rule.next(user, key)), atol=2e-5)
+
+
+def test_a_new_item_costs_one_position_and_nothing_new_costs_none() -> None:
+    states = IncrementalStates(encoder())
+    states.states(["u"], [(1, 2, 3)])
+    assert states.tokens_computed == 3
+    states.states(["u"], [(1, 2, 3, 4)])
+    assert states.tokens_computed == 4 and states.last_computed == 1
+    states.states(["u"], [(1, 2, 3, 4)])
+    assert states.tokens_computed == 4 and states.last_computed == 0
+
+
+def test_a_full_window_restarts_at_its_newest_half() -> None:
+    model = encoder(max_len=8)
+    states = IncrementalStates(model)
+    history = tuple(range(1, 9))  # eight items: the window is full
+    states.states(["u"], [history])
+    longer = history[1:] + (9,)  # the history keeps its last 8; the ninth item does not fit
+    state = states.states(["u"], [longer])[0]
+    assert states.tokens_computed == 8 + 4
+    np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9)), atol=2e-5)
+    state = states.states(["u"], [longer[1:] + (10,)])[0]  # and grows again from there
+    np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9, 10)), atol=2e-5)
+
+
+def test_a_history_changed_otherwise_is_computed_afresh() -> None:
+    model = encoder()
+    states = IncrementalStates(model)
+    states.states(["u"], [(1, 2, 3)])
+    state = states.states(["u"], [(7, 8)])[0]  # not the old window followed by new items
+    np.testing.assert_allclose(state, full_pass(model, (7, 8)), atol=2e-5)
+
+
+def test_memory_is_bounded_and_an_evicted_user_comes_back_computed_afresh() -> None:
+    model = encoder()
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states = IncrementalStates(model, cache_mb=3.5 * per_user_mb)
+    assert states.capacity == 3
+    for user in ("a", "b", "c", "d"):  # "a", the least recently served, makes room for "d"
+        states.states([user], [(1, 2)])
+    assert len(states) == 3
+    before = states.tokens_computed
+    state = states.states(["a"], [(1, 2, 3)])[0]
+    assert states.tokens_computed - before == 3  # its cached positions were gone
+    np.testing.assert_allclose(state, full_pass(model, (1, 2, 3)), atol=2e-5)
+
+
+def test_a_micro_batch_larger_than_the_cache_is_served_whole() -> None:
+    model = encoder()
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states = IncrementalStates(model, cache_mb=2.5 * per_user_mb)
+    users = [f"u{i}" for i in range(6)]
+    keys = [(i + 1, i + 2) for i in range(6)]
+    got = states.states(users, keys)
+    for key, state in zip(keys, got):
+        np.testing.assert_allclose(state, full_pass(model, key), atol=2e-5)
+    assert len(states) == 2
+
+
+def test_states_without_a_user_are_computed_and_not_kept() -> None:
+    model = encoder()
+    states = IncrementalStates(model)
+    state = states.states([None], [(3, 4, 5)])[0]
+    np.testing.assert_allclose(state, full_pass(model, (3, 4, 5)), atol=2e-5)
+    assert len(states) == 0
+
+
+def test_the_weights_are_copied_at_construction() -> None:
+    model = encoder()
+    states = IncrementalStates(model)
+    expected = full_pass(model, (1, 2))
+    with torch.no_grad():
+        model.item_emb.weight.add_(1.0)  # a later change to the model does not reach the states
+    np.testing.assert_allclose(states.states(["u"], [(1, 2)])[0], expected, atol=2e-5)
