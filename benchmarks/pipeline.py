@@ -12,7 +12,9 @@ a long-lived broker would bias later phases):
             messages, paced), after a warm-up, split per list into the time to the worker, in the
             worker and from it (the stamps each list carries), with the worker's own histograms;
 6. brokerless - the same paced load handed straight to the worker's processor in one process
-            (no broker, no clients): what the worker alone adds.
+            (no broker, no clients): what the worker alone adds;
+7. encoder - (only when named) the latency at 100 events/s with the learned blend, without and with a
+            ``small`` encoder in its slot (random weights, loaded before the first event), alternating.
 
 Events are pre-produced for the throughput phases; a rate is events processed divided by
 the time between the first and the last processed event (so group join is excluded; it is
@@ -20,6 +22,7 @@ measured by phase 4). Prints a table and, with --json, writes every figure.
 
     python benchmarks/pipeline.py                # full run (~5 minutes)
     python benchmarks/pipeline.py --quick        # smaller, for a smoke check
+    python benchmarks/pipeline.py --phases encoder --latency-seconds 40   # the worker's latency with the encoder
 """
 from __future__ import annotations
 
@@ -154,10 +157,35 @@ def startup(bootstrap: str, runs: int) -> list[float]:
     return times
 
 
-def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_ms: int | None = None) -> dict:
+def latency_events(rate: float, seconds: float, warmup: float) -> list:
+    """The latency phases' stream: 5,000 users and 5,000 items, paced single events."""
+    return generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
+
+
+def random_encoder(directory: Path, items: list[str]) -> Path:
+    """Version 1 of a ``small`` encoder over ``items`` with random weights, written where a worker polls:
+    serving cost depends on the shapes only."""
+    import torch
+
+    from models import EncoderConfig, SequenceEncoder, checkpoint_path, save_checkpoint
+
+    torch.manual_seed(0)
+    config = EncoderConfig.small(n_items=len(items))
+    return save_checkpoint(checkpoint_path(directory, 1), state_dict=SequenceEncoder(config).state_dict(),
+                           config=config, items=items, version=1)
+
+
+def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_ms: int | None = None,
+            encoder: bool = False, **changes) -> dict:
     """Paced single-event messages at ``rate``; the producer batches them for ``linger_ms`` (default
-    ``BENCH_LINGER_MS``, 0)."""
-    settings = fresh_settings(bootstrap)
+    ``BENCH_LINGER_MS``, 0). ``encoder``: the worker serves a ``small`` encoder over the stream's items,
+    loaded before the first event is sent (so the window holds serving, not the load). ``changes``: settings."""
+    if encoder:
+        directory = LOGS / f"encoder-{uuid.uuid4().hex[:6]}"
+        directory.mkdir()
+        random_encoder(directory, sorted({e.item_id for e in latency_events(rate, seconds, warmup)}))
+        changes.update(trainer_dir=str(directory), encoder_poll_s=0.5)
+    settings = fresh_settings(bootstrap, **changes)
     from stream.kafka.broker import create_topics
 
     create_topics(bootstrap, settings.topic_specs())
@@ -184,7 +212,13 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
     reader.start()
     try:
         wait_until_ready(settings, process)
-        events = generate(int(rate * (seconds + warmup)) + 10, n_users=5_000, n_items=5_000, seed=5)
+        url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
+        deadline = time.monotonic() + 120
+        while encoder and total(scrape(url), "streamrec_encoder_version") < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not load the encoder within 120 s")
+            time.sleep(0.25)
+        events = latency_events(rate, seconds, warmup)
         publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1,
                                    extra_config={"linger_ms": LINGER_MS if linger_ms is None else linger_ms})
         timer = threading.Timer(warmup, measuring.set)
@@ -192,7 +226,7 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
         publisher.replay(events, rate=rate)
         publisher.close()
         time.sleep(2.0)
-        worker_side = scrape(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics")
+        worker_side = scrape(url)
     finally:
         stop_flag.set()
         reader.join(5)
@@ -293,9 +327,12 @@ def main() -> int:
     parser.add_argument("--startup-runs", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--encoder-rounds", type=int, default=2,
+                        help="phase 'encoder': rounds of (without, with) the encoder at 100 events/s")
     parser.add_argument("--json", default=None)
     parser.add_argument("--phases", default="bare,single,batch,start,latency,brokerless",
-                        help="comma-separated subset of: bare,single,batch,start,latency,brokerless")
+                        help="comma-separated subset of: bare,single,batch,start,latency,brokerless,encoder "
+                             "(encoder is not in the default run)")
     args = parser.parse_args()
     if args.quick:
         args.single_events, args.batch_events, args.startup_runs, args.latency_seconds = 5_000, 30_000, 1, 5.0
@@ -351,6 +388,14 @@ def main() -> int:
         results["latency_1000_producer_linger_25ms"] = phase(
             "latency at 1000 ev/s, producer linger 25 ms",
             lambda b: latency(b, 1000.0, args.latency_seconds, warmup=3.0, linger_ms=25))
+    if "encoder" in phases:  # what serving the encoder does to the worker's latency (issue 14): the learned
+        # blend with and without a `small` encoder in its slot, at 100 events/s, alternating
+        for round_ in range(args.encoder_rounds):
+            for with_encoder in (False, True):
+                name = f"encoder_latency_100_{'with' if with_encoder else 'without'}_{round_ + 1}"
+                results[name] = phase(f"latency at 100 ev/s, learned blend, {'with' if with_encoder else 'no'} encoder",
+                                      lambda b, e=with_encoder: latency(b, 100.0, args.latency_seconds, warmup=3.0,
+                                                                        encoder=e, blend="default"))
     if "brokerless" in phases:
         for rate in (100.0, 1000.0):
             print(f"[{time.strftime('%H:%M:%S')}] broker-free at {rate:.0f} ev/s ...", flush=True)

@@ -239,23 +239,25 @@ class IncrementalStates:
         real = offsets[None, :] < counts[:, None]  # [n, width]: padding after each row's tokens
         rows, cols = np.nonzero(real)
         at = positions[rows, cols]
-        x = self._item_emb[tokens] + self._pos_emb[np.minimum(positions, self.max_len - 1)]  # [n, width, H]
+        # rows of x are (row, offset) pairs, flat: a 2-D product is one matrix product, where a 3-D one
+        # would be a stack of one small product per row
+        x = (self._item_emb[tokens] + self._pos_emb[np.minimum(positions, self.max_len - 1)]).reshape(-1, self.hidden)
         causal = np.where(np.arange(context)[None, None, :] <= positions[:, :, None], np.float32(0.0),
                           np.float32(-np.inf))[:, None]  # [n, 1, width, context]: what each position sees
         h, d, mean = self.heads, self.head_dim, self._mean
         scale = np.float32(1.0 / math.sqrt(d))
         for b, block in enumerate(self._blocks):
-            qkv = _layer_norm(x, block.ln1, mean) @ block.qkv_w + block.qkv_b  # [n, width, 3H]
+            qkv = _layer_norm(x, block.ln1, mean) @ block.qkv_w + block.qkv_b  # [n * width, 3H]
             qkv = qkv.reshape(n, width, 3, h, d).transpose(2, 0, 3, 1, 4)  # [3, n, heads, width, d]
             keys[b][rows, :, at] = qkv[1][rows, :, cols]
             values[b][rows, :, at] = qkv[2][rows, :, cols]
             scores = (qkv[0] * scale) @ keys[b].transpose(0, 1, 3, 2) + causal  # [n, heads, width, context]
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
-            attended = (scores @ values[b]).transpose(0, 2, 1, 3).reshape(n, width, self.hidden)
+            attended = (scores @ values[b]).transpose(0, 2, 1, 3).reshape(n * width, self.hidden)
             x = x + (attended @ block.out_w + block.out_b)
             x = x + (_gelu(_layer_norm(x, block.ln2, mean) @ block.ffn1_w + block.ffn1_b) @ block.ffn2_w + block.ffn2_b)
-        last = _layer_norm(x[np.arange(n), counts - 1], self._final_ln, mean)  # [n, H]
+        last = _layer_norm(x[np.arange(n) * width + counts - 1], self._final_ln, mean)  # [n, H]
         self.tokens_computed += int(counts.sum())
         if cached.any():  # only the new positions go back to the cache
             mine = cached[rows]
