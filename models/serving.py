@@ -95,6 +95,7 @@ class EncoderScorer:
             # [N+1, H] with id 0's row (zeros) kept, so that a score array is indexed by item id directly
             self._table = model.item_emb.weight.detach().float().numpy().copy()
         self._items = [""] + self.vocab.items  # the item of each id, as a list: the fastest look-up
+        self._id_of = self.vocab.id_getter()  # and the id of each item
         #: each user's state, kept up to date one new item at a time
         self.states = IncrementalStates(self.model, cache_mb=cache_mb, max_users=max_users)
         self._cache: tuple[str | None, tuple[int, ...], np.ndarray] | None = None  # the last request's scores
@@ -107,7 +108,8 @@ class EncoderScorer:
 
     # ------------------------------------------------------------------ user states
     def _key(self, history: Sequence[str]) -> tuple[tuple[int, ...], list[int]]:
-        ids = self.vocab.encode(history)
+        get = self._id_of
+        ids = [i for item in history if (i := get(item))]  # the known items' ids (ItemVocab.encode, inlined)
         return tuple(ids[-self.max_len:]), ids
 
     def prepare(self, requests: Iterable[tuple[str, Sequence[str]]]) -> int:
@@ -187,8 +189,8 @@ class EncoderScorer:
     def _lookup(self, scores: np.ndarray | None, items: Sequence[str]) -> list[float]:
         if scores is None:
             return [0.0] * len(items)
-        get = self.vocab.id_of
-        return scores[np.fromiter(map(get, items), np.int64, len(items))].tolist()  # id 0 (unknown) scores 0
+        get = self._id_of
+        return scores[[get(item, 0) for item in items]].tolist()  # id 0 (unknown) scores 0
 
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
         """Top-``n`` items by score, excluding the user's history; ``[]`` if no item is known."""
