@@ -70,10 +70,11 @@ class EncoderLoader:
     (False, 'CheckpointError', None, None, 1)
     """
 
-    def __init__(self, *, normalize: bool = True) -> None:
+    def __init__(self, *, normalize: bool = True, cache_mb: float = 128.0) -> None:
         self._version: int | None = None
         self._load_lock = threading.Lock()  # one load at a time
         self.normalize = normalize
+        self.cache_mb = cache_mb  # each scorer's memory for users' states (models.incremental)
         self.loads = 0
         self.failures = 0
 
@@ -101,7 +102,8 @@ class EncoderLoader:
                     return SwapResult(False, previous, previous, candidate,
                                       f"version {candidate} is not newer than {previous}")
                 model = build_model(checkpoint)  # a fresh object; a served model is never touched
-                scorer = EncoderScorer(model, checkpoint.items, version=candidate, normalize=self.normalize)
+                scorer = EncoderScorer(model, checkpoint.items, version=candidate, normalize=self.normalize,
+                                       cache_mb=self.cache_mb)
                 self._warm_up(scorer)
             except ModelError as exc:
                 return self._failed(previous, candidate, exc)

@@ -136,7 +136,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     events_topic = app.topic(settings.topics.events, partitions=settings.kafka.partitions)
     updates_topic = app.topic(settings.topics.model_updates, partitions=1)
-    encoder = EncoderHandover(processor, metrics, settings.encoder.weight)
+    encoder = EncoderHandover(processor, metrics, settings.encoder.weight, settings.encoder.cache_mb)
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any, received: float | None) -> None:

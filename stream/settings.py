@@ -356,13 +356,16 @@ class EncoderSettings(_Section):
                                 "encoder, seconds", flat="encoder_poll_s")
     weight: float = _leaf(0.3, "starting blend weight of the encoder once a version is loaded",
                           flat="encoder_weight")
+    cache_mb: float = _leaf(128.0, "memory each worker keeps users' encoder states in (keys and values per "
+                                   "user, so a new item costs one position; least recently served users "
+                                   "beyond it are recomputed when they return), MB", flat="encoder_cache_mb")
     shadow_every: int = _leaf(4, "measure what the encoder adds on one user in this many: their lists are "
                                  "also ranked with its weight at 0 and both scored on their next event "
                                  "(streamrec_encoder_shadow_*; a second list each while a version serves; 0 = off)",
                               flat="encoder_shadow_every")
 
     def _problems(self) -> list[str]:
-        return self._at_least(0, "shadow_every")
+        return self._at_least(0, "shadow_every", "cache_mb")
 
 
 @dataclass(frozen=True)

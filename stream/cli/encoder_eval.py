@@ -29,11 +29,13 @@ class EncoderInTheLoop:
     """An engine (``learn_many`` / ``recommend``, with a ``blend``) whose blend serves the replayed
     trainer's versions. Delegates everything else to the engine."""
 
-    def __init__(self, engine: Any, trainer: Any, weight: float, *, shadow: bool = True) -> None:
+    def __init__(self, engine: Any, trainer: Any, weight: float, *, shadow: bool = True,
+                 cache_mb: float = 128.0) -> None:
         self.inner = engine
         self.trainer = trainer
         self.weight = float(weight)
         self.shadow = shadow
+        self.cache_mb = cache_mb  # each version's memory for users' states, as a worker's
         self.scorer: Any = None  # the EncoderScorer served now
         self.encoder_swaps: list[dict[str, Any]] = []  # (event, version) each time a version reached serving
         self.measured = StrategyShadow(ENCODER, max_users=10_000_000)  # every user, every list
@@ -69,7 +71,7 @@ class EncoderInTheLoop:
     def _serve(self, version: Any) -> None:
         from models.serving import EncoderScorer
 
-        self.scorer = EncoderScorer(version.model, version.items, version=version.version)
+        self.scorer = EncoderScorer(version.model, version.items, version=version.version, cache_mb=self.cache_mb)
         self._fill()
         self.encoder_swaps.append({"event": self.trainer.log.position, "version": version.version})
 

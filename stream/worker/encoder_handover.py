@@ -27,10 +27,12 @@ class EncoderHandover:
     (``STREAMREC_ENCODER_WEIGHT``).
     """
 
-    def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float) -> None:
+    def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float,
+                 cache_mb: float = 128.0) -> None:
         self.processor = processor
         self.metrics = metrics
         self.weight = weight
+        self.cache_mb = cache_mb  # each version's memory for users' states
         self.loader: Any = None  # a models.EncoderLoader from the first announcement on
 
     async def handle(self, raw: bytes | None) -> None:
@@ -60,13 +62,12 @@ class EncoderHandover:
         if self.loader is None or (self.loader.version or 0) < version:
             await self.load(str(path), version)
 
-    @staticmethod
-    def _new_loader() -> Any:
+    def _new_loader(self) -> Any:
         from models import EncoderLoader
         from models.serving import serve_on_one_thread
 
         serve_on_one_thread()  # serving shares the core with the agent
-        return EncoderLoader()
+        return EncoderLoader(cache_mb=self.cache_mb)
 
     async def load(self, path: str, version: int | None) -> None:
         if self.loader is None:  # importing torch takes seconds: never on the event loop

@@ -37,6 +37,18 @@ def test_a_worker_picks_up_the_newest_checkpoint_from_the_directory_and_serves_i
     assert registry.get_sample_value("streamrec_encoder_swaps_total", {"result": "swapped"}) == 1
 
 
+def test_the_served_version_keeps_users_states_within_the_configured_memory(tmp_path):
+    settings = Settings.of(blend="default", encoder_cache_mb=0.2)
+    metrics = WorkerMetrics.create(CollectorRegistry())
+    processor = EventProcessor(settings, metrics=metrics)
+    handover = EncoderHandover(processor, metrics, settings.encoder.weight, settings.encoder.cache_mb)
+    _train(tmp_path, 1, generate(600, n_users=30, n_items=60, seed=2))
+    asyncio.run(handover.poll_directory(str(tmp_path)))
+    scorer = processor.engine.blend.strategies["encoder"].strategy
+    config = scorer.model.config  # tiny: 2 x blocks x L x hidden float32 keys and values per user
+    assert scorer.states.capacity == int(0.2 * 2**20 // (2 * config.n_blocks * config.max_len * config.hidden * 4))
+
+
 def _train(folder, version, events):
     from models import EncoderConfig, TrainerConfig, train_offline
 
