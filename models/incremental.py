@@ -14,9 +14,9 @@ position. It grows instead: each new item is appended, and when the window is fu
 items) it restarts at the newest ``max_len // 2`` of them, computed afresh. A user's state is
 therefore the encoder's output over between ``max_len // 2`` and ``max_len`` of their latest
 items (the encoder was trained on windows of every length up to ``max_len``), and a restart,
-one step in ``max_len // 2``, costs the pass of ``max_len // 2`` positions. A history that changed
-in any other way than by new items (a user evicted and back, a history cut shorter) is computed
-afresh over its last ``max_len`` items.
+one step in ``max_len // 2``, costs the pass of ``max_len // 2`` positions. A user evicted from the
+cache, or whose history changed in any other way than by new items at its end, is computed afresh
+over their last ``max_len`` items (a history only cut shorter, with nothing new, keeps its state).
 
 What a state equals, exactly: ``SequenceEncoder.last_hidden`` over the user's current window
 (``tests/test_models/test_incremental_states.py`` checks this through appends, restarts,
