@@ -40,9 +40,9 @@ def serve_on_one_thread() -> None:
     """One thread for torch's intra-op pool and for numpy's BLAS, process-wide, as a worker serves.
 
     Serving shares a core with the agent. A BLAS or OpenMP pool of two threads on a box whose other
-    core is busy spins at every barrier: measured on the encoder's scores (a ``[users, hidden] x
-    [hidden, items]`` product per micro-batch), OpenBLAS's default pool cost a third more CPU per event
-    than one thread.
+    core is busy spins at every barrier: on the worker's path with the encoder (the scores are a
+    ``[users, hidden] x [hidden, items]`` product per micro-batch), OpenBLAS's default pool took 1,508 CPU µs
+    per event against 903 with one thread in one profiled run (``benchmarks/results/encoder_in_stream.md`` 3c).
     """
     torch.set_num_threads(1)
     threadpool_limits(limits=1, user_api="blas")
@@ -99,7 +99,7 @@ class EncoderScorer:
         #: each user's state, kept up to date one new item at a time
         self.states = IncrementalStates(self.model, cache_mb=cache_mb, max_users=max_users)
         self._cache: tuple[str | None, tuple[int, ...], np.ndarray] | None = None  # the last request's scores
-        #: the last prepared micro-batch's scores: user -> (ids they were computed from, scores [N])
+        #: the last prepared micro-batch's scores: user -> (ids they were computed from, scores [N+1] by item id)
         self._batch: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
         self.forwards = 0  # passes through the blocks run (a batch counts once), for benchmarks and tests
 
