@@ -48,9 +48,21 @@ class CausalSelfAttention(nn.Module):
                                            is_causal=True)
         return self.out(y.transpose(1, 2).reshape(b, length, h))  # [B, L, H]
 
+    def forward_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` (inference: no dropout) and the keys and values it attended to, ``[B, heads, L, d]``
+        each: what a server that caches them needs (``models.incremental``)."""
+        b, length, h = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(b, length, h)), k, v
+
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """The output at position ``last[b]`` of each row only (what :meth:`forward` gives there):
         keys and values for every position, one query per row. ``[B, L, H]``, ``[B]`` -> ``[B, 1, H]``."""
+        return self.forward_at_kv(x, last)[0]
+
+    def forward_at_kv(self, x: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_at` and the keys and values (``[B, heads, L, d]`` each) it computed on the way."""
         b, length, h = x.shape
         d = h // self.n_heads
         rows = torch.arange(b, device=x.device)
@@ -59,7 +71,7 @@ class CausalSelfAttention(nn.Module):
         k, v = F.linear(x, w[h:], bias[h:]).view(b, length, 2, self.n_heads, d).permute(2, 0, 3, 1, 4)
         visible = torch.arange(length, device=x.device)[None, :] <= last[:, None]  # [B, L]: causal at `last`
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])  # [B, h, 1, d]
-        return self.out(y.transpose(1, 2).reshape(b, 1, h))  # [B, 1, H]
+        return self.out(y.transpose(1, 2).reshape(b, 1, h)), k, v  # [B, 1, H]
 
 
 class Block(nn.Module):
@@ -78,11 +90,22 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x)))
         return x + self.drop(self.ffn(self.ln2(x)))
 
+    def forward_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` (inference: no dropout) and its attention's keys and values."""
+        attended, k, v = self.attn.forward_kv(self.ln1(x))
+        x = x + attended
+        return x + self.ffn(self.ln2(x)), k, v
+
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """``[B, L, H]`` -> ``[B, 1, H]``: the block's output at ``last[b]`` only (inference: no dropout)."""
+        return self.forward_at_kv(x, last)[0]
+
+    def forward_at_kv(self, x: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_at` and its attention's keys and values for every position."""
         at = x[torch.arange(x.shape[0], device=x.device), last].unsqueeze(1)  # [B, 1, H]
-        at = at + self.attn.forward_at(self.ln1(x), last)
-        return at + self.ffn(self.ln2(at))
+        attended, k, v = self.attn.forward_at_kv(self.ln1(x), last)
+        at = at + attended
+        return at + self.ffn(self.ln2(at)), k, v
 
 
 class SequenceEncoder(nn.Module):
@@ -160,6 +183,22 @@ class SequenceEncoder(nn.Module):
         for block in self.blocks[:-1]:
             x = block(x)
         return self.final_ln(self.blocks[-1].forward_at(x, last))[:, 0]  # [B, H]
+
+    def states_and_cache(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, L]`` right-padded ids -> the state after each row's last real item ``[B, H]`` (as
+        :meth:`last_hidden`) and every block's attention keys and values ``[blocks, B, heads, L, d]``:
+        what a server needs to go on one new item at a time (``models.incremental``). Eval mode only."""
+        if self.training:
+            raise RuntimeError("states_and_cache serves: call it in eval mode")
+        last = ((item_seq != 0).sum(1) - 1).clamp(min=0)  # [B]
+        x = self._embed(item_seq)
+        keys, values = [], []
+        for block in self.blocks[:-1]:
+            x, k, v = block.forward_kv(x)
+            keys.append(k)
+            values.append(v)
+        x, k, v = self.blocks[-1].forward_at_kv(x, last)  # the last block: every key and value, one query
+        return self.final_ln(x)[:, 0], torch.stack([*keys, k]), torch.stack([*values, v])
 
     @property
     def output_table(self) -> torch.Tensor:
