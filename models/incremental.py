@@ -5,8 +5,10 @@ positions, two blocks: ~130 µs of CPU per user in a batch of 20, most of what t
 to a list). The encoder is causal, so the state after a new item needs only that item's own
 pass through the blocks, attending to the keys and values the earlier items left: the cost of
 one position instead of fifty. This module holds those keys and values per user and runs the
-blocks in numpy, where a one-position step over a micro-batch's users costs a few small
-matrix products (torch's per-operation overhead is larger than the work at this size).
+one-position steps in numpy, where a step over a micro-batch's users costs a few small matrix
+products (torch's per-operation overhead is larger than the work at this size); whole windows
+(a new user, a restart, every user after a hot swap) run in torch, whose fused attention is
+faster there (``SequenceEncoder.states_and_cache``).
 
 **The window.** Positions are learned and counted from the start of the window
 (``models.encoder``), so the window cannot slide one item at a time without recomputing every
