@@ -41,19 +41,16 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_kv(x)[0]  # [B, L, H]
+
+    def forward_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` and the keys and values it attended to, ``[B, heads, L, d]`` each: what a
+        server that caches them needs (``models.incremental``)."""
         b, length, h = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
         # q, k, v: [B, heads, L, H/heads]
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
                                            is_causal=True)
-        return self.out(y.transpose(1, 2).reshape(b, length, h))  # [B, L, H]
-
-    def forward_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`forward` (inference: no dropout) and the keys and values it attended to, ``[B, heads, L, d]``
-        each: what a server that caches them needs (``models.incremental``)."""
-        b, length, h = x.shape
-        q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(y.transpose(1, 2).reshape(b, length, h)), k, v
 
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -87,14 +84,13 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.drop(self.ffn(self.ln2(x)))
+        return self.forward_kv(x)[0]
 
     def forward_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`forward` (inference: no dropout) and its attention's keys and values."""
+        """:meth:`forward` and its attention's keys and values."""
         attended, k, v = self.attn.forward_kv(self.ln1(x))
-        x = x + attended
-        return x + self.ffn(self.ln2(x)), k, v
+        x = x + self.drop(attended)
+        return x + self.drop(self.ffn(self.ln2(x))), k, v
 
     def forward_at(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """``[B, L, H]`` -> ``[B, 1, H]``: the block's output at ``last[b]`` only (inference: no dropout)."""
