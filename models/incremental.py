@@ -36,10 +36,10 @@ Examples
 >>> _ = torch.manual_seed(0)
 >>> model = SequenceEncoder(EncoderConfig.tiny(n_items=9)).eval()
 >>> states = IncrementalStates(model)
->>> first = states.states(["u1"], [(1, 2, 3)])          # a new user: three positions computed
->>> after = states.states(["u1"], [(1, 2, 3, 4)])       # one new item: one position
->>> states.tokens_computed
-4
+>>> first, computed = states.states(["u1"], [(1, 2, 3)])     # a new user: three positions computed
+>>> after, computed = states.states(["u1"], [(1, 2, 3, 4)])  # one new item: one position
+>>> states.tokens_computed, computed
+(4, 1)
 >>> with torch.inference_mode():
 ...     full = model.last_hidden(torch.tensor([[1, 2, 3, 4]]))[0].numpy()
 >>> bool(abs(after[0] - full).max() < 1e-5)
@@ -130,9 +130,8 @@ class IncrementalStates:
     def __init__(self, model: SequenceEncoder, *, cache_mb: float = 128.0, max_users: int = 100_000) -> None:
         cfg = model.config
         self._model = copy.deepcopy(model).to("cpu").float().eval()  # for whole windows; later changes stay out
-        with torch.inference_mode():
-            weights = {name: t.detach().to("cpu", torch.float32).numpy().copy()
-                       for name, t in model.state_dict().items()}
+        with torch.inference_mode():  # the numpy steps' weights come from the same copy
+            weights = {name: t.detach().numpy().copy() for name, t in self._model.state_dict().items()}
         self.max_len = int(cfg.max_len)
         self.keep = max(1, self.max_len // 2)  # the window restarts at its newest `keep` items when full
         self.hidden, self.heads = int(cfg.hidden), int(cfg.n_heads)
@@ -155,14 +154,14 @@ class IncrementalStates:
         self._call = 0  # counts calls of `states`
         self._lock = threading.Lock()  # one call at a time: a call moves keys and values between arrays
         self.tokens_computed = 0  # positions run through the blocks, for tests and benchmarks
-        self.last_computed = 0  # users whose state the last call computed (the rest were unchanged)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     # ------------------------------------------------------------------ the public call
-    def states(self, users: Sequence[str | None], keys: Sequence[tuple[int, ...]]) -> np.ndarray:
-        """``[B, H]``: each user's state for ``keys[b]``, their last (at most ``max_len``) known item ids.
+    def states(self, users: Sequence[str | None], keys: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, int]:
+        """``[B, H]``: each user's state for ``keys[b]``, their last (at most ``max_len``) known item ids;
+        and how many of them this call computed (the rest were unchanged).
 
         A user whose ids extend their cached window gets only the new positions computed; a new user,
         a full window or a history that changed otherwise gets the window computed afresh. ``None``
@@ -171,7 +170,7 @@ class IncrementalStates:
         with self._lock:
             return self._states(users, keys)
 
-    def _states(self, users: Sequence[str | None], keys: Sequence[tuple[int, ...]]) -> np.ndarray:
+    def _states(self, users: Sequence[str | None], keys: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, int]:
         self._call += 1
         out = np.empty((len(users), self.hidden), np.float32)
         steps: list[tuple[int, _Entry | None, tuple[int, ...], int]] = []  # (row, entry, window, start)
@@ -195,7 +194,6 @@ class IncrementalStates:
         # length. Fresh windows (a new user, a restart, every user after a hot swap) run in torch
         # (SequenceEncoder.states_and_cache): its fused attention over whole windows is ~4x faster than
         # numpy's there, while numpy is faster for the one-position steps.
-        self.last_computed = len(steps)
         singles = [s for s in steps if len(s[2]) - s[3] == 1]
         fresh = [s for s in steps if s[3] == 0 and len(s[2]) > 1]
         rest = [s for s in steps if s[3] > 0 and len(s[2]) - s[3] > 1]
@@ -205,7 +203,7 @@ class IncrementalStates:
             self._compute_fresh(fresh, users, out)
         if rest:
             self._compute(rest, users, out)
-        return out
+        return out, len(steps)
 
     # ------------------------------------------------------------------ cache slots
     def _slot_for(self, user: str) -> int | None:

@@ -130,13 +130,13 @@ class EncoderScorer:
                 self._batch = batch
                 return 0
             users, keys = list(wanted), list(wanted.values())
-            states = self.states.states(users, keys)  # [B, H]
-            self.forwards += self.states.last_computed > 0
+            states, computed = self.states.states(users, keys)  # [B, H]
+            self.forwards += computed > 0
             if len(users) * len(self._table) <= 16_000_000:  # the batch's scores: one product
                 scores = self._normalized(states @ self._table.T)  # [B, N+1]
                 batch = {user_id: (key, scores[row]) for row, (user_id, key) in enumerate(zip(users, keys))}
             self._batch = batch  # one reference assignment
-            return self.states.last_computed
+            return computed
         except Exception:  # the protocol forbids raising into the serving path; requests compute their own
             log.exception("encoder v%s failed to prepare a batch of states", self.version)
             return 0
@@ -162,9 +162,9 @@ class EncoderScorer:
         cached = self._cache
         if cached is not None and cached[0] == user_id and cached[1] == key:
             return cached[2], ids
-        state = self.states.states([user_id], [key])[0]  # [H]
-        self.forwards += self.states.last_computed > 0
-        out = self._normalized(self._table @ state)  # [N+1]
+        states, computed = self.states.states([user_id], [key])
+        self.forwards += computed > 0
+        out = self._normalized(self._table @ states[0])  # [N+1]
         self._cache = (user_id, key, out)  # a single reference assignment: safe with concurrent readers
         return out, ids
 

@@ -65,7 +65,7 @@ def test_every_state_equals_the_encoders_pass_over_the_users_window(changes) -> 
         for user in users:  # mostly one new item, sometimes several, in one micro-batch
             histories[user] = (histories[user] + [rng.randint(1, N_ITEMS) for _ in range(rng.choice([1, 1, 1, 2, 5]))])[-30:]
         keys = [tuple(histories[u][-model.config.max_len:]) for u in users]
-        got = states.states(users, keys)
+        got, _ = states.states(users, keys)
         for user, key, state in zip(users, keys, got):
             np.testing.assert_allclose(state, full_pass(model, rule.next(user, key)), atol=2e-5)
 
@@ -74,10 +74,10 @@ def test_a_new_item_costs_one_position_and_nothing_new_costs_none() -> None:
     states = IncrementalStates(encoder())
     states.states(["u"], [(1, 2, 3)])
     assert states.tokens_computed == 3
-    states.states(["u"], [(1, 2, 3, 4)])
-    assert states.tokens_computed == 4 and states.last_computed == 1
-    states.states(["u"], [(1, 2, 3, 4)])
-    assert states.tokens_computed == 4 and states.last_computed == 0
+    _, computed = states.states(["u"], [(1, 2, 3, 4)])
+    assert states.tokens_computed == 4 and computed == 1
+    _, computed = states.states(["u"], [(1, 2, 3, 4)])
+    assert states.tokens_computed == 4 and computed == 0
 
 
 def test_a_full_window_restarts_at_its_newest_half() -> None:
@@ -86,10 +86,10 @@ def test_a_full_window_restarts_at_its_newest_half() -> None:
     history = tuple(range(1, 9))  # eight items: the window is full
     states.states(["u"], [history])
     longer = history[1:] + (9,)  # the history keeps its last 8; the ninth item does not fit
-    state = states.states(["u"], [longer])[0]
+    state = states.states(["u"], [longer])[0][0]
     assert states.tokens_computed == 8 + 4
     np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9)), atol=2e-5)
-    state = states.states(["u"], [longer[1:] + (10,)])[0]  # and grows again from there
+    state = states.states(["u"], [longer[1:] + (10,)])[0][0]  # and grows again from there
     np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9, 10)), atol=2e-5)
 
 
@@ -97,7 +97,7 @@ def test_a_history_changed_otherwise_is_computed_afresh() -> None:
     model = encoder()
     states = IncrementalStates(model)
     states.states(["u"], [(1, 2, 3)])
-    state = states.states(["u"], [(7, 8)])[0]  # not the old window followed by new items
+    state = states.states(["u"], [(7, 8)])[0][0]  # not the old window followed by new items
     np.testing.assert_allclose(state, full_pass(model, (7, 8)), atol=2e-5)
 
 
@@ -110,7 +110,7 @@ def test_memory_is_bounded_and_an_evicted_user_comes_back_computed_afresh() -> N
         states.states([user], [(1, 2)])
     assert len(states) == 3
     before = states.tokens_computed
-    state = states.states(["a"], [(1, 2, 3)])[0]
+    state = states.states(["a"], [(1, 2, 3)])[0][0]
     assert states.tokens_computed - before == 3  # its cached positions were gone
     np.testing.assert_allclose(state, full_pass(model, (1, 2, 3)), atol=2e-5)
 
@@ -121,7 +121,7 @@ def test_a_micro_batch_larger_than_the_cache_is_served_whole() -> None:
     states = IncrementalStates(model, cache_mb=2.5 * per_user_mb)
     users = [f"u{i}" for i in range(6)]
     keys = [(i + 1, i + 2) for i in range(6)]
-    got = states.states(users, keys)
+    got, _ = states.states(users, keys)
     for key, state in zip(keys, got):
         np.testing.assert_allclose(state, full_pass(model, key), atol=2e-5)
     assert len(states) == 2
@@ -130,7 +130,7 @@ def test_a_micro_batch_larger_than_the_cache_is_served_whole() -> None:
 def test_states_without_a_user_are_computed_and_not_kept() -> None:
     model = encoder()
     states = IncrementalStates(model)
-    state = states.states([None], [(3, 4, 5)])[0]
+    state = states.states([None], [(3, 4, 5)])[0][0]
     np.testing.assert_allclose(state, full_pass(model, (3, 4, 5)), atol=2e-5)
     assert len(states) == 0
 
@@ -141,4 +141,4 @@ def test_the_weights_are_copied_at_construction() -> None:
     expected = full_pass(model, (1, 2))
     with torch.no_grad():
         model.item_emb.weight.add_(1.0)  # a later change to the model does not reach the states
-    np.testing.assert_allclose(states.states(["u"], [(1, 2)])[0], expected, atol=2e-5)
+    np.testing.assert_allclose(states.states(["u"], [(1, 2)])[0][0], expected, atol=2e-5)
