@@ -180,10 +180,11 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
     """Paced single-event messages at ``rate``; the producer batches them for ``linger_ms`` (default
     ``BENCH_LINGER_MS``, 0). ``encoder``: the worker serves a ``small`` encoder over the stream's items,
     loaded before the first event is sent (so the window holds serving, not the load). ``changes``: settings."""
+    events = latency_events(rate, seconds, warmup)
     if encoder:
         directory = LOGS / f"encoder-{uuid.uuid4().hex[:6]}"
         directory.mkdir()
-        random_encoder(directory, sorted({e.item_id for e in latency_events(rate, seconds, warmup)}))
+        random_encoder(directory, sorted({e.item_id for e in events}))
         changes.update(trainer_dir=str(directory), encoder_poll_s=0.5)
     settings = fresh_settings(bootstrap, **changes)
     from stream.kafka.broker import create_topics
@@ -218,7 +219,6 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker did not load the encoder within 120 s")
             time.sleep(0.25)
-        events = latency_events(rate, seconds, warmup)
         publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1,
                                    extra_config={"linger_ms": LINGER_MS if linger_ms is None else linger_ms})
         timer = threading.Timer(warmup, measuring.set)
