@@ -10,11 +10,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-import faust
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any folder (pipeline.py runs it in a temp one)
 
-from stream.app import faust_broker_urls
-from stream.kafka.transport import PromptTableManager, StreamrecFaustApp
+import faust  # noqa: E402
+
+from stream.app import faust_broker_urls  # noqa: E402
+from stream.kafka.transport import PromptTableManager, StreamrecFaustApp  # noqa: E402
 
 
 def main() -> int:

@@ -121,8 +121,9 @@ def bare_rate(bootstrap: str, topic: str, expect: int, fast_fetch: bool) -> dict
            "--group", group, "--expect", str(expect), "--port", str(free_port())]
     if fast_fetch:
         cmd.append("--fast-fetch")
+    # Faust writes its data folder (``<group>-data``) into the working directory: keep it out of the checkout
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(LOGS / f"{group}.log", "wb"), text=True,
-                               cwd=ROOT)
+                               cwd=LOGS)
     try:
         line = process.stdout.readline()
     finally:
