@@ -12,21 +12,28 @@ faster there (``SequenceEncoder.states_and_cache``).
 
 **The window.** Positions are learned and counted from the start of the window
 (``models.encoder``), so the window cannot slide one item at a time without recomputing every
-position. It grows instead: each new item is appended, and when the window is full (``max_len``
-items) it restarts at the newest ``max_len // 2`` of them, computed afresh. A user's state is
-therefore the encoder's output over between ``max_len // 2`` and ``max_len`` of their latest
-items (the encoder was trained on windows of every length up to ``max_len``), and a restart,
-one step in ``max_len // 2``, costs the pass of ``max_len // 2`` positions. A user evicted from the
-cache, or whose history changed in any other way than by new items at its end, is computed afresh
-over their last ``max_len`` items (a history only cut shorter, with nothing new, keeps its state).
+position. It grows instead: each new item is appended, and when new items do not fit (``max_len``)
+it restarts at its newest ``max_len // 2 - 1`` items plus the new ones (one new item: the newest
+``max_len // 2``). A user's state is therefore the encoder's output over between ``max_len // 2``
+and ``max_len`` of their latest items (the encoder was trained on windows of every length up to
+``max_len``). A user evicted from the cache, or whose history changed in any other way than by new
+items at its end, is computed afresh over their last ``max_len`` items (a history only cut shorter,
+with nothing new, keeps its state).
+
+**The shadow window.** Computed afresh, a restart would cost ``max_len // 2`` positions, one
+restart in every ``max_len // 2`` items of an active user. Instead, once the window reaches the
+items the next restart keeps, they also go into a second window (the shadow, in a second slot,
+positions counted from its own start), one position per new item; at the restart the shadow becomes
+the window and only the new items are computed. Shadows take only memory no user's window needs:
+a user new to the cache takes the least recently served user's shadow before their window.
 
 What a state equals, exactly: ``SequenceEncoder.last_hidden`` over the user's current window
 (``tests/test_models/test_incremental_states.py`` checks this through appends, restarts,
 evictions and mixed batches).
 
-Memory: keys and values take ``2 x blocks x max_len x hidden`` floats per user (51 KB for the
-``small`` preset), kept for the most recently served users within ``cache_mb``; a user evicted
-from it is computed afresh when they come back.
+Memory: keys and values take ``2 x blocks x max_len x hidden`` floats per window (51 KB for the
+``small`` preset), kept for the most recently served users within ``cache_mb`` (with their shadows
+while memory is spare); a user evicted from it is computed afresh when they come back.
 
 Examples
 --------
@@ -106,12 +113,19 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 class _Entry:
     """What is cached for one user: the slot holding their keys and values, their window, their state,
-    and the call that last served them (a user of the running call is never evicted by it)."""
+    and the call that last served them (a user of the running call is never evicted by it); and the
+    shadow window, the next window's start, in a second slot (``-1``: none)."""
 
-    __slots__ = ("slot", "window", "state", "served")
+    __slots__ = ("slot", "window", "state", "served", "shadow_slot", "shadow_window")
 
     def __init__(self, slot: int, window: tuple[int, ...], state: np.ndarray, served: int) -> None:
         self.slot, self.window, self.state, self.served = slot, window, state, served
+        self.shadow_slot, self.shadow_window = -1, ()
+
+
+#: One window to extend in a call: (row of the call's output, the user's entry or None, the window,
+#: the first position to compute, whether it is the user's shadow window).
+_Step = tuple[int, "_Entry | None", tuple[int, ...], int, bool]
 
 
 class IncrementalStates:
@@ -134,6 +148,9 @@ class IncrementalStates:
             weights = {name: t.detach().numpy().copy() for name, t in self._model.state_dict().items()}
         self.max_len = int(cfg.max_len)
         self.keep = max(1, self.max_len // 2)  # the window restarts at its newest `keep` items when full
+        # the shadow window holds the window's items from this position on: the next restart's first
+        # keep - 1 items, so that a restart by one new item costs one position
+        self.shadow_from = self.max_len - self.keep + 1
         self.hidden, self.heads = int(cfg.hidden), int(cfg.n_heads)
         self.head_dim = self.hidden // self.heads
         self._item_emb = weights["item_emb.weight"] * np.float32(math.sqrt(self.hidden))  # [N+1, H], row 0 zero
@@ -163,65 +180,116 @@ class IncrementalStates:
         """``[B, H]``: each user's state for ``keys[b]``, their last (at most ``max_len``) known item ids;
         and how many of them this call computed (the rest were unchanged).
 
-        A user whose ids extend their cached window gets only the new positions computed; a new user,
-        a full window or a history that changed otherwise gets the window computed afresh. ``None``
-        users are computed and not cached. Every key must be non-empty.
+        A user whose ids extend their cached window gets only the new positions computed; a new user
+        or a history that changed otherwise gets the window computed afresh; a full window restarts
+        from its shadow. ``None`` users are computed and not cached. Every key must be non-empty.
         """
         with self._lock:
-            return self._states(users, keys)
+            try:
+                return self._states(users, keys)
+            except BaseException:  # a step left half done must not leave windows that claim what is not cached
+                self._forget_all()
+                raise
 
     def _states(self, users: Sequence[str | None], keys: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, int]:
         self._call += 1
         out = np.empty((len(users), self.hidden), np.float32)
-        steps: list[tuple[int, _Entry | None, tuple[int, ...], int]] = []  # (row, entry, window, start)
+        steps: list[_Step] = []
+        computed = 0
         for row, (user, key) in enumerate(zip(users, keys)):
             entry = self._entries.get(user) if user is not None else None
             if entry is None:
-                steps.append((row, None, key[-self.max_len:], 0))
+                window = key[-self.max_len:]
+                steps.append((row, None, window, 0, False))
+                computed += 1
                 continue
             self._entries.move_to_end(user)
             entry.served = self._call
             new = _new_items(entry.window, key)
             if new == 0:
                 out[row] = entry.state
-            elif new is not None and len(entry.window) + new <= self.max_len:
-                steps.append((row, entry, entry.window + key[-new:], len(entry.window)))
-            else:  # full (restart at the newest `keep`), or changed otherwise (the last max_len afresh)
-                steps.append((row, entry, key[-self.keep:] if new is not None and new <= self.keep
-                              else key[-self.max_len:], 0))
-        # One pass for the single new positions (the common case), one for fresh windows, one for the
-        # rest: padding a one-position step to a fresh window's length would cost the whole batch that
-        # length. Fresh windows (a new user, a restart, every user after a hot swap) run in torch
-        # (SequenceEncoder.states_and_cache): its fused attention over whole windows is ~4x faster than
-        # numpy's there, while numpy is faster for the one-position steps.
-        singles = [s for s in steps if len(s[2]) - s[3] == 1]
-        fresh = [s for s in steps if s[3] == 0 and len(s[2]) > 1]
-        rest = [s for s in steps if s[3] > 0 and len(s[2]) - s[3] > 1]
-        if singles:
-            self._compute(singles, users, out)
+                continue
+            computed += 1
+            if new is not None and len(entry.window) + new <= self.max_len:
+                window, start = entry.window + key[-new:], len(entry.window)
+            elif new is not None and (kept := entry.window[self.shadow_from:]) and len(kept) + new <= self.max_len:
+                # full: restart at the window's newest keep - 1 items and the new ones, which the shadow
+                # window started (its items: a prefix of them when the shadow could not keep up)
+                window, start = kept + key[-new:], 0
+                shadow = entry.shadow_window
+                if entry.shadow_slot >= 0 and window[:len(shadow)] == shadow:
+                    entry.slot, entry.shadow_slot = entry.shadow_slot, entry.slot
+                    entry.window, entry.shadow_window, start = shadow, (), len(shadow)
+            else:  # changed otherwise (or too many new items to keep any): the last max_len afresh
+                window, start = key[-self.max_len:], 0
+            steps.append((row, entry, window, start, False))
+            self._follow(steps, entry, row, window)
+        self._run(steps, users, out)
+        late: list[_Step] = []  # new users' shadows, once they have entries
+        for row, entry, window, _, _ in steps:
+            if entry is None and (entry := self._entries.get(users[row])) is not None:
+                self._follow(late, entry, row, window)
+        self._run(late, users, out)
+        return out, computed
+
+    def _run(self, steps: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
+        """One pass for the single new positions (the common case), one for a few (up to ``_FEW``), one
+        for longer fresh windows and one for the rest: padding a one-position step to a fresh window's
+        length would cost the whole batch that length. Longer fresh windows (a new user, a changed
+        history, every user after a hot swap) run in torch (``SequenceEncoder.states_and_cache``): its
+        fused attention over whole windows is ~4x faster than numpy's there, while numpy is faster for
+        a few positions, where torch's fixed cost per call (~1 ms for the ``small`` preset) dominates."""
+        steps_np, fresh = [], []
+        for step in steps:
+            (fresh if step[3] == 0 and len(step[2]) > _FEW else steps_np).append(step)
+        if steps_np:
+            self._compute(steps_np, users, out)
         if fresh:
             self._compute_fresh(fresh, users, out)
-        if rest:
-            self._compute(rest, users, out)
-        return out, len(steps)
+
+    def _follow(self, steps: list[_Step], entry: _Entry, row: int, window: tuple[int, ...]) -> None:
+        """Keep ``entry``'s shadow window at ``window``'s items from ``shadow_from`` on (a step of it
+        added to ``steps``), so that the restart when the window is full extends it instead of computing
+        ``keep`` positions afresh. No slot free for it: no shadow (the restart is then computed afresh)."""
+        target = window[self.shadow_from:]
+        if not target:
+            return
+        if entry.shadow_slot < 0:
+            if not self._free:  # a shadow takes only memory that no user's window needs
+                return
+            entry.shadow_slot, entry.shadow_window = self._free.pop(), ()
+        have = entry.shadow_window
+        start = len(have) if target[:len(have)] == have else 0
+        if start < len(target):
+            steps.append((row, entry, target, start, True))
 
     # ------------------------------------------------------------------ cache slots
     def _slot_for(self, user: str) -> int | None:
-        """A free slot for a user not cached yet (evicting the least recently served), or None if full of
-        users served in this very call (they are then computed uncached)."""
+        """A slot for a user not cached yet: a free one, else the least recently served user's shadow,
+        else that user's own (evicting them); None when that user was served in the running call (the
+        new user is then computed uncached), or for a user already given one in this call."""
+        if user in self._entries:  # twice in one call: the second is computed uncached
+            return None
         if self._free:
             return self._free.pop()
         if not self._entries:
             return None
         oldest, entry = next(iter(self._entries.items()))
-        if user in self._entries or entry.served == self._call:
+        if entry.served == self._call:
             return None
+        if entry.shadow_slot >= 0:  # their next restart is computed afresh, and they stay
+            slot, entry.shadow_slot, entry.shadow_window = entry.shadow_slot, -1, ()
+            return slot
         del self._entries[oldest]
         return entry.slot
 
+    def _forget_all(self) -> None:
+        """Every user computed afresh next time (after a call that failed half way)."""
+        self._entries.clear()
+        self._free = list(range(self.capacity - 1, -1, -1))
+
     # ------------------------------------------------------------------ the blocks, in numpy
-    def _compute(self, group: list[tuple[int, _Entry | None, tuple[int, ...], int]],
-                 users: Sequence[str | None], out: np.ndarray) -> None:
+    def _compute(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
         """Run the new positions of every window in ``group`` through the blocks, cache what they leave."""
         n = len(group)
         starts = np.fromiter((s[3] for s in group), np.int64, n)
@@ -240,7 +308,7 @@ class IncrementalStates:
             rows, cols, at = np.arange(n), np.zeros(n, np.int64), starts
         else:
             tokens = np.zeros((n, width), np.int64)
-            for i, (_, _, window, start) in enumerate(group):
+            for i, (_, _, window, start, _) in enumerate(group):
                 tokens[i, : len(window) - start] = window[start:]
             offsets = np.arange(width)
             positions = starts[:, None] + offsets  # [n, width]: each new token's place in its window
@@ -272,14 +340,13 @@ class IncrementalStates:
             self._values[:, slots[rows[mine]], :, at[mine]] = values[:, rows[mine], :, at[mine]]
         self._keep(group, entries, last, out)
 
-    def _compute_fresh(self, group: list[tuple[int, _Entry | None, tuple[int, ...], int]],
-                       users: Sequence[str | None], out: np.ndarray) -> None:
+    def _compute_fresh(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
         """Whole windows (every row starts at 0), in torch: the states, and every position's keys and values
         cached."""
         n = len(group)
         counts = np.fromiter((len(s[2]) for s in group), np.int64, n)
         tokens = np.zeros((n, int(counts.max())), np.int64)  # right-padded, as the encoder reads windows
-        for i, (_, _, window, _) in enumerate(group):
+        for i, (_, _, window, _, _) in enumerate(group):
             tokens[i, : len(window)] = window
         with torch.inference_mode():
             state, keys, values = self._model.states_and_cache(torch.from_numpy(tokens))
@@ -292,12 +359,11 @@ class IncrementalStates:
                 self._values[:, slot, :, :count] = values[:, i, :, :count]
         self._keep(group, entries, last, out)
 
-    def _claim(self, group: list[tuple[int, _Entry | None, tuple[int, ...], int]],
-               users: Sequence[str | None]) -> tuple[np.ndarray, list[_Entry | None]]:
+    def _claim(self, group: list[_Step], users: Sequence[str | None]) -> tuple[np.ndarray, list[_Entry | None]]:
         """Each row's cache slot (-1: not cached) and entry, a slot taken for each user new to the cache."""
         slots = np.full(len(group), -1, np.int64)
         entries: list[_Entry | None] = []
-        for i, (row, entry, window, _) in enumerate(group):
+        for i, (row, entry, window, _, shadow) in enumerate(group):
             user = users[row]
             if entry is None and user is not None:
                 slot = self._slot_for(user)
@@ -305,19 +371,26 @@ class IncrementalStates:
                     entry = _Entry(slot, window, _NOT_YET, self._call)
                     self._entries[user] = entry
             if entry is not None:
-                slots[i] = entry.slot
+                slots[i] = entry.shadow_slot if shadow else entry.slot
             entries.append(entry)
         return slots, entries
 
     @staticmethod
-    def _keep(group: list[tuple[int, _Entry | None, tuple[int, ...], int]], entries: list[_Entry | None],
-              last: np.ndarray, out: np.ndarray) -> None:
-        """Each row's state to ``out`` and, when cached, to its entry with the window it covers."""
-        for i, ((row, _, window, _), entry) in enumerate(zip(group, entries)):
-            out[row] = last[i]
+    def _keep(group: list[_Step], entries: list[_Entry | None], last: np.ndarray, out: np.ndarray) -> None:
+        """Each row's state to ``out`` and, when cached, to its entry with the window it covers (a shadow
+        window's state is not a user's: only its window is kept)."""
+        mains = [i for i, step in enumerate(group) if not step[4]]
+        out[[group[i][0] for i in mains]] = last[mains]
+        for (_, _, window, _, shadow), entry, state in zip(group, entries, last):
             if entry is not None:
-                entry.window, entry.state = window, last[i]
+                if shadow:
+                    entry.shadow_window = window
+                else:
+                    entry.window, entry.state = window, state
 
+
+#: Steps of at most this many new positions run in numpy (torch's fixed cost per call is larger there).
+_FEW = 8
 
 #: The state of an entry whose slot is taken in the running call, before it is computed.
 _NOT_YET = np.zeros(0, np.float32)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -98,9 +99,9 @@ class EncoderScorer:
         self._id_of = self.vocab.id_getter()  # and the id of each item
         #: each user's state, kept up to date one new item at a time
         self.states = IncrementalStates(self.model, cache_mb=cache_mb, max_users=max_users)
-        self._cache: tuple[str | None, tuple[int, ...], np.ndarray] | None = None  # the last request's scores
-        #: the last prepared micro-batch's scores: user -> (ids they were computed from, scores [N+1] by item id)
-        self._batch: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
+        self._cache: tuple[str | None, tuple[int, ...], _Scored] | None = None  # the last request's scores
+        #: the last prepared micro-batch: user -> (the history it was prepared from, its scores)
+        self._batch: dict[str, tuple[tuple[Any, ...], _Scored]] = {}
         self.forwards = 0  # passes through the blocks run (a batch counts once), for benchmarks and tests
 
     def learn_many(self, interactions: Sequence[Any]) -> None:
@@ -108,8 +109,7 @@ class EncoderScorer:
 
     # ------------------------------------------------------------------ user states
     def _key(self, history: Sequence[str]) -> tuple[tuple[int, ...], list[int]]:
-        get = self._id_of
-        ids = [i for item in history if (i := get(item))]  # the known items' ids (ItemVocab.encode, inlined)
+        ids = list(filter(None, map(self._id_of, history)))  # the known items' ids (ItemVocab.encode, inlined)
         return tuple(ids[-self.max_len:]), ids
 
     def prepare(self, requests: Iterable[tuple[str, Sequence[str]]]) -> int:
@@ -117,29 +117,51 @@ class EncoderScorer:
         and score the catalogue for each; returns how many states changed.
 
         A worker calls it once per micro-batch before ranking its users' lists, so each list then
-        costs a look-up, not a pass of its own.
+        costs a look-up, not a pass of its own: its history's ids, its scores and its best items are
+        kept for the list, which finds them by its history (unchanged since, as within a micro-batch).
         """
         try:
-            wanted: dict[str, tuple[int, ...]] = {}
+            wanted: dict[str, tuple[tuple[Any, ...], tuple[int, ...], list[int]]] = {}
             for user_id, history in requests:
-                key, _ = self._key(history)
+                history = tuple(history)
+                key, ids = self._key(history)
                 if key:
-                    wanted[user_id] = key
-            batch: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
+                    wanted[user_id] = (history, key, ids)
+            batch: dict[str, tuple[tuple[Any, ...], _Scored]] = {}
             if not wanted:
                 self._batch = batch
                 return 0
-            users, keys = list(wanted), list(wanted.values())
-            states, computed = self.states.states(users, keys)  # [B, H]
+            users = list(wanted)
+            states, computed = self.states.states(users, [w[1] for w in wanted.values()])  # [B, H]
             self.forwards += computed > 0
             if len(users) * len(self._table) <= 16_000_000:  # the batch's scores: one product
                 scores = self._normalized(states @ self._table.T)  # [B, N+1]
-                batch = {user_id: (key, scores[row]) for row, (user_id, key) in enumerate(zip(users, keys))}
+                rows = list(wanted.values())
+                ranked = self._ranked(scores, [ids for _, _, ids in rows])
+                batch = {user_id: (history, _Scored(key, ids, scores[row], ranked[row]))
+                         for row, (user_id, (history, key, ids)) in enumerate(zip(users, rows))}
             self._batch = batch  # one reference assignment
             return computed
         except Exception:  # the protocol forbids raising into the serving path; requests compute their own
             log.exception("encoder v%s failed to prepare a batch of states", self.version)
             return 0
+
+    def _ranked(self, scores: np.ndarray, ids: list[list[int]]) -> list[list[int]]:
+        """Each row's best ``_SHORTLIST`` item ids, best first, leaving out id 0 and the row's ``ids`` (its
+        history), for all rows at once: a list then reads its top items from here instead of sorting the
+        catalogue. A row holds fewer only when fewer items are left (then it holds them all)."""
+        masked = scores.copy()
+        masked[:, 0] = -np.inf
+        lengths = [len(row) for row in ids]
+        if sum(lengths):
+            masked[np.repeat(np.arange(len(ids)), lengths), np.concatenate(ids)] = -np.inf
+        m = min(_SHORTLIST, masked.shape[1])
+        top = np.argpartition(-masked, m - 1, axis=1)[:, :m]
+        best = np.take_along_axis(masked, top, 1)
+        order = np.argsort(-best, axis=1, kind="stable")
+        top, best = np.take_along_axis(top, order, 1), np.take_along_axis(best, order, 1)
+        finite = np.isfinite(best).sum(1).tolist()
+        return [row[:n] for row, n in zip(top.tolist(), finite)]
 
     def _normalized(self, logits: np.ndarray) -> np.ndarray:
         """Scores indexed by item id (``[..., N+1]``; id 0, no item, scores 0): a softmax over the
@@ -151,22 +173,25 @@ class EncoderScorer:
         logits /= logits.sum(-1, keepdims=True)
         return logits
 
-    def _scores(self, history: Sequence[str], user_id: str | None = None) -> tuple[np.ndarray | None, list[int]]:
-        """Scores of all items ``[N+1]`` (index = item id; 0 at id 0) for the known part of ``history``."""
+    def _scores(self, history: Sequence[str], user_id: str | None = None) -> _Scored | None:
+        """Scores of all items ``[N+1]`` (index = item id; 0 at id 0) for the known part of ``history``,
+        with its ids and its best items; None when no item of it is known."""
+        history = tuple(history)
+        prepared = self._batch.get(user_id) if user_id is not None else None
+        if prepared is not None and prepared[0] == history:
+            return prepared[1]
         key, ids = self._key(history)
         if not key:
-            return None, ids
-        prepared = self._batch.get(user_id) if user_id is not None else None
-        if prepared is not None and prepared[0] == key:
-            return prepared[1], ids
+            return None
         cached = self._cache
         if cached is not None and cached[0] == user_id and cached[1] == key:
-            return cached[2], ids
+            return cached[2]
         states, computed = self.states.states([user_id], [key])
         self.forwards += computed > 0
-        out = self._normalized(self._table @ states[0])  # [N+1]
+        scores = self._normalized(self._table @ states[0])  # [N+1]
+        out = _Scored(key, ids, scores, self._ranked(scores[None, :], [ids])[0])
         self._cache = (user_id, key, out)  # a single reference assignment: safe with concurrent readers
-        return out, ids
+        return out
 
     # ------------------------------------------------------------------ the strategy protocol
     def scorer(self, user_id: str, history: Sequence[str]) -> _Request:
@@ -177,8 +202,7 @@ class EncoderScorer:
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """One float per item, higher is better; unknown items and users score 0.0."""
         try:
-            scores, _ = self._scores(history, user_id)
-            return self._lookup(scores, items)
+            return self._lookup(self._scores(history, user_id), items)
         except Exception:  # the protocol forbids raising into the serving path
             log.exception("encoder v%s failed to score for user %r; answering zeros", self.version, user_id)
             try:
@@ -186,65 +210,86 @@ class EncoderScorer:
             except TypeError:
                 return []
 
-    def _lookup(self, scores: np.ndarray | None, items: Sequence[str]) -> list[float]:
-        if scores is None:
+    def _lookup(self, scored: _Scored | None, items: Sequence[str]) -> list[float]:
+        if scored is None:
             return [0.0] * len(items)
-        get = self._id_of
-        return scores[[get(item, 0) for item in items]].tolist()  # id 0 (unknown) scores 0
+        ids = np.fromiter(map(self._id_of, items, repeat(0)), np.intp, len(items))  # id 0: unknown
+        return scored.scores[ids].tolist()  # id 0 (unknown) scores 0
 
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
         """Top-``n`` items by score, excluding the user's history; ``[]`` if no item is known."""
         try:
-            scores, ids = self._scores(history, user_id)
-            return self._top(scores, ids, n)
+            return self._top(self._scores(history, user_id), n)
         except Exception:
             log.exception("encoder v%s failed to rank for user %r; answering no candidates",
                           self.version, user_id)
             return []
 
-    def _top(self, scores: np.ndarray | None, ids: list[int], n: int,
-             exclude: Collection[str] = ()) -> list[str]:
+    def _top(self, scored: _Scored | None, n: int, exclude: Collection[str] = ()) -> list[str]:
         """The ``n`` best items, leaving out the history's and ``exclude``'s. The items to leave out are
-        strings (the blend's ``seen`` plus its pool so far, often hundreds): rather than look each one up,
-        the best ``2n`` are read and filtered, and twice as many again while too few remain."""
-        if scores is None or n <= 0:
+        strings (the blend's ``seen`` plus its pool so far, often hundreds): they are read off the
+        scores' shortlist (history already left out) and looked up one by one until ``n`` remain; a
+        request that leaves out more than the shortlist can spare sorts the whole catalogue."""
+        if scored is None or n <= 0:
             return []
-        scores = scores.copy()
-        scores[0] = -np.inf  # id 0 is no item
-        if ids:
-            scores[ids] = -np.inf
-        available = len(scores) - 1 - len(set(ids))
         items, n = self._items, int(n)
-        wanted = min(2 * n if exclude else n, available)
-        while wanted > 0:
-            top = np.argpartition(-scores, wanted - 1)[:wanted]
-            top = top[np.argsort(-scores[top], kind="stable")].tolist()
-            out = [item for j in top if (item := items[j]) not in exclude] if exclude else [items[j] for j in top]
-            if len(out) >= n or wanted >= available:
-                return out[:n]
-            wanted = min(2 * wanted, available)
-        return []
+        shortlist = scored.ranked
+        if exclude:
+            # two collections (online.base.Excluded: the user's seen items, the pool so far) are tested
+            # directly, not through a Python-level __contains__ per item
+            first, second = getattr(exclude, "first", exclude), getattr(exclude, "second", ())
+            out = []
+            for j in shortlist:
+                item = items[j]
+                if item not in first and item not in second:
+                    out.append(item)
+                    if len(out) == n:
+                        return out
+        else:
+            out = [items[j] for j in shortlist[:n]]
+        if len(out) >= n or len(shortlist) < _SHORTLIST:  # enough, or the shortlist holds every item left
+            return out[:n]
+        scores = scored.scores.copy()
+        scores[0] = -np.inf  # id 0 is no item
+        if scored.ids:
+            scores[scored.ids] = -np.inf
+        order = np.argsort(-scores, kind="stable")[: len(scores) - 1 - len(set(scored.ids))].tolist()
+        return [item for j in order if (item := items[j]) not in exclude][:n]
+
+
+class _Scored:
+    """One user's scores at one moment: the ids of their known history (``key``: the last ``max_len``),
+    the catalogue's scores by item id, and the best item ids not in the history (``_SHORTLIST``)."""
+
+    __slots__ = ("key", "ids", "scores", "ranked")
+
+    def __init__(self, key: tuple[int, ...], ids: list[int], scores: np.ndarray, ranked: list[int]) -> None:
+        self.key, self.ids, self.scores, self.ranked = key, ids, scores, ranked
+
+
+#: How many of a user's best items are kept sorted with their scores: a list asks for the blend's
+#: ``candidates`` (20-30), and the blend leaves out its pool so far besides the history.
+_SHORTLIST = 64
 
 
 class _Request:
     """A request's view of an :class:`EncoderScorer` for one user: scores computed at most once."""
 
-    __slots__ = ("owner", "user_id", "history", "version", "_scores", "_ids")
+    __slots__ = ("owner", "user_id", "history", "version", "_scored", "_done")
 
     def __init__(self, owner: EncoderScorer, user_id: str, history: Sequence[str]) -> None:
         self.owner, self.user_id, self.history, self.version = owner, user_id, history, owner.version
-        self._scores: np.ndarray | None = None
-        self._ids: list[int] | None = None
+        self._scored: _Scored | None = None
+        self._done = False
 
-    def _get(self) -> tuple[np.ndarray | None, list[int]]:
-        if self._ids is None:
-            self._scores, self._ids = self.owner._scores(self.history, self.user_id)
-        return self._scores, self._ids
+    def _get(self) -> _Scored | None:
+        if not self._done:
+            self._scored, self._done = self.owner._scores(self.history, self.user_id), True
+        return self._scored
 
     def candidates(self, n: int, exclude: Collection[str] = ()) -> list[str]:
         try:
-            scores, ids = self._get()
-            return self.owner._top(scores, ids, n, exclude)
+            return self.owner._top(self._get(), n, exclude)
         except Exception:
             log.exception("encoder v%s failed to rank for user %r; answering no candidates",
                           self.version, self.user_id)
@@ -252,7 +297,7 @@ class _Request:
 
     def score(self, items: Sequence[str]) -> list[float]:
         try:
-            return self.owner._lookup(self._get()[0], items)
+            return self.owner._lookup(self._get(), items)
         except Exception:
             log.exception("encoder v%s failed to score for user %r; answering zeros", self.version, self.user_id)
             return [0.0] * len(items)

@@ -26,8 +26,10 @@ def full_pass(model: SequenceEncoder, window: tuple[int, ...]) -> np.ndarray:
 
 
 class Windows:
-    """The window rule, written out plainly: grow by the new items; when they do not fit, restart at the
-    newest max_len // 2; anything else (a new user, a history changed otherwise) takes the last max_len."""
+    """The window rule, written out plainly: grow by the new items; when they do not fit, keep the
+    window's newest max_len // 2 - 1 items (max_len - max_len // 2 + 1 leave) and add them (so one new
+    item restarts it at its newest max_len // 2); anything else (a new user, a history changed otherwise,
+    new items that fit in no window with the kept ones) takes the last max_len."""
 
     def __init__(self, max_len: int) -> None:
         self.max_len, self.windows = max_len, {}
@@ -47,8 +49,10 @@ class Windows:
             window = old
         elif len(old) + new <= self.max_len:
             window = old + key[-new:]
+        elif (kept := old[self.max_len - self.max_len // 2 + 1:]) and len(kept) + new <= self.max_len:
+            window = kept + key[-new:]
         else:
-            window = key[-(self.max_len // 2):]
+            window = key[-self.max_len:]
         self.windows[user] = window
         return window
 
@@ -91,6 +95,50 @@ def test_a_full_window_restarts_at_its_newest_half() -> None:
     np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9)), atol=2e-5)
     state = states.states(["u"], [longer[1:] + (10,)])[0][0]  # and grows again from there
     np.testing.assert_allclose(state, full_pass(model, (6, 7, 8, 9, 10)), atol=2e-5)
+
+
+def test_a_restart_by_one_new_item_costs_one_position_from_the_shadow_window() -> None:
+    model = encoder(max_len=8)
+    states, rule = IncrementalStates(model), Windows(8)
+    history: tuple[int, ...] = ()
+    for item in range(1, 40):  # one new item per call, through several restarts
+        history = (history + (item,))[-8:]
+        before = states.tokens_computed
+        state = states.states(["u"], [history])[0][0]
+        # the window's position and, from its 6th item on, the shadow's: never the restart's four afresh
+        assert states.tokens_computed - before <= 2
+        np.testing.assert_allclose(state, full_pass(model, rule.next("u", history)), atol=2e-5)
+
+
+def test_without_a_slot_for_the_shadow_a_restart_is_computed_afresh_and_still_right() -> None:
+    model = encoder(max_len=8)
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states, rule = IncrementalStates(model, cache_mb=1.5 * per_user_mb), Windows(8)
+    assert states.capacity == 1  # the user's own window only
+    history: tuple[int, ...] = ()
+    computed = []
+    for item in range(1, 20):
+        history = (history + (item,))[-8:]
+        before = states.tokens_computed
+        state = states.states(["u"], [history])[0][0]
+        computed.append(states.tokens_computed - before)
+        np.testing.assert_allclose(state, full_pass(model, rule.next("u", history)), atol=2e-5)
+    assert max(computed) == 4  # a restart: the newest max_len // 2 afresh
+
+
+def test_a_new_user_takes_the_least_recently_served_users_shadow_before_their_window() -> None:
+    model = encoder(max_len=8)
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states = IncrementalStates(model, cache_mb=3.5 * per_user_mb)
+    assert states.capacity == 3
+    states.states(["a"], [tuple(range(1, 8))])  # seven items: past the restart's start, a shadow too
+    states.states(["b"], [(1, 2)])
+    assert len(states) == 2  # three slots taken: a's window and shadow, b's window
+    before = states.tokens_computed
+    states.states(["c"], [(3, 4)])  # no slot free: a's shadow goes, a stays
+    assert len(states) == 3
+    states.states(["a"], [tuple(range(1, 9))])
+    assert states.tokens_computed - before == 2 + 1  # c's two, then one for a: its window was kept
 
 
 def test_a_history_changed_otherwise_is_computed_afresh() -> None:
