@@ -10,6 +10,7 @@ import torch
 
 from models.config import EncoderConfig
 from models.encoder import SequenceEncoder
+from models import incremental
 from models.incremental import IncrementalStates
 
 N_ITEMS = 40
@@ -139,6 +140,25 @@ def test_a_new_user_takes_the_least_recently_served_users_shadow_before_their_wi
     assert len(states) == 3
     states.states(["a"], [tuple(range(1, 9))])
     assert states.tokens_computed - before == 2 + 1  # c's two, then one for a: its window was kept
+
+
+@pytest.mark.parametrize("n_users", [1, 8], ids=["one-new-user-numpy", "many-new-users-torch"])
+def test_new_users_windows_are_computed_whole_in_either_engine(n_users) -> None:
+    model = encoder()
+    states = IncrementalStates(model)
+    max_len = model.config.max_len
+    users = [f"u{i}" for i in range(n_users)]
+    keys = [tuple((i + j) % N_ITEMS + 1 for j in range(max_len)) for i in range(n_users)]
+    # one user's window is below the size that goes to torch, eight users' are above it
+    assert (n_users * max_len >= incremental._TORCH_FROM) == (n_users > 1)
+    got, computed = states.states(users, keys)
+    assert computed == n_users
+    for key, state in zip(keys, got):
+        np.testing.assert_allclose(state, full_pass(model, key), atol=2e-5)
+    extended = [key[1:] + (1,) for key in keys]  # and they go on from what was cached
+    got, _ = states.states(users, extended)
+    for key, state in zip(extended, got):
+        np.testing.assert_allclose(state, full_pass(model, key[-(max_len // 2):]), atol=2e-5)
 
 
 def test_a_history_changed_otherwise_is_computed_afresh() -> None:
