@@ -95,6 +95,7 @@ class EncoderScorer:
         with torch.inference_mode():  # the item table as one matrix: a request's scores are one product
             # [N+1, H] with id 0's row (zeros) kept, so that a score array is indexed by item id directly
             self._table = model.item_emb.weight.detach().float().numpy().copy()
+        self._table_t = np.ascontiguousarray(self._table.T)  # [H, N+1]: a batch's product, ~2x faster than .T
         self._items = [""] + self.vocab.items  # the item of each id, as a list: the fastest look-up
         self._id_of = self.vocab.id_getter()  # and the id of each item
         #: each user's state, kept up to date one new item at a time
@@ -135,7 +136,7 @@ class EncoderScorer:
             states, computed = self.states.states(users, [w[1] for w in wanted.values()])  # [B, H]
             self.forwards += computed > 0
             if len(users) * len(self._table) <= 16_000_000:  # the batch's scores: one product
-                scores = self._normalized(states @ self._table.T)  # [B, N+1]
+                scores = self._normalized(states @ self._table_t)  # [B, N+1]
                 rows = list(wanted.values())
                 ranked = self._ranked(scores, [ids for _, _, ids in rows])
                 batch = {user_id: (history, _Scored(key, ids, scores[row], ranked[row]))
