@@ -147,7 +147,7 @@ class IncrementalStates:
         with torch.inference_mode():  # the numpy steps' weights come from the same copy
             weights = {name: t.detach().numpy().copy() for name, t in self._model.state_dict().items()}
         self.max_len = int(cfg.max_len)
-        self.keep = max(1, self.max_len // 2)  # the window restarts at its newest `keep` items when full
+        self.keep = max(1, self.max_len // 2)  # a full window restarts at its newest `keep` (one new item)
         # the shadow window holds the window's items from this position on: the next restart's first
         # keep - 1 items, so that a restart by one new item costs one position
         self.shadow_from = self.max_len - self.keep + 1
