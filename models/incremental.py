@@ -169,6 +169,7 @@ class IncrementalStates:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently served first
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))  # popped from the end: 0 first
         self._call = 0  # counts calls of `states`
+        self._reserved = 0  # free slots kept for the running call's new users
         self._lock = threading.Lock()  # one call at a time: a call moves keys and values between arrays
         self.tokens_computed = 0  # positions run through the blocks, for tests and benchmarks
 
@@ -196,6 +197,8 @@ class IncrementalStates:
         out = np.empty((len(users), self.hidden), np.float32)
         steps: list[_Step] = []
         computed = 0
+        # free slots the call's new users will take: a shadow planned below must leave them free
+        self._reserved = sum(1 for user in users if user is not None and user not in self._entries)
         for row, (user, key) in enumerate(zip(users, keys)):
             entry = self._entries.get(user) if user is not None else None
             if entry is None:
@@ -225,6 +228,7 @@ class IncrementalStates:
             steps.append((row, entry, window, start, False))
             self._follow(steps, entry, row, window)
         self._run(steps, users, out)
+        self._reserved = 0
         late: list[_Step] = []  # new users' shadows, once they have entries
         for row, entry, window, _, _ in steps:
             if entry is None and (entry := self._entries.get(users[row])) is not None:
@@ -259,7 +263,7 @@ class IncrementalStates:
         if not target:
             return
         if entry.shadow_slot < 0:
-            if not self._free:  # a shadow takes only memory that no user's window needs
+            if len(self._free) <= self._reserved:  # a shadow takes only memory that no user's window needs
                 return
             entry.shadow_slot, entry.shadow_window = self._free.pop(), ()
         have = entry.shadow_window

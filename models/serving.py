@@ -139,8 +139,8 @@ class EncoderScorer:
                 scores = self._normalized(states @ self._table_t)  # [B, N+1]
                 rows = list(wanted.values())
                 ranked = self._ranked(scores, [ids for _, _, ids in rows])
-                batch = {user_id: (history, _Scored(key, ids, scores[row], ranked[row]))
-                         for row, (user_id, (history, key, ids)) in enumerate(zip(users, rows))}
+                batch = {user_id: (history, _Scored(ids, scores[row], ranked[row]))
+                         for row, (user_id, (history, _, ids)) in enumerate(zip(users, rows))}
             self._batch = batch  # one reference assignment
             return computed
         except Exception:  # the protocol forbids raising into the serving path; requests compute their own
@@ -190,7 +190,7 @@ class EncoderScorer:
         states, computed = self.states.states([user_id], [key])
         self.forwards += computed > 0
         scores = self._normalized(self._table @ states[0])  # [N+1]
-        out = _Scored(key, ids, scores, self._ranked(scores[None, :], [ids])[0])
+        out = _Scored(ids, scores, self._ranked(scores[None, :], [ids])[0])
         self._cache = (user_id, key, out)  # a single reference assignment: safe with concurrent readers
         return out
 
@@ -259,13 +259,13 @@ class EncoderScorer:
 
 
 class _Scored:
-    """One user's scores at one moment: the ids of their known history (``key``: the last ``max_len``),
-    the catalogue's scores by item id, and the best item ids not in the history (``_SHORTLIST``)."""
+    """One user's scores at one moment: the ids of their known history, the catalogue's scores by item
+    id, and the best item ids not in the history (``_SHORTLIST``)."""
 
-    __slots__ = ("key", "ids", "scores", "ranked")
+    __slots__ = ("ids", "scores", "ranked")
 
-    def __init__(self, key: tuple[int, ...], ids: list[int], scores: np.ndarray, ranked: list[int]) -> None:
-        self.key, self.ids, self.scores, self.ranked = key, ids, scores, ranked
+    def __init__(self, ids: list[int], scores: np.ndarray, ranked: list[int]) -> None:
+        self.ids, self.scores, self.ranked = ids, scores, ranked
 
 
 #: How many of a user's best items are kept sorted with their scores: a list asks for the blend's

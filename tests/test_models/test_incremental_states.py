@@ -161,6 +161,18 @@ def test_new_users_windows_are_computed_whole_in_either_engine(n_users) -> None:
         np.testing.assert_allclose(state, full_pass(model, key[-(max_len // 2):]), atol=2e-5)
 
 
+def test_a_shadow_never_takes_the_slot_a_new_user_of_the_same_call_needs() -> None:
+    model = encoder(max_len=8)
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states = IncrementalStates(model, cache_mb=3.5 * per_user_mb)
+    states.states(["b"], [(1, 2)])
+    states.states(["a"], [(1, 2, 3, 4, 5)])  # not yet past the restart's start: no shadow
+    # a's sixth item would start a shadow in the last free slot, which the new user c needs
+    states.states(["a", "c"], [(1, 2, 3, 4, 5, 6), (7, 8)])
+    assert len(states) == 3
+    assert states.states(["b"], [(1, 2)])[1] == 0  # b was not evicted for a's shadow
+
+
 def test_a_history_changed_otherwise_is_computed_afresh() -> None:
     model = encoder()
     states = IncrementalStates(model)
