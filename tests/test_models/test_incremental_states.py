@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from models import incremental
 from models.config import EncoderConfig
 from models.encoder import SequenceEncoder
-from models import incremental
 from models.incremental import IncrementalStates
 
 N_ITEMS = 40
