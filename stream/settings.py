@@ -352,6 +352,8 @@ class EncoderSettings(_Section):
                                         "events) for early stopping; a version worse there than the served "
                                         "one is not served")
     trainer_patience: int = _leaf(2, "epochs without gain on the held-out events before a refresh stops")
+    trainer_nice: int = _leaf(10, "CPU priority the trainer process lowers itself by (os.nice; 0 = "
+                                  "unchanged): where it shares cores with workers, serving comes first")
     poll_s: float = _leaf(10.0, "how often every worker also checks the checkpoint directory for a newer "
                                 "encoder, seconds", flat="encoder_poll_s")
     weight: float = _leaf(0.3, "starting blend weight of the encoder once a version is loaded",
@@ -365,7 +367,10 @@ class EncoderSettings(_Section):
                               flat="encoder_shadow_every")
 
     def _problems(self) -> list[str]:
-        return self._at_least(0, "shadow_every", "cache_mb")
+        problems = self._at_least(0, "shadow_every", "cache_mb", "trainer_nice")
+        if self.trainer_nice > 19:
+            problems.append(f"trainer_nice must be <= 19 (got {self.trainer_nice})")
+        return problems
 
 
 @dataclass(frozen=True)

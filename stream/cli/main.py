@@ -80,9 +80,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
+    from stream.cli.processes import lower_priority
     from stream.trainer.trainer import StreamTrainer
 
     settings = settings_from_args(args)
+    lower_priority(settings.encoder.trainer_nice)  # a shared box serves first; a dedicated one loses nothing
     should_stop = _stop_requested()
     trainer = StreamTrainer(settings)
     metrics_url = trainer.serve_metrics()

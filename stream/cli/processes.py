@@ -75,6 +75,15 @@ def spawn_worker(settings: Settings, log: Any, cwd: str | None = None) -> subpro
     return spawn_process(["worker"], settings, log, cwd)
 
 
+def lower_priority(by: int) -> int:
+    """Lower this process's CPU priority by ``by`` (``os.nice``; 0 leaves it) and return the new niceness.
+
+    The trainer does this at start: where it shares cores with workers, its training bursts then take
+    what the serving path leaves, instead of stalling the lists behind them.
+    """
+    return os.nice(by) if by > 0 else os.nice(0)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
     if process.poll() is None:
