@@ -75,6 +75,28 @@ def test_every_state_equals_the_encoders_pass_over_the_users_window(changes) -> 
             np.testing.assert_allclose(state, full_pass(model, rule.next(user, key)), atol=2e-5)
 
 
+def test_under_memory_pressure_every_state_is_the_encoders_pass_over_a_window_of_the_rule() -> None:
+    """Few slots for many users: evictions, stolen shadows and restarts without one interleave. A user
+    evicted since their last call is computed afresh over their last max_len items; otherwise the rule."""
+    model = encoder(max_len=8)
+    per_user_mb = 2 * model.config.n_blocks * model.config.max_len * model.config.hidden * 4 / 2**20
+    states, rule = IncrementalStates(model, cache_mb=6.5 * per_user_mb), Windows(8)
+    rng = random.Random(3)
+    histories: dict[str, list[int]] = {f"u{i}": [] for i in range(9)}
+    for _ in range(200):
+        users = rng.sample(list(histories), rng.randint(1, 4))
+        for user in users:
+            histories[user] = (histories[user] + [rng.randint(1, N_ITEMS) for _ in range(rng.choice([1, 1, 2, 4]))])[-20:]
+        keys = [tuple(histories[u][-8:]) for u in users]
+        got, _ = states.states(users, keys)
+        for user, key, state in zip(users, keys, got):
+            kept, fresh = rule.next(user, key), key[-8:]
+            if np.allclose(state, full_pass(model, kept), atol=2e-5):
+                continue
+            np.testing.assert_allclose(state, full_pass(model, fresh), atol=2e-5)  # evicted: afresh
+            rule.windows[user] = fresh
+
+
 def test_a_new_item_costs_one_position_and_nothing_new_costs_none() -> None:
     states = IncrementalStates(encoder())
     states.states(["u"], [(1, 2, 3)])
