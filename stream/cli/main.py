@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the trainer's /metrics and health endpoints [default 6067; 0 = a free port]")
     _add_settings_flags(p, ("bootstrap_servers", "app_id", "topic_events", "topic_model_updates", "max_users",
                             "trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs",
-                            "trainer_device", "trainer_size", "metrics_host"))
+                            "trainer_device", "trainer_size", "trainer_nice", "metrics_host"))
     p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("tuner", help="search the whole engine config on the events stream; announce winners to "
