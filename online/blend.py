@@ -189,19 +189,32 @@ class StrategySlot:
     True
     """
 
+    muted = False  # (also the value of slots pickled before there was one)
+
     def __init__(self, name: str = "encoder", strategy: Strategy | None = None) -> None:
         self.name = name
         self.strategy = strategy
+        #: Held but not served: the slot answers as an empty one while ``True`` (``online.shadow.StrategyGate``
+        #: mutes a strategy whose lists lose hits). Its version stays held, for handovers and for
+        #: :meth:`unmuted`, the same strategy served for one request (what the lists would be with it).
+        self.muted = False
 
     def swap(self, strategy: Strategy | None) -> Strategy | None:
         """Install ``strategy`` (or empty the slot); returns the previous one."""
         old, self.strategy = self.strategy, strategy
         return old
 
+    def unmuted(self) -> StrategySlot:
+        """A slot serving what this one holds, muted or not (``Blend.serve``'s ``substitutes``)."""
+        return StrategySlot(self.name, self.strategy)
+
+    def _served(self) -> Strategy | None:
+        return None if self.muted else self.strategy
+
     def scorer(self, user_id: str, history: Sequence[str]) -> Scorer:
         """This request's view, pinned to the strategy held now (a swap mid-request cannot mix
         two versions' candidates and scores, nor report a version that did not score)."""
-        held = self.strategy
+        held = self._served()
         if held is None:
             return _EMPTY
         return _Pinned(scorer_for(held, user_id, history), getattr(held, "version", None))
@@ -212,15 +225,15 @@ class StrategySlot:
             held.learn_many(interactions)
 
     def candidates(self, user_id: str, history: Sequence[str], n: int) -> list[str]:
-        held = self.strategy
+        held = self._served()
         return [] if held is None else list(held.candidates(user_id, history, n))
 
     def score(self, user_id: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        held = self.strategy
+        held = self._served()
         return [0.0] * len(items) if held is None else list(held.score(user_id, history, items))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"name": self.name, "strategy": None}
+        return {"name": self.name, "strategy": None, "muted": False}
 
 
 def _weighted_top(columns: list[Sequence[float]], weights: list[float], items: list[str],

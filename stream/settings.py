@@ -365,9 +365,14 @@ class EncoderSettings(_Section):
                                  "also ranked with its weight at 0 and both scored on their next event "
                                  "(streamrec_encoder_shadow_*; a second list each while a version serves; 0 = off)",
                               flat="encoder_shadow_every")
+    gate_z: float = _leaf(1.96, "mute the encoder while its measured lists lose significantly more hits than "
+                                "they win (online.shadow.StrategyGate: McNemar's z on the shadow's owed and lost "
+                                "hits below -this; it keeps being measured and comes back when that is no longer "
+                                "so; streamrec_encoder_gate; 0 = never muted; needs shadow_every > 0)",
+                          flat="encoder_gate_z")
 
     def _problems(self) -> list[str]:
-        problems = self._at_least(0, "shadow_every", "cache_mb", "trainer_nice")
+        problems = self._at_least(0, "shadow_every", "cache_mb", "trainer_nice", "gate_z")
         if self.trainer_nice > 19:
             problems.append(f"trainer_nice must be <= 19 (got {self.trainer_nice})")
         return problems

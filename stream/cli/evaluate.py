@@ -292,7 +292,8 @@ def _run(args: argparse.Namespace) -> int:
         from stream.cli.encoder_eval import EncoderInTheLoop, replayed_trainer
 
         engine = EncoderInTheLoop(engine, replayed_trainer(settings, args.encoder_rate, args.encoder_train_s),
-                                  settings.encoder.weight, cache_mb=settings.encoder.cache_mb)
+                                  settings.encoder.weight, cache_mb=settings.encoder.cache_mb,
+                                  gate_z=settings.encoder.gate_z)
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
                   f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}; "
                   f"self-tuning {'on' if self_tune else 'off'}")

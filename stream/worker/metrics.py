@@ -97,6 +97,8 @@ class WorkerMetrics(NamedTuple):
     encoder_age: _AgeGauge
     encoder_shadow_hit_rate: Gauge
     encoder_shadow_hits: Gauge
+    encoder_gate: Gauge
+    encoder_gate_z: Gauge
     config_swaps: Counter
     config_version: Gauge
     engine_knob: Gauge
@@ -220,13 +222,23 @@ class WorkerMetrics(NamedTuple):
             encoder_age=age,
             encoder_shadow_hit_rate=Gauge(
                 f"{prefix}_encoder_shadow_hit_rate",
-                "HR@k of the lists served to the measured users (lists=served) and of the lists the blend would "
-                "have served them with the encoder weighed 0 (lists=without_encoder), same users, same moments "
-                "(online.shadow; STREAMREC_ENCODER_SHADOW_EVERY)", ["lists"], registry=registry),
+                "HR@k of the measured users' lists with the encoder (lists=served: the served ones unless the gate "
+                "has the encoder muted) and of the lists the blend would rank them with the encoder weighed 0 "
+                "(lists=without_encoder), same users, same moments (online.shadow; "
+                "STREAMREC_ENCODER_SHADOW_EVERY)", ["lists"], registry=registry),
             encoder_shadow_hits=Gauge(
                 f"{prefix}_encoder_shadow_hits",
                 "Of the measured users' events: evaluated, hits owed to the encoder (in the served list, not "
                 "in the list without it), hits lost to it (the other way round)", ["kind"], registry=registry),
+            encoder_gate=Gauge(
+                f"{prefix}_encoder_gate",
+                "1 while the encoder is served, 0 while the gate mutes it because its measured lists lose "
+                "significantly more hits than they win (online.shadow.StrategyGate; STREAMREC_ENCODER_GATE_Z)",
+                registry=registry),
+            encoder_gate_z=Gauge(
+                f"{prefix}_encoder_gate_z",
+                "McNemar's z of the gate's record of hits owed to and lost to the encoder (below minus "
+                "STREAMREC_ENCODER_GATE_Z: muted)", registry=registry),
             config_swaps=Counter(
                 f"{prefix}_config_swaps",
                 "Engine configs announced by the tuner on config-updates, by result: applied (served from then "
@@ -244,6 +256,7 @@ class WorkerMetrics(NamedTuple):
             metrics.tuner_feedback_events.labels(result)
         for result in ("written", "failed"):
             metrics.snapshots.labels(result)
+        metrics.encoder_gate.set(1.0)  # nothing muted until a gate mutes it
         ProcessCollector(registry=registry)
         # Touch every bounded label so each series exists (and PromQL returns data) from the start.
         for kind in sorted(EVENT_TYPES):

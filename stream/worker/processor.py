@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from online.base import Engine, Interaction
 from online.dedup import RecentIds
 from online.engine import StreamingRecommender
-from online.shadow import StrategyShadow
+from online.shadow import StrategyGate, StrategyShadow, strategy_slot
 from stream.kafka.batch_guard import UndecodableBatch
 from stream.settings import Settings
 from stream.wire import schema
@@ -124,6 +124,9 @@ class EventProcessor:
         every = settings.encoder.shadow_every
         self.encoder_shadow = (StrategyShadow("encoder", every=every, max_users=50_000, unweighed=False)
                                if every > 0 else None)
+        # ... and mutes it while those lists lose significantly more hits than they win (online.shadow)
+        gate_z = settings.encoder.gate_z
+        self.encoder_gate = StrategyGate(gate_z) if self.encoder_shadow is not None and gate_z > 0 else None
 
     @property
     def strategy(self) -> str:
@@ -199,8 +202,12 @@ class EventProcessor:
                 learned_from.append(message)
         if answered:
             self._feedback(answered)
-        if self.encoder_shadow is not None and learn:
-            self.encoder_shadow.score(learn)  # each event against its user's last list and its shadow
+        if self.encoder_shadow is not None:
+            # each event against its user's last pair of lists; the gate mutes or serves the encoder for this
+            # batch's lists on the record so far
+            owed, lost = self.encoder_shadow.score(learn) if learn else (0, 0)
+            if self.encoder_gate is not None:
+                self._gate_encoder(owed, lost)
         try:
             if sharing:
                 result.deltas = self._republish + self._learn_sharing(learn, offsets)
@@ -397,6 +404,18 @@ class EventProcessor:
         except Exception:
             log.exception("preparing the micro-batch's lists failed; each list is built on its own")
 
+    def _gate_encoder(self, owed: int, lost: int) -> None:
+        """The gate's record grows by the batch's owed and lost hits; the encoder's slot (the engine's now: a
+        config swap may have replaced it) is muted or served by what the record says."""
+        gate = self.encoder_gate
+        assert gate is not None
+        slot = strategy_slot(self.engine, "encoder")
+        held = slot.strategy if slot is not None else None
+        if held is None:
+            return
+        gate.add(owed, lost, getattr(held, "version", None))
+        slot.muted = not gate.serving
+
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, received: float | None = None) -> Output:
         """One list, stamped (``ts``) when it is built: ``ts - received`` is the worker's share of its latency."""
@@ -406,7 +425,9 @@ class EventProcessor:
         ranking = self.engine.recommend(user_id, k, exclude, rec_id=rec_id)
         if self.encoder_shadow is not None and request_id is None:  # push lists: one per user and event
             try:
-                self.encoder_shadow.observe(self.engine, user_id, k, exclude, ranking)
+                gate = self.encoder_gate
+                self.encoder_shadow.observe(self.engine, user_id, k, exclude, ranking,
+                                            muted=gate is not None and not gate.serving)
             except Exception:  # measuring must never cost a list
                 log.exception("ranking the list without the encoder failed; not measured")
         value = schema.recommendation(
@@ -451,4 +472,7 @@ class EventProcessor:
             m.encoder_shadow_hit_rate.labels("without_encoder").set(shadow["hr_without"])
             for kind in ("evaluated", "owed", "lost"):
                 m.encoder_shadow_hits.labels(kind).set(shadow[kind])
+        if self.encoder_gate is not None and self.encoder_gate.version is not None:
+            m.encoder_gate.set(float(self.encoder_gate.serving))
+            m.encoder_gate_z.set(self.encoder_gate.z)
 

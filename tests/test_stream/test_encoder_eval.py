@@ -63,7 +63,7 @@ def test_eval_with_the_encoder_reports_its_contribution(tmp_path: Path, capsys) 
     code = main(["eval", "--generated", "1500", "--strategy", "blend", "--self-tune", "off", "--encoder", "on",
                  "--encoder-train-s", "2", "--no-progress", "--json", str(out),
                  "--set", "trainer_size=tiny", "--set", "trainer_epochs=2", "--set", "trainer_min_new_events=400",
-                 "--set", "trainer_refresh_s=0"])
+                 "--set", "trainer_refresh_s=0", "--set", "encoder_gate_z=0"])  # (the gate: test_gated_eval_...)
     assert code == 0
     report = json.loads(out.read_text())
     enc = report["encoder"]
@@ -74,3 +74,25 @@ def test_eval_with_the_encoder_reports_its_contribution(tmp_path: Path, capsys) 
     assert refreshes and refreshes[0]["started_at"] == 400 and refreshes[0]["ready_at"] == 600  # 2 s at 100 ev/s
     assert [s["event"] >= 600 for s in enc["swaps"]] == [True] * len(enc["swaps"])
     assert enc["timeline"] and "encoder in the stream" in capsys.readouterr().out
+
+
+def test_the_eval_loop_gates_a_harmful_encoder_as_a_worker_does_and_reports_the_served_lists() -> None:
+    from online.evaluation import iter_prequential
+    from stream.cli.encoder_eval import EncoderInTheLoop
+    from tests.test_online.helpers import EncoderVersion, stream
+    from tests.test_online.test_strategy_gate import JUNK
+
+    engine = StreamingRecommender(EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.2,next_item=0.2")))
+    loop = EncoderInTheLoop(engine, FixedVersions({}), weight=1.0, gate_z=1.96)
+    events = stream(1_200, items=100, seed=3)
+    loop.learn_many(events[:300])
+    loop.scorer = EncoderVersion(2, JUNK)  # as if the trainer had served it (a version that costs hits)
+    loop._fill()
+    final = list(iter_prequential(events[300:], engine=loop))[-1]
+    report = loop.report(5)
+    gate = report["gate"]
+    assert not gate["serving"] and gate["mutes"] >= 1 and 0 < gate["lists_muted"] < gate["lists"]
+    assert report["hits_lost_to_encoder"] > report["hits_owed_to_encoder"]
+    # what was served beat the lists with the encoder, measured on the same moments
+    assert final["hr@5"] > report["hr@5"]
+    assert loop.point(900)["encoder_muted"] is True
