@@ -398,6 +398,9 @@ class EventProcessor:
         """One batched pass over the users about to be served, for strategies that batch (the encoder's
         forward pass for all of them, ``online.blend.Blend.prepare``); a failure only costs the batching."""
         engine = self.engine
+        gate, shadow = self.encoder_gate, self.encoder_shadow
+        if gate is not None and shadow is not None and not gate.serving:
+            users = [user_id for user_id in users if shadow.measures(user_id)]  # only their lists rank with it
         try:
             engine.blend.prepare((user_id, state.history) for user_id in users
                                  if (state := engine.user_state(user_id)) is not None)

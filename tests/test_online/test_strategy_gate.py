@@ -154,3 +154,31 @@ def test_an_encoder_that_helps_is_never_muted():
     gate, shadow = processor.encoder_gate, processor.encoder_shadow
     assert gate is not None and gate.mutes == 0 and gate.serving and shadow.owed > 2 * shadow.lost
     assert all(b'"model_version":"encoder-v7"' in output.value for output in lists[-50:])
+
+
+class PreparingJunk(EncoderVersion):
+    """JUNK that batches like the real encoder: remembers the users each micro-batch prepared."""
+
+    def __init__(self) -> None:
+        super().__init__(3, JUNK)
+        self.prepared: list[list[str]] = []
+
+    def prepare(self, requests) -> int:
+        self.prepared.append([user_id for user_id, _ in requests])
+        return 0
+
+
+def test_while_muted_a_worker_prepares_the_encoder_only_for_the_users_it_measures():
+    registry = CollectorRegistry()
+    settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=2, encoder_gate_z=1.96)
+    processor = EventProcessor(settings, metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0)
+    events = stream(2_400, users=40, items=100, seed=3)
+    _replay(processor, events[:300])
+    junk = PreparingJunk()
+    processor.engine.blend.fill("encoder", junk, weight=1.0)
+    _replay(processor, events[300:], offset=300)
+    assert not processor.encoder_gate.serving
+    measured = processor.encoder_shadow.measures
+    late = [user for batch in junk.prepared[-200:] for user in batch]
+    assert late and all(measured(user) for user in late)
+    assert any(not measured(user) for batch in junk.prepared[:5] for user in batch)  # served: everyone
