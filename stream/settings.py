@@ -370,9 +370,14 @@ class EncoderSettings(_Section):
                                 "hits below -this; it keeps being measured and comes back when that is no longer "
                                 "so; streamrec_encoder_gate; 0 = never muted; needs shadow_every > 0)",
                           flat="encoder_gate_z")
+    gate_carry: float = _leaf(0.5, "share of the gate's record a new encoder version inherits from the ones before "
+                                   "(1 = all: versions judged together; 0 = none: each on its own lists)",
+                              flat="encoder_gate_carry")
 
     def _problems(self) -> list[str]:
         problems = self._at_least(0, "shadow_every", "cache_mb", "trainer_nice", "gate_z")
+        if not 0.0 <= self.gate_carry <= 1.0:
+            problems.append(f"gate_carry must be in [0, 1] (got {self.gate_carry})")
         if self.trainer_nice > 19:
             problems.append(f"trainer_nice must be <= 19 (got {self.trainer_nice})")
         return problems

@@ -641,7 +641,10 @@ def _encoder_shadow_summary(samples: dict, k: int) -> dict[str, Any]:
             f"hr@{k}_with_encoder": total(samples, "streamrec_encoder_shadow_hit_rate", lists="served"),
             f"hr@{k}_without_encoder": total(samples, "streamrec_encoder_shadow_hit_rate", lists="without_encoder"),
             "hits_owed_to_encoder": int(total(samples, "streamrec_encoder_shadow_hits", kind="owed")),
-            "hits_lost_to_encoder": int(total(samples, "streamrec_encoder_shadow_hits", kind="lost"))}
+            "hits_lost_to_encoder": int(total(samples, "streamrec_encoder_shadow_hits", kind="lost")),
+            # the gate (online.shadow.StrategyGate): 1 while the encoder is served, 0 while it is muted
+            "encoder_gate_serving": total(samples, "streamrec_encoder_gate"),
+            "encoder_gate_z": total(samples, "streamrec_encoder_gate_z")}
 
 
 def _tuning_summary(samples: dict) -> dict[str, Any]:

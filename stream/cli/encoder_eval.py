@@ -35,13 +35,13 @@ class EncoderInTheLoop:
     trainer's versions. Delegates everything else to the engine."""
 
     def __init__(self, engine: Any, trainer: Any, weight: float, *, shadow: bool = True,
-                 cache_mb: float = 128.0, gate_z: float = 0.0) -> None:
+                 cache_mb: float = 128.0, gate_z: float = 0.0, gate_carry: float = 0.5) -> None:
         self.inner = engine
         self.trainer = trainer
         self.weight = float(weight)
         self.shadow = shadow
         #: mutes the encoder while the measured lists say it costs hits, as a worker's (0: never; needs shadow)
-        self.gate = StrategyGate(gate_z) if shadow and gate_z > 0 else None
+        self.gate = StrategyGate(gate_z, gate_carry) if shadow and gate_z > 0 else None
         self.lists_muted = self.lists = 0  # served lists, and those served while the gate had the encoder muted
         self.cache_mb = cache_mb  # each version's memory for users' states, as a worker's
         self.scorer: Any = None  # the EncoderScorer served now

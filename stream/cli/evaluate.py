@@ -293,7 +293,7 @@ def _run(args: argparse.Namespace) -> int:
 
         engine = EncoderInTheLoop(engine, replayed_trainer(settings, args.encoder_rate, args.encoder_train_s),
                                   settings.encoder.weight, cache_mb=settings.encoder.cache_mb,
-                                  gate_z=settings.encoder.gate_z)
+                                  gate_z=settings.encoder.gate_z, gate_carry=settings.encoder.gate_carry)
     console.print(f"[bold]streamrec eval[/bold] {source}: {len(events):,} events, k={args.k}, "
                   f"batch {args.batch_size}; {_describe(config, tuner)}; tuner {f'on ({policy})' if tuner else 'off'}; "
                   f"self-tuning {'on' if self_tune else 'off'}")

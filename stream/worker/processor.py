@@ -126,7 +126,8 @@ class EventProcessor:
                                if every > 0 else None)
         # ... and mutes it while those lists lose significantly more hits than they win (online.shadow)
         gate_z = settings.encoder.gate_z
-        self.encoder_gate = StrategyGate(gate_z) if self.encoder_shadow is not None and gate_z > 0 else None
+        self.encoder_gate = (StrategyGate(gate_z, settings.encoder.gate_carry)
+                             if self.encoder_shadow is not None and gate_z > 0 else None)
 
     @property
     def strategy(self) -> str:

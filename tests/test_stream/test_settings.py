@@ -23,6 +23,7 @@ SPECIAL = {"k": (5, "5"), "metrics_port": (7000, "7000"), "trainer_metrics_port"
            "tuner_weight_step": (0.5, "0.5"), "tuner_floor": (0.1, "0.1"), "tuner_explore": (0.5, "0.5"),
            "tuner_params": ((("mf", "l2"), ("mf", "lr")), "mf.l2,mf.lr"), "tuner_seed": (None, "none"),
            "search_warm_fraction": (0.25, "0.25"), "search_holdout": (0.5, "0.5"),
+           "encoder_gate_carry": (0.25, "0.25"),
            "search_strategies": (("popularity", "mf"), "popularity,mf")}
 
 
