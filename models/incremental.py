@@ -40,6 +40,7 @@ Examples
 >>> import torch
 >>> from models.config import EncoderConfig
 >>> from models.encoder import SequenceEncoder
+from models.kernels import few_steps
 >>> _ = torch.manual_seed(0)
 >>> model = SequenceEncoder(EncoderConfig.tiny(n_items=9)).eval()
 >>> states = IncrementalStates(model)
@@ -65,6 +66,7 @@ import torch
 from scipy.special import erf
 
 from models.encoder import SequenceEncoder
+from models.kernels import few_steps
 
 _LN_EPS = np.float32(1e-5)  # torch.nn.LayerNorm's default, which the encoder uses
 
@@ -158,6 +160,9 @@ class IncrementalStates:
         self._blocks = [_Block(weights, f"blocks.{i}.", self.hidden, self.head_dim) for i in range(cfg.n_blocks)]
         self._final_ln = (weights["final_ln.weight"], weights["final_ln.bias"])
         self._mean = np.full((self.hidden, 1), 1.0 / self.hidden, np.float32)  # LayerNorm's mean as a product
+        # the same weights stacked block by block, for the compiled few-position steps (models.kernels)
+        self._stacked = tuple(np.ascontiguousarray(np.stack([getattr(block, name) for block in self._blocks]))
+                              for name in _Block.__slots__)
         per_user = 2 * len(self._blocks) * self.max_len * self.hidden * 4  # keys and values, float32
         self.capacity = max(1, min(int(max_users), int(cache_mb * 2**20 // per_user)))
         shape = (len(self._blocks), self.capacity, self.heads, self.max_len, self.head_dim)
@@ -247,7 +252,7 @@ class IncrementalStates:
         for step in steps:
             (few if len(step[2]) - step[3] <= _FEW else wide).append(step)
         if few:
-            self._compute(few, users, out)
+            self._compute_few(few, users, out)
         if wide:
             padded = len(wide) * max(len(step[2]) - step[3] for step in wide)
             if padded >= _TORCH_FROM and all(step[3] == 0 for step in wide):
@@ -346,6 +351,22 @@ class IncrementalStates:
             mine = cached[rows]
             self._keys[:, slots[rows[mine]], :, at[mine]] = keys[:, rows[mine], :, at[mine]]
             self._values[:, slots[rows[mine]], :, at[mine]] = values[:, rows[mine], :, at[mine]]
+        self._keep(group, entries, last, out)
+
+    def _compute_few(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
+        """:meth:`_compute` for steps of at most ``_FEW`` new positions, compiled (``models.kernels.few_steps``):
+        each row reads its cached keys and values in place instead of a gathered copy."""
+        n = len(group)
+        starts = np.fromiter((s[3] for s in group), np.int64, n)
+        counts = np.fromiter((len(s[2]) - s[3] for s in group), np.int64, n)
+        tokens = np.zeros((n, int(counts.max())), np.int64)
+        for i, (_, _, window, start, _) in enumerate(group):
+            tokens[i, : len(window) - start] = window[start:]
+        slots, entries = self._claim(group, users)
+        last = np.empty((n, self.hidden), np.float32)
+        few_steps(tokens, starts, counts, slots, self._item_emb, self._pos_emb, *self._stacked,
+                  *self._final_ln, self._keys, self._values, last)
+        self.tokens_computed += int(counts.sum())
         self._keep(group, entries, last, out)
 
     def _compute_fresh(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
