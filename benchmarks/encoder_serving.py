@@ -120,7 +120,10 @@ def main() -> int:
         total = statistics.median(r["us_per_event"] for r in runs)
         lists = statistics.median(r["lists_us_per_event"] for r in runs)
         ratio = f"  x{total / base:.2f} per event, x{lists / base_lists:.2f} per list" if base else ""
-        print(f"{variant:<22} median {total:7.1f} µs/event (lists {lists:7.1f}){ratio}  runs "
+        # each run against the blend's run of the same round (they ran back to back): steadier on a noisy box
+        paired = (f"; paired by round x{statistics.median(r['us_per_event'] / b['us_per_event'] for r, b in zip(runs, results['blend'])):.2f}"
+                  if base and variant != "blend" else "")
+        print(f"{variant:<22} median {total:7.1f} µs/event (lists {lists:7.1f}){ratio}{paired}  runs "
               + ", ".join(f"{r['us_per_event']:.0f}" for r in runs))
     print(json.dumps({"data": args.data if data else "generated", "batch": args.batch, "events": args.events,
                       "warm": args.warm, "results": results}))

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.checkpoint import build_model, load_checkpoint
@@ -125,6 +126,11 @@ class EncoderLoader:
             raise CheckpointError(f"warm-up produced shape {tuple(out.shape)}, expected (1, {model.config.n_items})")
         if not bool(torch.isfinite(out).all()):
             raise CheckpointError("warm-up produced NaN/inf scores: the weights are not usable")
+        # the serving path's own step too: its compiled kernel (models.kernels) loads here, in the loader's
+        # thread, not on the first list (compiled once per machine: seconds; then a load from its cache)
+        state, _ = scorer.states.states([None], [(1,)])
+        if not bool(np.isfinite(state).all()):
+            raise CheckpointError("warm-up produced a NaN/inf user state: the weights are not usable")
 
     def _failed(self, previous: int | None, candidate: int | None, exc: ModelError) -> SwapResult:
         self.failures += 1

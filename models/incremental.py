@@ -40,7 +40,7 @@ Examples
 >>> import torch
 >>> from models.config import EncoderConfig
 >>> from models.encoder import SequenceEncoder
-from models.kernels import few_steps
+from models.kernels import run_steps
 >>> _ = torch.manual_seed(0)
 >>> model = SequenceEncoder(EncoderConfig.tiny(n_items=9)).eval()
 >>> states = IncrementalStates(model)
@@ -66,7 +66,7 @@ import torch
 from scipy.special import erf
 
 from models.encoder import SequenceEncoder
-from models.kernels import few_steps
+from models.kernels import run_steps
 
 _LN_EPS = np.float32(1e-5)  # torch.nn.LayerNorm's default, which the encoder uses
 
@@ -242,23 +242,21 @@ class IncrementalStates:
         return out, computed
 
     def _run(self, steps: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
-        """One pass for the steps of a few new positions (up to ``_FEW``: the common case is one), one for
-        the wider ones: padding a one-position step to a wide one's width would cost every row that
-        width. Wide fresh windows (every user after a hot swap, a batch of new users) run in torch
-        (``SequenceEncoder.states_and_cache``) when they hold ``_TORCH_FROM`` padded positions or more:
-        its fused attention is faster there, while below it torch's fixed cost per call (~0.7 ms for
-        the ``small`` preset, against 0.2-0.5 ms for numpy's whole pass) dominates."""
+        """All steps in one compiled pass (``models.kernels.run_steps``: rows are not padded to the widest,
+        each runs its own positions), except wide fresh windows (every user after a hot swap, a batch of
+        new users) holding ``_TORCH_FROM`` padded positions or more: those run in torch
+        (``SequenceEncoder.states_and_cache``), whose fused attention is faster there, while below it
+        torch's fixed cost per call (~0.7 ms for the ``small`` preset) dominates."""
         few, wide = [], []
         for step in steps:
             (few if len(step[2]) - step[3] <= _FEW else wide).append(step)
+        if wide and not (len(wide) * max(len(step[2]) - step[3] for step in wide) >= _TORCH_FROM
+                         and all(step[3] == 0 for step in wide)):
+            few, wide = few + wide, []
         if few:
-            self._compute_few(few, users, out)
+            self._compute_steps(few, users, out)
         if wide:
-            padded = len(wide) * max(len(step[2]) - step[3] for step in wide)
-            if padded >= _TORCH_FROM and all(step[3] == 0 for step in wide):
-                self._compute_fresh(wide, users, out)
-            else:
-                self._compute(wide, users, out)
+            self._compute_fresh(wide, users, out)
 
     def _follow(self, steps: list[_Step], entry: _Entry, row: int, window: tuple[int, ...]) -> None:
         """Keep ``entry``'s shadow window at ``window``'s items from ``shadow_from`` on (a step of it
@@ -303,7 +301,8 @@ class IncrementalStates:
 
     # ------------------------------------------------------------------ the blocks, in numpy
     def _compute(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
-        """Run the new positions of every window in ``group`` through the blocks, cache what they leave."""
+        """Run the new positions of every window in ``group`` through the blocks, cache what they leave: in
+        numpy, the reference :meth:`_compute_steps` (what serves) is tested against."""
         n = len(group)
         starts = np.fromiter((s[3] for s in group), np.int64, n)
         counts = np.fromiter((len(s[2]) - s[3] for s in group), np.int64, n)
@@ -353,9 +352,9 @@ class IncrementalStates:
             self._values[:, slots[rows[mine]], :, at[mine]] = values[:, rows[mine], :, at[mine]]
         self._keep(group, entries, last, out)
 
-    def _compute_few(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
-        """:meth:`_compute` for steps of at most ``_FEW`` new positions, compiled (``models.kernels.few_steps``):
-        each row reads its cached keys and values in place instead of a gathered copy."""
+    def _compute_steps(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
+        """:meth:`_compute`, compiled (``models.kernels.run_steps``): each row reads its cached keys and values in
+        place instead of a gathered copy, and runs only its own new positions."""
         n = len(group)
         starts = np.fromiter((s[3] for s in group), np.int64, n)
         counts = np.fromiter((len(s[2]) - s[3] for s in group), np.int64, n)
@@ -364,7 +363,7 @@ class IncrementalStates:
             tokens[i, : len(window) - start] = window[start:]
         slots, entries = self._claim(group, users)
         last = np.empty((n, self.hidden), np.float32)
-        few_steps(tokens, starts, counts, slots, self._item_emb, self._pos_emb, *self._stacked,
+        run_steps(tokens, starts, counts, slots, self._item_emb, self._pos_emb, *self._stacked,
                   *self._final_ln, self._keys, self._values, last)
         self.tokens_computed += int(counts.sum())
         self._keep(group, entries, last, out)
@@ -418,7 +417,7 @@ class IncrementalStates:
                     entry.window, entry.state = window, state
 
 
-#: Steps of at most this many new positions run together (one numpy pass).
+#: Steps of more new positions than this are "wide": fresh wide ones may go to torch (``_TORCH_FROM``).
 _FEW = 8
 #: Wide fresh windows run in torch from this many padded positions on (one user of 50 items: numpy
 #: 0.36 ms, torch 0.82; three: 0.87 against 0.97, on the ``small`` preset).

@@ -1,15 +1,16 @@
-"""The encoder's few-position steps compiled (numba): each row reads its cached keys and values where they lie.
+"""The encoder's incremental steps compiled (numba): each row reads its cached keys and values where they lie.
 
 ``models.incremental.IncrementalStates`` extends each user's window by the items that arrived since it
-was last served: most often one position per user. In numpy a micro-batch of such steps costs ~45 array
-operations whose fixed cost dominates at these sizes, and a gather that copies every row's cached keys
-and values out of the cache before the attention reads them (a fifth of the pass:
-``benchmarks/encoder_serving.py``, BENCHMARKS.md section 11). :func:`few_steps` runs the same blocks row
-by row, position by position, in one compiled call: the attention reads the cache in place and writes
-each new position's keys and values straight into it. It is the function of
-``IncrementalStates._compute`` (the same folded weights; sums in float64 where numpy sums in float32, so
-states agree to ~1e-6), and compiles once per machine (``cache=True``: a few seconds the first time,
-then a load from ``__pycache__``).
+was last served: most often one position per user, a few when a user's events come in a burst. In numpy
+a micro-batch of such steps costs ~45 array operations whose fixed cost dominates at these sizes, a
+gather that copies every row's cached keys and values out of the cache before the attention reads
+them, and padding every row to the widest one. :func:`run_steps` runs the same blocks in one compiled
+call: the rows' c-th new positions together (one matrix product per layer), the attention row by row
+on the cache in place, each row only as far as its own new positions. It is the function of
+``IncrementalStates._compute`` (the same folded weights; sums in other orders, so states agree to
+~1e-6; ``tests/test_models/test_incremental_states.py``), and compiles once per machine
+(``cache=True``: a few seconds the first time, then a load from ``__pycache__``; the encoder loader's
+warm-up does it, off the serving path).
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _normalised_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None: 
 
 
 @njit(cache=True, nogil=True, fastmath=_SUMS_IN_ANY_ORDER)
-def few_steps(tokens: np.ndarray, starts: np.ndarray, counts: np.ndarray, slots: np.ndarray,
+def run_steps(tokens: np.ndarray, starts: np.ndarray, counts: np.ndarray, slots: np.ndarray,
               item_emb: np.ndarray, pos_emb: np.ndarray,
               qkv_w: np.ndarray, qkv_b: np.ndarray, out_w: np.ndarray, out_b: np.ndarray,
               ffn1_w: np.ndarray, ffn1_b: np.ndarray, ffn2_w: np.ndarray, ffn2_b: np.ndarray,

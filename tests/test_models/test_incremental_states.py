@@ -164,7 +164,7 @@ def test_a_new_user_takes_the_least_recently_served_users_shadow_before_their_wi
     assert states.tokens_computed - before == 2 + 1  # c's two, then one for a: its window was kept
 
 
-@pytest.mark.parametrize("n_users", [1, 8], ids=["one-new-user-numpy", "many-new-users-torch"])
+@pytest.mark.parametrize("n_users", [1, 8], ids=["one-new-user-compiled", "many-new-users-torch"])
 def test_new_users_windows_are_computed_whole_in_either_engine(n_users) -> None:
     model = encoder()
     states = IncrementalStates(model)
@@ -244,3 +244,27 @@ def test_the_weights_are_copied_at_construction() -> None:
     with torch.no_grad():
         model.item_emb.weight.add_(1.0)  # a later change to the model does not reach the states
     np.testing.assert_allclose(states.states(["u"], [(1, 2)])[0][0], expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_heads": 2, "max_len": 12, "ffn_mult": 2}],
+                         ids=["tiny", "two-heads-short-window"])
+def test_the_compiled_steps_and_numpys_pass_give_the_same_states_and_cache(changes) -> None:
+    """``models.kernels.run_steps`` is numpy's ``_compute`` compiled: fed the
+    same calls (cached users one to eight new items at a time, new users, users without a slot), both
+    leave the same states and the same keys and values in the cache."""
+    model = encoder(**changes)
+    compiled, numpy_only = IncrementalStates(model), IncrementalStates(model)
+    numpy_only._compute_steps = numpy_only._compute  # the numpy pass, for every group
+    rng = random.Random(5)
+    histories: dict[str, list[int]] = {f"u{n}": [] for n in range(12)}
+    for _ in range(40):
+        users = rng.sample(sorted(histories), rng.randint(1, 6))
+        for user in users:
+            histories[user] += [rng.randint(1, N_ITEMS) for _ in range(rng.choice([1, 1, 2, 5, 8]))]
+        keys = [tuple(histories[user][-model.config.max_len:]) for user in users]
+        users_or_none = [None if user == "u0" else user for user in users]  # u0 is never cached
+        a, _ = compiled.states(users_or_none, keys)
+        b, _ = numpy_only.states(users_or_none, keys)
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    np.testing.assert_allclose(compiled._keys, numpy_only._keys, atol=2e-5)
+    np.testing.assert_allclose(compiled._values, numpy_only._values, atol=2e-5)
