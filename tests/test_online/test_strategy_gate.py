@@ -94,12 +94,17 @@ def _replay(processor: EventProcessor, events: list[Interaction], offset: int = 
     return lists
 
 
-def test_a_worker_mutes_an_encoder_that_costs_hits_and_says_so_in_its_metrics():
-    processor, registry = _worker(gate_z=1.96)
-    events = stream(1_200, items=100, seed=3)
+def _served(encoder, gate_z: float, n_events: int) -> tuple[EventProcessor, CollectorRegistry, list]:
+    """A worker that learned 300 events, then serves ``encoder`` at weight 1 through the rest: its lists."""
+    processor, registry = _worker(gate_z)
+    events = stream(n_events, items=100, seed=3)
     _replay(processor, events[:300])
-    processor.engine.blend.fill("encoder", EncoderVersion(2, JUNK), weight=1.0)
-    lists = _replay(processor, events[300:], offset=300)
+    processor.engine.blend.fill("encoder", encoder, weight=1.0)
+    return processor, registry, _replay(processor, events[300:], offset=300)
+
+
+def test_a_worker_mutes_an_encoder_that_costs_hits_and_says_so_in_its_metrics():
+    processor, registry, lists = _served(EncoderVersion(2, JUNK), gate_z=1.96, n_events=1_200)
     gate = processor.encoder_gate
     assert gate is not None and not gate.serving and gate.lost > gate.owed
     assert registry.get_sample_value("streamrec_encoder_gate") == 0.0
@@ -111,11 +116,7 @@ def test_a_worker_mutes_an_encoder_that_costs_hits_and_says_so_in_its_metrics():
 
 
 def test_without_the_gate_the_same_encoder_keeps_serving():
-    processor, registry = _worker(gate_z=0)
-    events = stream(600, items=100, seed=3)
-    _replay(processor, events[:300])
-    processor.engine.blend.fill("encoder", EncoderVersion(2, JUNK), weight=1.0)
-    lists = _replay(processor, events[300:], offset=300)
+    processor, registry, lists = _served(EncoderVersion(2, JUNK), gate_z=0, n_events=600)
     assert processor.encoder_gate is None and processor.encoder_shadow.lost > processor.encoder_shadow.owed
     assert all(b'"model_version":"encoder-v2"' in output.value for output in lists[-50:])
     assert registry.get_sample_value("streamrec_encoder_gate") == 1.0  # nothing muted
@@ -146,11 +147,7 @@ class WalkEncoder:
 
 
 def test_an_encoder_that_helps_is_never_muted():
-    processor, _ = _worker(gate_z=1.96)
-    events = stream(1_200, items=100, seed=3)
-    _replay(processor, events[:300])
-    processor.engine.blend.fill("encoder", WalkEncoder(100), weight=1.0)
-    lists = _replay(processor, events[300:], offset=300)
+    processor, _, lists = _served(WalkEncoder(100), gate_z=1.96, n_events=1_200)
     gate, shadow = processor.encoder_gate, processor.encoder_shadow
     assert gate is not None and gate.mutes == 0 and gate.serving and shadow.owed > 2 * shadow.lost
     assert all(b'"model_version":"encoder-v7"' in output.value for output in lists[-50:])
