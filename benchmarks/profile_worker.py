@@ -148,6 +148,11 @@ def main() -> int:
     results: dict = {"machine": f"{os.uname().nodename} {os.cpu_count()} cpu",
                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     shapes = args.shapes.split(",")
+    unknown = sorted(set(shapes) - {"single", "array"})
+    if unknown:
+        parser.error(f"unknown shapes {', '.join(unknown)}: choose from single, array")
+    if not (shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()):
+        parser.error("py-spy not found: pip install py-spy (it samples the worker's stacks)")
     if "single" in shapes:
         events = generate(args.single_events, n_users=5_000, n_items=5_000, seed=1)
         results["single"] = profile_shape("single", events, 1, args.rate, keep)
