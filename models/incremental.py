@@ -40,7 +40,6 @@ Examples
 >>> import torch
 >>> from models.config import EncoderConfig
 >>> from models.encoder import SequenceEncoder
-from models.kernels import run_steps
 >>> _ = torch.manual_seed(0)
 >>> model = SequenceEncoder(EncoderConfig.tiny(n_items=9)).eval()
 >>> states = IncrementalStates(model)
