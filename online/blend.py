@@ -189,15 +189,15 @@ class StrategySlot:
     True
     """
 
-    muted = False  # (also the value of slots pickled before there was one)
+    #: Held but not served: the slot answers as an empty one while ``True`` (``online.shadow.StrategyGate``
+    #: mutes a strategy whose lists lose hits). Its version stays held, for handovers and for
+    #: :meth:`unmuted`, the same strategy served for one request (what the lists would be with it).
+    #: Set on an instance by the gate; the class's ``False`` also covers slots pickled before there was one.
+    muted = False
 
     def __init__(self, name: str = "encoder", strategy: Strategy | None = None) -> None:
         self.name = name
         self.strategy = strategy
-        #: Held but not served: the slot answers as an empty one while ``True`` (``online.shadow.StrategyGate``
-        #: mutes a strategy whose lists lose hits). Its version stays held, for handovers and for
-        #: :meth:`unmuted`, the same strategy served for one request (what the lists would be with it).
-        self.muted = False
 
     def swap(self, strategy: Strategy | None) -> Strategy | None:
         """Install ``strategy`` (or empty the slot); returns the previous one."""

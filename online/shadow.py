@@ -257,6 +257,16 @@ class StrategyGate:
         self.lost += lost
         self.mutes += was and not self.serving
 
+    def steer(self, slot: Any, owed: float, lost: float) -> None:
+        """The one way a gate acts: the record grows by ``owed`` and ``lost`` (for the version ``slot`` holds),
+        and ``slot`` (an ``online.blend.StrategySlot``; ``None`` or empty: nothing to judge) is muted or served
+        by what the record says. Workers and ``streamrec eval`` both call it after scoring a batch."""
+        held = slot.strategy if slot is not None else None
+        if held is None:
+            return
+        self.add(owed, lost, getattr(held, "version", None))
+        slot.muted = not self.serving
+
     def snapshot(self) -> dict[str, float]:
         return {"serving": float(self.serving), "z": self.z, "owed": self.owed, "lost": self.lost,
                 "mutes": self.mutes}

@@ -63,8 +63,7 @@ class EncoderInTheLoop:
             if slot is None or getattr(slot, "strategy", None) is not self.scorer:  # a config swap emptied it
                 slot = self._fill()
             if self.gate is not None:  # the next lists: muted or served by the record so far
-                self.gate.add(owed, lost, self.scorer.version)
-                slot.muted = not self.gate.serving
+                self.gate.steer(slot, owed, lost)
             # as the worker does before a micro-batch's lists: one forward pass for all its users
             inner = self.inner
             inner.blend.prepare([(user_id, state.history) for user_id in dict.fromkeys(e.user_id for e in interactions)

@@ -207,8 +207,8 @@ class EventProcessor:
             # each event against its user's last pair of lists; the gate mutes or serves the encoder for this
             # batch's lists on the record so far
             owed, lost = self.encoder_shadow.score(learn) if learn else (0, 0)
-            if self.encoder_gate is not None:
-                self._gate_encoder(owed, lost)
+            if self.encoder_gate is not None:  # the encoder's slot is the engine's now: a config swap may replace it
+                self.encoder_gate.steer(strategy_slot(self.engine, "encoder"), owed, lost)
         try:
             if sharing:
                 result.deltas = self._republish + self._learn_sharing(learn, offsets)
@@ -407,18 +407,6 @@ class EventProcessor:
                                  if (state := engine.user_state(user_id)) is not None)
         except Exception:
             log.exception("preparing the micro-batch's lists failed; each list is built on its own")
-
-    def _gate_encoder(self, owed: int, lost: int) -> None:
-        """The gate's record grows by the batch's owed and lost hits; the encoder's slot (the engine's now: a
-        config swap may have replaced it) is muted or served by what the record says."""
-        gate = self.encoder_gate
-        assert gate is not None
-        slot = strategy_slot(self.engine, "encoder")
-        held = slot.strategy if slot is not None else None
-        if held is None:
-            return
-        gate.add(owed, lost, getattr(held, "version", None))
-        slot.muted = not gate.serving
 
     def _list_for(self, user_id: str, k: int, exclude: tuple[str, ...], request_id: str | None,
                   event: Interaction | None, source_ts: float | None, received: float | None = None) -> Output:
