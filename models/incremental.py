@@ -5,10 +5,10 @@ positions, two blocks: ~130 µs of CPU per user in a batch of 20, most of what t
 to a list). The encoder is causal, so the state after a new item needs only that item's own
 pass through the blocks, attending to the keys and values the earlier items left: the cost of
 one position instead of fifty. This module holds those keys and values per user and runs the
-one-position steps in numpy, where a step over a micro-batch's users costs a few small matrix
-products (torch's per-operation overhead is larger than the work at this size); whole windows
-(a new user, a restart, every user after a hot swap) run in torch, whose fused attention is
-faster there (``SequenceEncoder.states_and_cache``).
+steps in one compiled call (``models.kernels.run_steps``, numba: torch's and numpy's per-operation
+overhead is larger than the work at this size, and it reads each user's keys and values where they
+lie in the cache); wide fresh windows (every user after a hot swap, a batch of new users) run in
+torch, whose fused attention is faster there (``SequenceEncoder.states_and_cache``).
 
 **The window.** Positions are learned and counted from the start of the window
 (``models.encoder``), so the window cannot slide one item at a time without recomputing every
@@ -62,12 +62,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.special import erf
 
 from models.encoder import SequenceEncoder
 from models.kernels import run_steps
-
-_LN_EPS = np.float32(1e-5)  # torch.nn.LayerNorm's default, which the encoder uses
 
 
 class _Block:
@@ -97,19 +94,6 @@ class _Block:
         self.out_w, self.out_b = np.ascontiguousarray(get("attn.out.weight").T, f32), get("attn.out.bias").astype(f32)
         self.ffn1_w, self.ffn1_b = np.ascontiguousarray(ffn1_w, f32), ffn1_b.astype(f32)
         self.ffn2_w, self.ffn2_b = np.ascontiguousarray(get("ffn.3.weight").T, f32), get("ffn.3.bias").astype(f32)
-
-
-def _normalised(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """LayerNorm over the last axis without its scale and shift (folded into what follows); ``mean`` is
-    an ``[H, 1]`` column of ``1 / H``: a product is about three times faster than ``ndarray.mean`` on a
-    micro-batch's few rows."""
-    centred = x - x @ mean
-    return centred * (1.0 / np.sqrt((centred * centred) @ mean + _LN_EPS))
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """The exact GELU (``torch.nn.GELU()``'s default), not the tanh approximation."""
-    return 0.5 * x * (1.0 + erf(x * np.float32(1.0 / math.sqrt(2.0))))
 
 
 class _Entry:
@@ -145,7 +129,7 @@ class IncrementalStates:
     def __init__(self, model: SequenceEncoder, *, cache_mb: float = 128.0, max_users: int = 100_000) -> None:
         cfg = model.config
         self._model = copy.deepcopy(model).to("cpu").float().eval()  # for whole windows; later changes stay out
-        with torch.inference_mode():  # the numpy steps' weights come from the same copy
+        with torch.inference_mode():  # the compiled steps' weights come from the same copy
             weights = {name: t.detach().numpy().copy() for name, t in self._model.state_dict().items()}
         self.max_len = int(cfg.max_len)
         self.keep = max(1, self.max_len // 2)  # a full window restarts at its newest `keep` (one new item)
@@ -158,7 +142,6 @@ class IncrementalStates:
         self._pos_emb = weights["pos_emb.weight"]  # [L, H]
         self._blocks = [_Block(weights, f"blocks.{i}.", self.hidden, self.head_dim) for i in range(cfg.n_blocks)]
         self._final_ln = (weights["final_ln.weight"], weights["final_ln.bias"])
-        self._mean = np.full((self.hidden, 1), 1.0 / self.hidden, np.float32)  # LayerNorm's mean as a product
         # the same weights stacked block by block, for the compiled few-position steps (models.kernels)
         self._stacked = tuple(np.ascontiguousarray(np.stack([getattr(block, name) for block in self._blocks]))
                               for name in _Block.__slots__)
@@ -298,62 +281,11 @@ class IncrementalStates:
         self._entries.clear()
         self._free = list(range(self.capacity - 1, -1, -1))
 
-    # ------------------------------------------------------------------ the blocks, in numpy
-    def _compute(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
-        """Run the new positions of every window in ``group`` through the blocks, cache what they leave: in
-        numpy, the reference :meth:`_compute_steps` (what serves) is tested against."""
-        n = len(group)
-        starts = np.fromiter((s[3] for s in group), np.int64, n)
-        counts = np.fromiter((len(s[2]) - s[3] for s in group), np.int64, n)
-        width, context = int(counts.max()), int((starts + counts).max())
-        slots, entries = self._claim(group, users)
-        cached = slots >= 0
-        # Each row's positions before its start come from the cache; its new positions are written below
-        # before any query reads them, and later ones are never visible (causal): so an uncached row (a
-        # fresh window, start 0) may gather any slot's data, and no buffer needs zeroing.
-        source = np.maximum(slots, 0)
-        keys, values = self._keys[:, source, :, :context], self._values[:, source, :, :context]
-        if width == 1:  # one new item per row (the usual step): no padding to find
-            tokens = np.fromiter((s[2][-1] for s in group), np.int64, n)[:, None]
-            positions = starts[:, None]
-            rows, cols, at = np.arange(n), np.zeros(n, np.int64), starts
-        else:
-            tokens = np.zeros((n, width), np.int64)
-            for i, (_, _, window, start, _) in enumerate(group):
-                tokens[i, : len(window) - start] = window[start:]
-            offsets = np.arange(width)
-            positions = starts[:, None] + offsets  # [n, width]: each new token's place in its window
-            rows, cols = np.nonzero(offsets[None, :] < counts[:, None])  # the real tokens, not the padding
-            at = positions[rows, cols]
-        # rows of x are (row, offset) pairs, flat: a 2-D product is one matrix product, where a 3-D one
-        # would be a stack of one small product per row
-        x = (self._item_emb[tokens] + self._pos_emb[np.minimum(positions, self.max_len - 1)]).reshape(-1, self.hidden)
-        causal = np.where(np.arange(context)[None, None, :] <= positions[:, :, None], np.float32(0.0),
-                          np.float32(-np.inf))[:, None]  # [n, 1, width, context]: what each position sees
-        h, d, mean = self.heads, self.head_dim, self._mean
-        for b, block in enumerate(self._blocks):
-            qkv = _normalised(x, mean) @ block.qkv_w + block.qkv_b  # [n * width, 3H], queries scaled
-            qkv = qkv.reshape(n, width, 3, h, d).transpose(2, 0, 3, 1, 4)  # [3, n, heads, width, d]
-            keys[b][rows, :, at] = qkv[1][rows, :, cols]
-            values[b][rows, :, at] = qkv[2][rows, :, cols]
-            scores = qkv[0] @ keys[b].transpose(0, 1, 3, 2) + causal  # [n, heads, width, context]
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            attended = (scores @ values[b]).transpose(0, 2, 1, 3).reshape(n * width, self.hidden)
-            x = x + (attended @ block.out_w + block.out_b)
-            x = x + (_gelu(_normalised(x, mean) @ block.ffn1_w + block.ffn1_b) @ block.ffn2_w + block.ffn2_b)
-        weight, bias = self._final_ln
-        last = _normalised(x[np.arange(n) * width + counts - 1], mean) * weight + bias  # [n, H]
-        self.tokens_computed += int(counts.sum())
-        if cached.any():  # only the new positions go back to the cache
-            mine = cached[rows]
-            self._keys[:, slots[rows[mine]], :, at[mine]] = keys[:, rows[mine], :, at[mine]]
-            self._values[:, slots[rows[mine]], :, at[mine]] = values[:, rows[mine], :, at[mine]]
-        self._keep(group, entries, last, out)
-
+    # ------------------------------------------------------------------ the blocks
     def _compute_steps(self, group: list[_Step], users: Sequence[str | None], out: np.ndarray) -> None:
-        """:meth:`_compute`, compiled (``models.kernels.run_steps``): each row reads its cached keys and values in
-        place instead of a gathered copy, and runs only its own new positions."""
+        """Run the new positions of every window in ``group`` through the blocks and cache what they leave, in
+        one compiled call (``models.kernels.run_steps``): each row reads its cached keys and values in place
+        and runs only its own new positions."""
         n = len(group)
         starts = np.fromiter((s[3] for s in group), np.int64, n)
         counts = np.fromiter((len(s[2]) - s[3] for s in group), np.int64, n)
@@ -418,8 +350,9 @@ class IncrementalStates:
 
 #: Steps of more new positions than this are "wide": fresh wide ones may go to torch (``_TORCH_FROM``).
 _FEW = 8
-#: Wide fresh windows run in torch from this many padded positions on (one user of 50 items: numpy
-#: 0.36 ms, torch 0.82; three: 0.87 against 0.97, on the ``small`` preset).
+#: Wide fresh windows run in torch from this many padded positions on (measured against the numpy pass the
+#: compiled one replaced: one user of 50 items 0.36 ms against torch's 0.82, three 0.87 against 0.97, on the
+#: ``small`` preset; the compiled pass is as fast as numpy's on such windows and faster on narrower ones).
 _TORCH_FROM = 150
 
 #: The state of an entry whose slot is taken in the running call, before it is computed.

@@ -6,9 +6,10 @@ a micro-batch of such steps costs ~45 array operations whose fixed cost dominate
 gather that copies every row's cached keys and values out of the cache before the attention reads
 them, and padding every row to the widest one. :func:`run_steps` runs the same blocks in one compiled
 call: the rows' c-th new positions together (one matrix product per layer), the attention row by row
-on the cache in place, each row only as far as its own new positions. It is the function of
-``IncrementalStates._compute`` (the same folded weights; sums in other orders, so states agree to
-~1e-6; ``tests/test_models/test_incremental_states.py``), and compiles once per machine
+on the cache in place, each row only as far as its own new positions. Its states and cached keys and
+values are the encoder's own pass over each window (``SequenceEncoder.last_hidden``,
+``states_and_cache``) to float32 rounding (``tests/test_models/test_incremental_states.py``; the numpy
+pass it replaced was removed once it had been checked against it), and it compiles once per machine
 (``cache=True``: a few seconds the first time, then a load from ``__pycache__``; the encoder loader's
 warm-up does it, off the serving path).
 """

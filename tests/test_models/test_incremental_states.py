@@ -248,13 +248,12 @@ def test_the_weights_are_copied_at_construction() -> None:
 
 @pytest.mark.parametrize("changes", [{}, {"n_heads": 2, "max_len": 12, "ffn_mult": 2}],
                          ids=["tiny", "two-heads-short-window"])
-def test_the_compiled_steps_and_numpys_pass_give_the_same_states_and_cache(changes) -> None:
-    """``models.kernels.run_steps`` is numpy's ``_compute`` compiled: fed the
-    same calls (cached users one to eight new items at a time, new users, users without a slot), both
-    leave the same states and the same keys and values in the cache."""
+def test_the_compiled_steps_leave_the_encoders_own_states_and_cache(changes) -> None:
+    """``models.kernels.run_steps``, fed calls of every kind (cached users one to eight new items at a time,
+    new users, users without a slot), leaves each user's state and the keys and values in their slot
+    equal to the encoder's own pass over their window (``states_and_cache``)."""
     model = encoder(**changes)
-    compiled, numpy_only = IncrementalStates(model), IncrementalStates(model)
-    numpy_only._compute_steps = numpy_only._compute  # the numpy pass, for every group
+    states = IncrementalStates(model)
     rng = random.Random(5)
     histories: dict[str, list[int]] = {f"u{n}": [] for n in range(12)}
     for _ in range(40):
@@ -263,8 +262,13 @@ def test_the_compiled_steps_and_numpys_pass_give_the_same_states_and_cache(chang
             histories[user] += [rng.randint(1, N_ITEMS) for _ in range(rng.choice([1, 1, 2, 5, 8]))]
         keys = [tuple(histories[user][-model.config.max_len:]) for user in users]
         users_or_none = [None if user == "u0" else user for user in users]  # u0 is never cached
-        a, _ = compiled.states(users_or_none, keys)
-        b, _ = numpy_only.states(users_or_none, keys)
-        np.testing.assert_allclose(a, b, atol=2e-5)
-    np.testing.assert_allclose(compiled._keys, numpy_only._keys, atol=2e-5)
-    np.testing.assert_allclose(compiled._values, numpy_only._values, atol=2e-5)
+        got, _ = states.states(users_or_none, keys)
+        for user, key, state in zip(users_or_none, keys, got):
+            window = states._entries[user].window if user is not None else key
+            np.testing.assert_allclose(state, full_pass(model, window), atol=2e-5)
+    for entry in states._entries.values():  # every slot holds the encoder's keys and values for its window
+        with torch.inference_mode():
+            _, keys, values = model.states_and_cache(torch.tensor([list(entry.window)]))
+        width = len(entry.window)
+        np.testing.assert_allclose(states._keys[:, entry.slot, :, :width], keys[:, 0].numpy(), atol=2e-5)
+        np.testing.assert_allclose(states._values[:, entry.slot, :, :width], values[:, 0].numpy(), atol=2e-5)
