@@ -157,14 +157,42 @@ class DecayedPopularity(Tunable):
         (each count is as fresh as the batch's start, at most ``events / half_life`` halvings off).
         """
         scale = 2.0**self._exponent
+        slots = None
+        # all at once (the same scores and board as one at a time, see _board_merge) unless an eviction may
+        # happen (it picks the least popular slot mid-way), an item comes twice, or a count would shrink a score
+        if len(self._items) + len(items) <= self.max_items and (not counts or min(counts) >= 0):
+            slot = self._slot
+            slots = [slot(item_id) for item_id in items]
+            if len(set(slots)) != len(slots):
+                slots = None
+        if slots is None:
+            self._add_one_by_one(items, counts, scale)
+        elif slots:
+            index = np.array(slots, dtype=np.int64)
+            self._scores[index] += np.asarray(counts, dtype=np.float64) * scale
+            self._board_merge(slots)
+        self._exponent += events / self.half_life
+        self._rescale()
+
+    def _add_one_by_one(self, items: Sequence[str], counts: Sequence[float], scale: float) -> None:
         touch = self._board_touch
         for item_id, count in zip(items, counts):
             slot = self._slot(item_id)
             scores = self._scores
             scores[slot] += count * scale
             touch(slot, float(scores[slot]))
-        self._exponent += events / self.half_life
-        self._rescale()
+
+    def _board_merge(self, slots: list[int]) -> None:
+        """The leaderboard after ``slots`` (distinct) each grew, in this order: what touching them one by one
+        (:meth:`_board_touch`) leaves, found with one stable sort. Scores only grow, so the new board is the
+        best of the old board and the grown slots; a grown slot lands after every slot of equal score
+        that it did not grow past (``bisect_right``), and after the grown slots touched before it."""
+        grown = set(slots)
+        candidates = np.array([slot for slot in self._board if slot not in grown] + slots, dtype=np.int64)
+        negated = -self._scores[candidates]
+        order = np.argsort(negated, kind="stable")[: self._board_len]
+        self._board = candidates[order].tolist()
+        self._board_neg = negated[order].tolist()
 
     def score_of(self, item_id: str) -> float:
         """Popularity relative to the most popular item, in [0, 1]."""
