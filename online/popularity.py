@@ -129,6 +129,31 @@ class DecayedPopularity(Tunable):
             neg.pop()
 
     def learn_many(self, interactions: Sequence[Interaction]) -> None:
+        """Each event adds the current increment to its item, then the increment grows by one event's worth.
+
+        A batch is added at once (one ``np.add.at`` in event order, one board merge) unless an eviction may
+        happen mid-way; the scores and the board are those of one event at a time
+        (``tests/test_online/test_popularity_counts.py``)."""
+        if len(self._items) + len(interactions) > self.max_items:
+            self._learn_one_by_one(interactions)
+            return
+        step = 1.0 / self.half_life
+        slot = self._slot
+        slots = [slot(event.item_id) for event in interactions]
+        exponent, increments = self._exponent, []
+        for _ in slots:
+            increments.append(2.0**exponent)
+            exponent += step
+        self._exponent = exponent
+        if slots:
+            np.add.at(self._scores, slots, increments)
+            # each slot takes its place on the board when last touched
+            by_last_touch = list(dict.fromkeys(reversed(slots)))
+            by_last_touch.reverse()
+            self._board_merge(by_last_touch)
+        self._rescale()
+
+    def _learn_one_by_one(self, interactions: Sequence[Interaction]) -> None:
         step = 1.0 / self.half_life
         touch = self._board_touch
         for event in interactions:
@@ -183,10 +208,10 @@ class DecayedPopularity(Tunable):
             touch(slot, float(scores[slot]))
 
     def _board_merge(self, slots: list[int]) -> None:
-        """The leaderboard after ``slots`` (distinct) each grew, in this order: what touching them one by one
-        (:meth:`_board_touch`) leaves, found with one stable sort. Scores only grow, so the new board is the
-        best of the old board and the grown slots; a grown slot lands after every slot of equal score
-        that it did not grow past (``bisect_right``), and after the grown slots touched before it."""
+        """The leaderboard after ``slots`` (distinct, in the order each was last touched) grew: what touching
+        them one by one (:meth:`_board_touch`) leaves, found with one stable sort. Scores only grow, so the
+        new board is the best of the old board and the grown slots; a grown slot lands after every slot of
+        equal score that it did not grow past (``bisect_right``), and after the grown slots touched before it."""
         grown = set(slots)
         candidates = np.array([slot for slot in self._board if slot not in grown] + slots, dtype=np.int64)
         negated = -self._scores[candidates]

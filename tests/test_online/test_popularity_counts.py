@@ -1,5 +1,8 @@
-"""Another worker's popularity counts (``DecayedPopularity.add_counts``) added all at once leave the model as
-adding them one at a time does: the same scores, and the same leaderboard in the same order, ties included.
+"""Popularity learned a batch at a time leaves the model as one event (or one count) at a time does.
+
+``DecayedPopularity.learn_many`` (a micro-batch of events) and ``add_counts`` (another worker's counts) add a
+whole batch at once; the scores, and the leaderboard in its order, ties included, are those of adding each
+event or count and placing its item on the board before the next.
 """
 from __future__ import annotations
 
@@ -67,3 +70,18 @@ def test_a_table_at_capacity_and_a_repeated_item_are_added_one_at_a_time_as_befo
     full.add_counts(items, counts, 9)
     _one_at_a_time(reference, items, counts, 9)
     assert _state(full) == _state(reference) and len(full) == 30
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("half_life", [50.0, math.inf])
+def test_a_batch_of_events_learned_at_once_leaves_the_scores_and_the_board_of_one_at_a_time(seed, half_life):
+    rng = random.Random(200 + seed)
+    at_once = _learned(300, seed, half_life=half_life)
+    reference = pickle.loads(pickle.dumps(at_once))
+    for _ in range(15):  # popular items repeat inside a batch: each takes its place when last touched
+        batch = [Interaction("u", f"i{min(rng.randrange(400), rng.randrange(400))}", 0.0)
+                 for _ in range(rng.randrange(0, 120))]
+        at_once.learn_many(batch)
+        reference._learn_one_by_one(batch)
+        assert _state(at_once) == _state(reference)
+        assert at_once._board_neg == reference._board_neg and at_once._exponent == reference._exponent
