@@ -30,8 +30,9 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from baseline import baseline_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
@@ -97,23 +98,16 @@ def main() -> int:
     args = parser.parse_args()
     data = str(ML100K) if args.data == "ml100k" and ML100K.exists() else ""
     trees = [(variant, variant, ROOT) for variant in args.variants]
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline_ref:
-            base_tree = Path(tmp) / "base"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.baseline_ref],
-                           check=True, capture_output=True)
+    with baseline_tree(args.baseline_ref) as base_tree:
+        if base_tree is not None:
             trees.append((f"encoder@{args.baseline_ref}", "encoder", base_tree))
-        try:
-            results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in trees}
-            for _ in range(args.runs):
-                for name, variant, tree in trees:
-                    out = subprocess.run([sys.executable, "-c", CHILD, str(tree), data, str(args.warm),
-                                          str(args.events), str(args.batch), variant],
-                                         check=True, capture_output=True, text=True)
-                    results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        finally:
-            if args.baseline_ref:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in trees}
+        for _ in range(args.runs):
+            for name, variant, tree in trees:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(tree), data, str(args.warm),
+                                      str(args.events), str(args.batch), variant],
+                                     check=True, capture_output=True, text=True)
+                results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(r["us_per_event"] for r in results.get("blend", [])) if "blend" in results else None
     base_lists = statistics.median(r["lists_us_per_event"] for r in results["blend"]) if base else None
     for variant, runs in results.items():

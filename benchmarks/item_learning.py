@@ -19,9 +19,10 @@ import json
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from baseline import baseline_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,23 +115,15 @@ def main() -> int:
           f"{args.rounds}")
     trees: list[tuple[str, Path]] = [("this", args.tree.resolve())]
     best: dict[str, dict[str, tuple[float, str]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline_ref:
-            base = Path(tmp) / "base"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline_ref],
-                           check=True, capture_output=True)
+    with baseline_tree(args.baseline_ref) as base:
+        if base is not None:
             trees.insert(0, (args.baseline_ref, base))
-        try:
-            for _ in range(args.rounds):
-                for label, tree in trees:
-                    for call, (us, digest) in measure(tree, args).items():
-                        kept = best.setdefault(label, {}).get(call)
-                        if kept is None or us < kept[0]:
-                            best[label][call] = (us, digest)
-        finally:
-            if args.baseline_ref:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "base")],
-                               check=False, capture_output=True)
+        for _ in range(args.rounds):
+            for label, tree in trees:
+                for call, (us, digest) in measure(tree, args).items():
+                    kept = best.setdefault(label, {}).get(call)
+                    if kept is None or us < kept[0]:
+                        best[label][call] = (us, digest)
     calls = list(next(iter(best.values())))
     print(f"{'call':<24}" + "".join(f"{label:>22}" for label, _ in trees) + ("   ratio" if len(trees) > 1 else ""))
     same = True

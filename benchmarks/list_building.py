@@ -26,9 +26,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from baseline import baseline_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,24 +124,16 @@ def main() -> int:
           f"{args.warmup:,} warm-up + {args.events:,} timed events, {args.users:,} users, {args.items:,} items, "
           f"{args.per_message} events/message, {args.messages_per_batch} message(s)/batch")
     trees: list[tuple[str, Path]] = [("this", args.tree.resolve())]
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline_ref:
-            base = Path(tmp) / "base"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline_ref],
-                           check=True, capture_output=True)
+    with baseline_tree(args.baseline_ref) as base:
+        if base is not None:
             trees.insert(0, (args.baseline_ref, base))
-        try:
-            results: dict[str, list[dict]] = {name: [] for name, _ in trees}
-            for round_ in range(args.rounds):
-                for name, tree in trees:
-                    order = [True, False] if round_ % 2 == 0 else [False, True]
-                    row = measure(tree, args, order)
-                    results[name].append(row)
-                    print(line(name, row), flush=True)
-        finally:
-            if args.baseline_ref:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "base")],
-                               check=False, capture_output=True)
+        results: dict[str, list[dict]] = {name: [] for name, _ in trees}
+        for round_ in range(args.rounds):
+            for name, tree in trees:
+                order = [True, False] if round_ % 2 == 0 else [False, True]
+                row = measure(tree, args, order)
+                results[name].append(row)
+                print(line(name, row), flush=True)
     if args.rounds > 1:  # on a shared machine the least-disturbed run says the most
         for label, pick in (("medians", statistics.median), ("best", min)):
             print(f"{label}:")
