@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import starmap
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -122,6 +122,10 @@ def _identifier(obj: dict, name: str) -> str:
     value = obj.get(name)
     if value is None:
         raise Invalid("missing_field", f"{name} is required")
+    return _identifier_value(value, name)
+
+
+def _identifier_value(value: Any, name: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value) if -10 ** MAX_ID_LENGTH < value < 10 ** MAX_ID_LENGTH else ""
     elif not isinstance(value, str):
@@ -156,6 +160,76 @@ def encoded_size(obj: Any) -> int:
         return len(encode(obj))
     except (UnicodeEncodeError, TypeError, ValueError, OverflowError, RecursionError):
         return len(dead_letter_original(obj))
+
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class _WellFormedEvent(msgspec.Struct):
+    """What a valid event object decodes to in :func:`validate_event_array`'s one typed pass (C-level
+    checks of types and id lengths); the rest of :func:`validate_event`'s rules are applied after it."""
+
+    user_id: _Id | int
+    item_id: _Id | int
+    type: str
+    ts: float | str
+    value: float = 1.0
+    event_id: _Id | int | None = None
+    rec_id: _Id | None = None
+    context: dict | None = None
+
+
+_event_array = msgspec.json.Decoder(list[_WellFormedEvent])
+_raw_array = msgspec.json.Decoder(list[msgspec.Raw])
+_one_event = msgspec.json.Decoder(_WellFormedEvent)
+#: An element re-encodes to at most this many times its bytes as sent (whitespace and escapes only shrink;
+#: the worst growth is a short float such as ``9e15``, 4 bytes, written ``9000000000000000.0``).
+_REENCODED_AT_MOST = 8
+
+
+def validate_event_array(raw: bytes, max_event_bytes: int, max_events: int) -> list[Interaction] | None:
+    """The events of a JSON-array message that is valid throughout, in one typed pass; ``None`` for any other
+    message, which :func:`decode_json` and :func:`validate_event` per element then judge (with the reason of
+    each bad element). For a valid message the events are those that path returns, field for field.
+
+    An element's size is checked only when it could exceed ``max_event_bytes``: its bytes as sent, times
+    how much re-encoding can grow them, are above it. Such an element sends the message to the slow path.
+    """
+    try:
+        if len(raw) <= max_event_bytes:  # no element can be too big
+            decoded = _event_array.decode(raw)
+        else:
+            elements = _raw_array.decode(raw)
+            if any(len(element) * _REENCODED_AT_MOST > max_event_bytes for element in elements):
+                return None
+            decoded = [_one_event.decode(element) for element in elements]
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        return None
+    if not decoded or len(decoded) > max_events:
+        return None
+    events = []
+    try:
+        for event in decoded:
+            user_id, item_id, ts, event_id, rec_id = (event.user_id, event.item_id, event.ts, event.event_id,
+                                                      event.rec_id)
+            if not (type(user_id) is str and user_id.isascii()):
+                user_id = _identifier_value(user_id, "user_id")
+            if not (type(item_id) is str and item_id.isascii()):
+                item_id = _identifier_value(item_id, "item_id")
+            if event.type not in EVENT_TYPES:
+                return None
+            if type(ts) is not float or not math.isfinite(ts):
+                ts = parse_timestamp(ts)
+            if not math.isfinite(event.value):
+                return None
+            if event_id is not None:
+                event_id = _identifier_value(event_id, "event_id")
+            if rec_id is not None and not rec_id.isascii():
+                _check_unicode(rec_id, "rec_id")
+            events.append(Interaction(user_id, item_id, ts, event.type, event.value, event_id, rec_id))
+    except (Invalid, ValueError, OverflowError):
+        return None
+    return events
 
 
 def validate_event(obj: Any) -> Interaction:

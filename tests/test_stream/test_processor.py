@@ -127,6 +127,8 @@ def test_an_unforeseen_error_in_validation_dead_letters_the_message_instead_of_c
         raise KeyError("a bug")
 
     monkeypatch.setattr("stream.wire.schema.validate_event", broken)
+    # the typed pass over a whole array too: the array is then read element by element, each dead-lettered
+    monkeypatch.setattr("stream.wire.schema.validate_event_array", lambda raw, size, count: broken(raw))
     result = processor.process_events([_msg(_event("u1", "a")), _msg([_event("u1", "b"), _event("u2", "c")])])
     assert [(json.loads(o.value)["reason"], json.loads(o.value)["index"]) for o in result.dead_letters] == [
         ("unprocessable", None), ("unprocessable", 0), ("unprocessable", 1)]
