@@ -192,16 +192,18 @@ def validate_event_array(raw: bytes, max_event_bytes: int, max_events: int) -> l
     message, which :func:`decode_json` and :func:`validate_event` per element then judge (with the reason of
     each bad element). For a valid message the events are those that path returns, field for field.
 
-    An element's size is checked only when it could exceed ``max_event_bytes``: its bytes as sent, times
-    how much re-encoding can grow them, are above it. Such an element sends the message to the slow path.
+    An element's size is measured (as :func:`encoded_size`, the element path's rule) only when it could
+    exceed ``max_event_bytes``: its bytes as sent, times how much re-encoding can grow them, are above it.
     """
     try:
         if len(raw) <= max_event_bytes:  # no element can be too big
             decoded = _event_array.decode(raw)
         else:
             elements = _raw_array.decode(raw)
-            if any(len(element) * _REENCODED_AT_MOST > max_event_bytes for element in elements):
-                return None
+            for element in elements:
+                if (len(element) * _REENCODED_AT_MOST > max_event_bytes
+                        and encoded_size(_decode(element)) > max_event_bytes):
+                    return None
             decoded = [_one_event.decode(element) for element in elements]
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return None

@@ -86,6 +86,10 @@ def test_an_element_near_the_size_limit_is_measured_by_the_element_path():
     assert agree(raw, max_event_bytes=len(raw) // 2) is None
     small = json.dumps([GOOD] * 40).encode()  # over a small limit, every element far below it
     assert agree(small, max_event_bytes=len(small) - 1) is not None
+    # large elements that could be over the limit but are not: measured, and still read in one pass
+    large = json.dumps([{**GOOD, "context": {"note": "x" * 3_000}}] * 6).encode()
+    assert agree(large, max_event_bytes=4_000) is not None
+    assert agree(large, max_event_bytes=2_000) is None  # (each element is ~3,100 bytes: over this one)
 
 
 ids = st.one_of(st.text(min_size=0, max_size=6), st.integers(-10**3, 10**3), st.none(), st.booleans())
