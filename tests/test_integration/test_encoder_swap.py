@@ -80,7 +80,7 @@ def test_trainer_refreshes_the_encoder_and_the_worker_swaps_it_in(worker_setting
 
     tag = "-enc"
     settings = worker_settings.replace(
-        blend="default", app_id=worker_settings.kafka.app_id + tag, metrics_port=free_port(),
+        blend="default", app_id=worker_settings.kafka.app_id + tag, metrics_port=free_port(), trainer_metrics_port=free_port(),
         topic_events=worker_settings.topics.events + tag, topic_model_updates=worker_settings.topics.model_updates + tag,
         topic_recommendations=worker_settings.topics.recommendations + tag,
         topic_requests=worker_settings.topics.requests + tag, topic_dlq=worker_settings.topics.dlq + tag,
