@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -51,8 +52,29 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _four_free_ports() -> int:
-    for _ in range(50):
+    """The first of four consecutive free ports, below the range the kernel hands to outgoing connections.
+
+    Inside that range a neighbour of a port found free is soon taken by some client's connection (the
+    demo's own clients open dozens) before the demo's tuner binds it: the tuner then exits with
+    "Address already in use" and its target never comes up. Below it only a listener can take one.
+    """
+    low = _ephemeral_low()
+    if low - 4 > 10_000:
+        rng = random.Random()
+        for _ in range(200):
+            base = rng.randrange(10_000, low - 4)
+            if all(_port_free(base + n) for n in range(4)):
+                return base
+    for _ in range(50):  # no room below the range: the old way, inside it
         base = free_port()
         if base < 65000 and all(_port_free(base + n) for n in (1, 2, 3)):
             return base
