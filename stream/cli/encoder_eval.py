@@ -126,17 +126,17 @@ class EncoderInTheLoop:
 
 def replayed_trainer(settings: Any, rate: float, train_seconds: float | None = None) -> Any:
     """The trainer process of ``settings`` (its ``trainer_*`` settings), replayed at ``rate`` events/s."""
-    from models import EncoderConfig, TrainerConfig
+    from models import EncoderConfig
     from models.replay import Cadence, ReplayedTrainer
     from models.serving import serve_on_one_thread
-    from stream.trainer.trainer import refresh_config
+    from stream.trainer.trainer import refresh_config, trainer_config
 
     # One intra-op thread, as a worker serves: on a shared box two OpenMP threads that lose a core spin
     # at every barrier, and the measured training time (the version's delay in events) would be noise.
     serve_on_one_thread()
     enc = settings.encoder
     return ReplayedTrainer(EncoderConfig.preset(enc.trainer_size),
-                           TrainerConfig(device=enc.trainer_device, progress=False),
+                           trainer_config(settings),
                            refresh_config(settings),
                            Cadence(enc.trainer_min_new_events, enc.trainer_refresh_s, rate, train_seconds),
                            history=enc.trainer_history, max_users=settings.engine.max_users)

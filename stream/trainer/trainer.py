@@ -48,6 +48,15 @@ def refresh_config(settings: Settings) -> Any:
                          warm_start=enc.trainer_warm_start, replay=enc.trainer_replay, holdout=enc.trainer_holdout)
 
 
+def trainer_config(settings: Settings) -> Any:
+    """The ``models.TrainerConfig`` the ``trainer_*`` settings describe (this process and
+    ``streamrec eval --encoder on``): no progress bar, the trainer runs unattended."""
+    from models import TrainerConfig
+
+    enc = settings.encoder
+    return TrainerConfig(device=enc.trainer_device, epochs=enc.trainer_epochs, progress=False)
+
+
 def events_of(raw: bytes) -> list[Any]:
     """The valid events of one message (the worker dead-letters the rest; here they are skipped)."""
     try:
@@ -70,7 +79,7 @@ class StreamTrainer:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
                  registry: CollectorRegistry | None = None) -> None:
-        from models import EncoderConfig, TrainerConfig
+        from models import EncoderConfig
         from models.refresh import StreamLog
 
         self.settings = settings
@@ -80,8 +89,7 @@ class StreamTrainer:
         self._metrics_server: Any = None
         encoder = settings.encoder
         self.encoder_config = EncoderConfig.preset(encoder.trainer_size)
-        self.trainer_config = TrainerConfig(device=encoder.trainer_device, epochs=encoder.trainer_epochs,
-                                            progress=False)
+        self.trainer_config = trainer_config(settings)
         self.store = StreamLog(max(encoder.trainer_history, 2), settings.engine.max_users)
         self.served: Any = None  # the last served models.refresh.EncoderVersion (what the next one starts from)
         self.rejected = 0
