@@ -354,6 +354,10 @@ class EncoderSettings(_Section):
     trainer_patience: int = _leaf(2, "epochs without gain on the held-out events before a refresh stops")
     trainer_nice: int = _leaf(10, "CPU priority the trainer process lowers itself by (os.nice; 0 = "
                                   "unchanged): where it shares cores with workers, serving comes first")
+    trainer_idle: bool = _leaf(True, "Linux: the trainer also runs in the idle scheduling class (SCHED_IDLE): "
+                                     "it gets only CPU that no other process wants, and a waking worker takes "
+                                     "the core from it at once; where no other process wants the CPU (a "
+                                     "dedicated trainer box) it loses nothing")
     poll_s: float = _leaf(10.0, "how often every worker also checks the checkpoint directory for a newer "
                                 "encoder, seconds", flat="encoder_poll_s")
     weight: float = _leaf(0.3, "starting blend weight of the encoder once a version is loaded",

@@ -81,10 +81,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_trainer(args: argparse.Namespace) -> int:
     from stream.cli.processes import lower_priority
-    from stream.trainer.trainer import StreamTrainer
 
     settings = settings_from_args(args)
-    lower_priority(settings.encoder.trainer_nice)  # a shared box serves first; a dedicated one loses nothing
+    # a shared box serves first; a dedicated one loses nothing. Before any import that may start threads:
+    # threads inherit the scheduling class of the thread that starts them
+    lower_priority(settings.encoder.trainer_nice, settings.encoder.trainer_idle)
+    from stream.trainer.trainer import StreamTrainer
+
     should_stop = _stop_requested()
     trainer = StreamTrainer(settings)
     metrics_url = trainer.serve_metrics()
@@ -242,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the trainer's /metrics and health endpoints [default 6067; 0 = a free port]")
     _add_settings_flags(p, ("bootstrap_servers", "app_id", "topic_events", "topic_model_updates", "max_users",
                             "trainer_dir", "trainer_refresh_s", "trainer_min_new_events", "trainer_epochs",
-                            "trainer_device", "trainer_size", "trainer_nice", "metrics_host"))
+                            "trainer_device", "trainer_size", "trainer_nice", "trainer_idle", "metrics_host"))
     p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("tuner", help="search the whole engine config on the events stream; announce winners to "

@@ -75,13 +75,24 @@ def spawn_worker(settings: Settings, log: Any, cwd: str | None = None) -> subpro
     return spawn_process(["worker"], settings, log, cwd)
 
 
-def lower_priority(by: int) -> int:
-    """Lower this process's CPU priority by ``by`` (``os.nice``; 0 leaves it) and return the new niceness.
+def lower_priority(by: int, idle: bool = False) -> int:
+    """Lower this process's CPU priority by ``by`` (``os.nice``; 0 leaves it) and, with ``idle``, move it
+    to the idle scheduling class where the system has one (Linux ``SCHED_IDLE``); return the new niceness.
 
     The trainer does this at start: where it shares cores with workers, its training bursts then take
-    what the serving path leaves, instead of stalling the lists behind them.
+    what the serving path leaves, instead of stalling the lists behind them. Niceness only weighs the
+    shares: a niced trainer still holds a core for a slice when a worker wakes. ``SCHED_IDLE`` gives it
+    only the CPU nobody else wants. It is set on the calling thread, which every thread started later
+    inherits, so call this before anything starts threads (torch's pools included). No privilege is
+    needed to lower one's own class; where it is refused or missing, the niceness stays the only change.
     """
-    return os.nice(by) if by > 0 else os.nice(0)
+    niceness = os.nice(by) if by > 0 else os.nice(0)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:  # a sandbox that forbids it: the niceness is what is left
+            pass
+    return niceness
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -1,4 +1,5 @@
-"""The trainer yields the CPU to the serving path: it lowers its own priority at start (``trainer_nice``)."""
+"""The trainer yields the CPU to the serving path: it lowers its own priority at start (``trainer_nice``) and,
+on Linux, moves to the idle scheduling class (``trainer_idle``)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,16 @@ def niceness_after(by: int) -> int:
     return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
+def policies_after(idle: bool) -> list[int]:
+    """The scheduling policy of the process after ``lower_priority(0, idle)``, then of a thread it starts later."""
+    code = (f"import os, threading; from stream.cli.processes import lower_priority; lower_priority(0, {idle}); "
+            "seen = [os.sched_getscheduler(0)]; "
+            "t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0))); t.start(); t.join(); "
+            "print(*seen)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return [int(policy) for policy in out.split()]
+
+
 def test_the_trainer_lowers_its_priority_by_the_configured_amount() -> None:
     here = os.nice(0)
     assert Settings().encoder.trainer_nice == 10
@@ -26,3 +37,10 @@ def test_the_trainer_lowers_its_priority_by_the_configured_amount() -> None:
 def test_a_niceness_outside_0_to_19_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="trainer_nice"):
         Settings().with_strings({"trainer_nice": value})
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux's")
+def test_the_trainer_moves_to_the_idle_class_and_so_do_the_threads_it_starts_later() -> None:
+    assert Settings().encoder.trainer_idle is True
+    assert policies_after(idle=True) == [os.SCHED_IDLE, os.SCHED_IDLE]
+    assert policies_after(idle=False) == [os.sched_getscheduler(0)] * 2  # left as it was
