@@ -8,6 +8,12 @@ what was published, what the worker processed and dead-lettered (scraped from it
 and the prequential HR@k the consumer measures ("was the next item a user touched
 in the last list we published for that user").
 
+With the trainer on (the default; ``--no-trainer`` leaves it out) a ``streamrec trainer`` refreshes the
+sequence encoder from the same stream every few seconds, and the worker serves each version through the
+learned blend; the summary shows HR@k with and without the encoder's contribution, measured on the same
+users at the same moments. The trainer takes only CPU the serving path leaves (``trainer_idle``,
+``trainer_nice``), so it does not lengthen the lists' latency on a machine it shares.
+
 With self-tuning on (the default; ``STREAMREC_SELF_TUNE=0`` turns it off) a ``streamrec tuner``
 runs beside the worker: it searches the engine's whole config on the stream and announces
 winners, which the worker swaps in warm. ``--tuner`` adds the in-loop bandits (learning rates,
@@ -20,9 +26,9 @@ The replay is paced (``--rate auto``, the default) at the rate the worker sustai
 and how late) and sends at the rate they come out, a little more while the latency is near what the
 system shows with no queue, less when a queue builds (the tuner's searches take CPU in bursts). So the
 latency the summary reports is the system's, not a queue's. It also keeps the p99 of the last two
-seconds' lists under ``--tail-ms`` (100 ms by default; none with ``--trainer``, see
-:func:`demo_pacer`). Above that objective it backs off, and the pacer then settles below the
-throughput ceiling, where the tail is still short.
+seconds' lists under ``--tail-ms`` (100 ms by default, see :func:`demo_pacer`). Above that
+objective it backs off, and the pacer then settles below the throughput ceiling, where the tail is
+still short.
 ``--rate N`` replays at N events/s whatever happens, and ``--rate 0`` as fast as possible. The
 summary says which rate was asked and which was sustained.
 
@@ -57,7 +63,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from online.base import Interaction
 from stream.cli.datasets import generate, load
 from stream.cli.pacing import LatencyPacer
-from stream.cli.processes import spawn_process, spawn_worker, stop_process
+from stream.cli.processes import spawn_process, spawn_worker, stop_process, to_idle_class
 from stream.cli.scrape import MetricsHistory, scrape, total
 from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.kafka.clients import EventPublisher, RecommendationConsumer
@@ -87,11 +93,11 @@ class DemoOptions:
     bad_events: int = len(BAD_MESSAGES)
     json_path: str | None = None
     hold: bool = False
-    trainer: bool = False
+    trainer: bool = True
     timeout: float = 300.0
     seed: int = 7
     report_path: str | None = None
-    tail_ms: float | None = None  # with rate "auto": the p99 objective (0: none; None: 100 ms, none with the trainer)
+    tail_ms: float | None = None  # with rate "auto": the p99 objective (0: none; None: 100 ms)
     linger_ms: float = 25.0  # the replay's producer gathers events this long into one batch (paced replays)
 
 
@@ -235,14 +241,15 @@ def event_number(event_id: Any) -> int | None:
 def demo_pacer(options: DemoOptions, n_events: int) -> LatencyPacer | None:
     """The replay's pacer for ``--rate auto`` (None for a fixed rate).
 
-    Its tail objective is ``tail_ms``. By default that is 100 ms, and none with the trainer: the
-    trainer takes a core in bursts, and slowing the replay does not shorten a stall that the replay
-    did not cause. Its floor lets the replay end within 60% of the demo's timeout, so a tail
-    that cannot be held costs latency, which the summary shows, not the run.
+    Its tail objective is ``tail_ms``, 100 ms by default, with or without the trainer: the trainer
+    runs in the idle scheduling class (``trainer_idle``), so its training no longer stalls the
+    lists in bursts that slowing the replay could not shorten. Its floor lets the replay end within
+    60% of the demo's timeout, so a tail that cannot be held costs latency, which the summary shows,
+    not the run.
     """
     if options.rate != "auto":
         return None
-    tail_ms = options.tail_ms if options.tail_ms is not None else (0.0 if options.trainer else 100.0)
+    tail_ms = options.tail_ms if options.tail_ms is not None else 100.0
     floor = max(50.0, n_events / (0.6 * options.timeout))
     return LatencyPacer(start_rate=max(200.0, floor), min_rate=floor, tail_s=tail_ms / 1e3 if tail_ms > 0 else None)
 
@@ -368,6 +375,8 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         if options.trainer:
             trainer_log = open(workdir / "trainer.log", "wb")
             trainer = spawn_process(["trainer"], settings, trainer_log)
+            if settings.encoder.trainer_idle:  # its start-up too: the worker's first list comes first
+                to_idle_class(trainer.pid)
             console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.encoder.trainer_dir}; "
                           f"log {trainer_log.name}")
         tuner = tuner_log = None

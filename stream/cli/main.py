@@ -292,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "queue's; 0 = as fast as possible")
     p.add_argument("--tail-ms", type=float, default=None, metavar="MS",
                    help="with --rate auto: the latency objective. The replay also slows when the p99 of the lists "
-                        "of the last 2 s nears it (default 100, none with --trainer, whose training bursts "
-                        "pacing cannot shorten; 0 = pace for throughput alone)")
+                        "of the last 2 s nears it (default 100; 0 = pace for throughput alone)")
     p.add_argument("--linger-ms", type=float, default=25.0, metavar="MS",
                    help="the paced replay gathers events this long into one produce request (default 25). The "
                         "embedded broker slows with every record batch it holds (benchmarks/broker_aging.py)")
@@ -301,8 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")
     p.add_argument("--hold", action="store_true", help="keep broker and worker running after the replay")
-    p.add_argument("--trainer", action="store_true",
-                   help="also run `streamrec trainer` (serves its encoder through the blend) and wait for a version")
+    p.add_argument("--trainer", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run `streamrec trainer`: the worker serves its encoder through the learned blend, the "
+                        "summary shows HR@k with and without it, and the demo waits for a first version at the end "
+                        "(default on; the trainer runs in the idle scheduling class, trainer_idle)")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--metrics-port", dest="metrics_port_demo", type=int, default=None, metavar="PORT",
                    help="metrics ports: the worker's is PORT, the trainer's PORT+1, the demo's own PORT+2 "

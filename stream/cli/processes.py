@@ -87,12 +87,22 @@ def lower_priority(by: int, idle: bool = False) -> int:
     needed to lower one's own class; where it is refused or missing, the niceness stays the only change.
     """
     niceness = os.nice(by) if by > 0 else os.nice(0)
-    if idle and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:  # a sandbox that forbids it: the niceness is what is left
-            pass
+    if idle:
+        to_idle_class()
     return niceness
+
+
+def to_idle_class(pid: int = 0) -> bool:
+    """Move ``pid`` (0: the calling thread) to the idle scheduling class (Linux ``SCHED_IDLE``); False where
+    the system has none or refuses. A parent may do it to a child it just started, so that even the
+    child's start-up (interpreter, imports) takes only CPU nobody else wants."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:  # a sandbox that forbids it, or a child already gone
+        return False
+    return True
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:

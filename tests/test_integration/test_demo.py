@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 def test_demo_replays_generated_data_and_reports_a_consistent_summary(tmp_path):
     out = tmp_path / "summary.json"
     run = subprocess.run([sys.executable, "-m", "stream", "demo", "--events", "3000", "--rate", "3000",
-                          "--json", str(out)], capture_output=True, text=True, timeout=200)
+                          "--no-trainer", "--json", str(out)], capture_output=True, text=True, timeout=200)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(out.read_text())
     assert summary["events_processed"] == summary["events_published"] == 3000
@@ -38,7 +38,7 @@ def test_demo_with_the_trainer_serves_an_encoder_version(tmp_path):
 def test_a_demo_that_runs_out_of_time_says_why_and_still_writes_its_summary(tmp_path):
     out = tmp_path / "summary.json"
     run = subprocess.run([sys.executable, "-m", "stream", "demo", "--events", "3000", "--rate", "50",
-                          "--timeout", "15", "--json", str(out)], capture_output=True, text=True, timeout=200)
+                          "--no-trainer", "--timeout", "15", "--json", str(out)], capture_output=True, text=True, timeout=200)
     assert run.returncode == 1, run.stderr[-3000:]
     said = " ".join((run.stdout + run.stderr).split())
     assert "timeout (15 s) passed" in said and "needs a longer --timeout" in said

@@ -31,9 +31,12 @@ def test_the_demo_paces_for_a_tail_objective_and_lingers_by_default() -> None:
     assert demo_pacer(DemoOptions(tail_ms=args.tail_ms), 20_000).tail_s == 0.1
 
 
-def test_with_the_trainer_the_demo_paces_for_throughput_unless_told_an_objective() -> None:
-    assert demo_pacer(DemoOptions(trainer=True), 20_000).tail_s is None
+def test_the_demo_runs_the_trainer_by_default_and_keeps_the_tail_objective_with_it() -> None:
+    assert build_parser().parse_args(["demo"]).trainer is True
+    assert build_parser().parse_args(["demo", "--no-trainer"]).trainer is False
+    assert demo_pacer(DemoOptions(trainer=True), 20_000).tail_s == 0.1
     assert demo_pacer(DemoOptions(trainer=True, tail_ms=150), 20_000).tail_s == 0.15
+    assert demo_pacer(DemoOptions(trainer=True, tail_ms=0), 20_000).tail_s is None  # 0: throughput alone
 
 
 def test_the_paced_replay_never_runs_so_slow_that_the_demo_would_time_out() -> None:

@@ -44,3 +44,17 @@ def test_the_trainer_moves_to_the_idle_class_and_so_do_the_threads_it_starts_lat
     assert Settings().encoder.trainer_idle is True
     assert policies_after(idle=True) == [os.SCHED_IDLE, os.SCHED_IDLE]
     assert policies_after(idle=False) == [os.sched_getscheduler(0)] * 2  # left as it was
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux's")
+def test_a_parent_moves_a_child_it_started_to_the_idle_class_before_the_child_has_done_anything() -> None:
+    from stream.cli.processes import to_idle_class
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert to_idle_class(child.pid)
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE
+    finally:
+        child.kill()
+        child.wait()
+    assert not to_idle_class(child.pid)  # gone: refused, not raised
