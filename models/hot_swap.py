@@ -27,6 +27,7 @@ import torch
 
 from models.checkpoint import build_model, load_checkpoint
 from models.errors import CheckpointError, ModelError
+from models.kernel_cache import compile_in_a_child
 from models.serving import EncoderScorer
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class EncoderLoader:
         if not bool(torch.isfinite(out).all()):
             raise CheckpointError("warm-up produced NaN/inf scores: the weights are not usable")
         # the serving path's own step too: its compiled kernel (models.kernels) loads here, in the loader's
-        # thread, not on the first list (compiled once per machine: seconds; then a load from its cache)
+        # thread, not on the first list; compiled once per machine in a child (models.kernel_cache), so
+        # that this process only loads it from the cache and never holds the GIL for seconds of compiling
+        compile_in_a_child()
         state, _ = scorer.states.states([None], [(1,)])
         if not bool(np.isfinite(state).all()):
             raise CheckpointError("warm-up produced a NaN/inf user state: the weights are not usable")
