@@ -11,7 +11,7 @@ values are the encoder's own pass over each window (``SequenceEncoder.last_hidde
 ``states_and_cache``) to float32 rounding (``tests/test_models/test_incremental_states.py``; the numpy
 pass it replaced was removed once it had been checked against it), and it compiles once per machine
 (``cache=True``: a few seconds the first time, then a load from ``__pycache__``; the encoder loader's
-warm-up does it, off the serving path).
+warm-up has a child process compile it, ``models.kernel_cache``, so no serving process compiles).
 """
 from __future__ import annotations
 
