@@ -17,10 +17,11 @@ slower for the lists, never wrong.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
+
+from common.scheduling import to_idle_class
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,7 @@ def compile_here() -> None:
 
     Numba keys its cache by the argument types (dtype, dimensions, layout), not the sizes, so a tiny
     model compiles what every model runs."""
-    if hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:
-            pass
+    to_idle_class()
     from models.config import EncoderConfig
     from models.encoder import SequenceEncoder
     from models.incremental import IncrementalStates

@@ -63,7 +63,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from online.base import Interaction
 from stream.cli.datasets import generate, load
 from stream.cli.pacing import LatencyPacer
-from stream.cli.processes import spawn_process, spawn_worker, stop_process, to_idle_class
+from stream.cli.processes import spawn_process, spawn_worker, stop_process
 from stream.cli.scrape import MetricsHistory, scrape, total
 from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.kafka.clients import EventPublisher, RecommendationConsumer
@@ -375,8 +375,6 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         if options.trainer:
             trainer_log = open(workdir / "trainer.log", "wb")
             trainer = spawn_process(["trainer"], settings, trainer_log)
-            if settings.encoder.trainer_idle:  # its start-up too: the worker's first list comes first
-                to_idle_class(trainer.pid)
             console.print(f"trainer    pid {trainer.pid}; checkpoints {settings.encoder.trainer_dir}; "
                           f"log {trainer_log.name}")
         tuner = tuner_log = None

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from common.scheduling import to_idle_class
 from stream.settings import Settings
 
 #: Seconds a stopping worker may spend on its final commit and clean-up before it is ended.
@@ -90,19 +91,6 @@ def lower_priority(by: int, idle: bool = False) -> int:
     if idle:
         to_idle_class()
     return niceness
-
-
-def to_idle_class(pid: int = 0) -> bool:
-    """Move ``pid`` (0: the calling thread) to the idle scheduling class (Linux ``SCHED_IDLE``); False where
-    the system has none or refuses. A parent may do it to a child it just started, so that even the
-    child's start-up (interpreter, imports) takes only CPU nobody else wants."""
-    if not hasattr(os, "SCHED_IDLE"):
-        return False
-    try:
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-    except OSError:  # a sandbox that forbids it, or a child already gone
-        return False
-    return True
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:

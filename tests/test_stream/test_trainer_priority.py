@@ -48,7 +48,7 @@ def test_the_trainer_moves_to_the_idle_class_and_so_do_the_threads_it_starts_lat
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux's")
 def test_a_parent_moves_a_child_it_started_to_the_idle_class_before_the_child_has_done_anything() -> None:
-    from stream.cli.processes import to_idle_class
+    from common.scheduling import to_idle_class
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
