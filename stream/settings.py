@@ -313,7 +313,8 @@ _SCHEDULE_FIELDS = tuple(f.name for f in fields(Schedule))
 
 
 def _search_problems(self: Any) -> list[str]:
-    return (_record_problems(self, SearchConfig, _SEARCH_FIELDS)
+    nice = [] if 0 <= self.nice <= 19 else [f"search_nice must be in [0, 19] (got {self.nice})"]
+    return (nice + _record_problems(self, SearchConfig, _SEARCH_FIELDS)
             + _record_problems(self, Schedule, _SCHEDULE_FIELDS))
 
 
@@ -326,7 +327,13 @@ SearchSettings = _make_section(
      ("storage", str, _leaf("sqlite:////tmp/streamrec/tuner.db",
                             "Optuna storage of the tuner's study: an SQLite file or any database URL several "
                             "tuners share (optuna-dashboard opens it)", flat="search_storage")),
-     ("study", str, _leaf("streamrec", "name of the tuner's study in that storage", flat="search_study"))]
+     ("study", str, _leaf("streamrec", "name of the tuner's study in that storage", flat="search_study")),
+     ("nice", int, _leaf(10, "CPU priority the tuner process (the searches) lowers itself by (os.nice; 0 = "
+                             "unchanged): where it shares cores with workers, serving comes first",
+                         flat="search_nice")),
+     ("idle", bool, _leaf(True, "Linux: the tuner process also runs in the idle scheduling class (SCHED_IDLE), as "
+                                "the trainer does (trainer_idle): searches get only CPU no other process wants",
+                          flat="search_idle"))]
     + _generated(SearchConfig, (), prefix="search_") + _generated(Schedule, (), prefix="search_"),
     _search_problems)
 

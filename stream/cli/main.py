@@ -99,13 +99,17 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
 
 def cmd_tuner(args: argparse.Namespace) -> int:
-    from stream.tuner.tuner import StreamTuner
+    from stream.cli.processes import lower_priority
 
     settings = settings_from_args(args)
     if not settings.search.enabled:
         print("streamrec tuner: self-tuning is off (STREAMREC_SELF_TUNE=false); nothing to do", file=sys.stderr,
               flush=True)
         return 0
+    # searches are background work, as training is: on a shared box the lists come first (see cmd_trainer)
+    lower_priority(settings.search.nice, settings.search.idle)
+    from stream.tuner.tuner import StreamTuner
+
     should_stop = _stop_requested()
     tuner = StreamTuner(settings, metrics_port=args.tuner_metrics_port)
     metrics_url = tuner.serve_metrics()

@@ -58,3 +58,46 @@ def test_a_parent_moves_a_child_it_started_to_the_idle_class_before_the_child_ha
         child.kill()
         child.wait()
     assert not to_idle_class(child.pid)  # gone: refused, not raised
+
+
+# -- the tuner's searches are background work too --------------------------------------------------------------
+
+
+def test_the_tuners_priority_settings_default_to_yielding_and_refuse_nonsense() -> None:
+    search = Settings().search
+    assert (search.nice, search.idle) == (10, True)
+    for value in ("-1", "20"):
+        with pytest.raises(ValueError, match="search_nice"):
+            Settings().with_strings({"search_nice": value})
+
+
+def scheduling_of_a_starting_tuner(tmp_path, *flags: str) -> tuple[int, int]:
+    """``(policy, niceness)`` of a ``streamrec tuner`` process once it has lowered itself (or after 20 s)."""
+    import time
+
+    command = [sys.executable, "-m", "stream", "tuner", "--metrics-port", "0", "--bootstrap-servers", "127.0.0.1:9",
+               "--search-storage", f"sqlite:///{tmp_path}/tuner.db", *flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    here = (os.sched_getscheduler(0), os.nice(0))
+    try:
+        deadline = time.monotonic() + 20
+        seen = here
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                seen = (os.sched_getscheduler(process.pid), os.getpriority(os.PRIO_PROCESS, process.pid))
+            except OSError:
+                break
+            if seen != here:
+                break
+            time.sleep(0.01)
+        return seen
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux's")
+def test_a_starting_tuner_moves_itself_to_the_idle_class_and_lowers_its_priority(tmp_path) -> None:
+    policy, niceness = scheduling_of_a_starting_tuner(tmp_path)
+    assert policy == os.SCHED_IDLE
+    assert niceness == min(19, os.nice(0) + 10)
