@@ -70,7 +70,7 @@ def split(events, workers: int, partitions: int):
 
 
 def measure(events, workers: int, partitions: int, engine: str, mode: str = "partitions",
-            delay: int = 1_000, flush_every: int = 100) -> dict:
+            delay: int = 1_000, flush_every: int = 100, budget: float = 10.0) -> dict:
     """One offline run through ``online.scaleout.simulate_workers`` (what ``streamrec eval --workers`` runs)."""
     started = time.perf_counter()
     cache: dict[str, int] = {}
@@ -82,9 +82,11 @@ def measure(events, workers: int, partitions: int, engine: str, mode: str = "par
         return p
 
     run = simulate_workers(events, engine_config(engine), workers=workers, shard_of=shard_of, shards=partitions,
-                           mode=mode, delay=delay, flush_every=flush_every)
+                           mode=mode, delay=delay, flush_every=flush_every, budget=budget)
     per_worker = [sum(1 for p in range(partitions) if p % workers == w) for w in range(workers)]
-    return {"workers": workers, "engine": engine, "mode": mode, "delay": delay, "hr@10": run["hr@10"],
+    return {"workers": workers, "engine": engine, "mode": mode, "delay": delay, "budget": run["budget"],
+            "hr@10": run["hr@10"], "summaries": run["summaries"], "summary_bytes": run["summary_bytes"],
+            "aggregate_s": run["aggregate_s"], "summarise_s": run["summarise_s"],
             "evaluated": run["evaluated"], "partitions_per_worker": per_worker,
             "bytes_per_event": run["bytes_per_event"], "delta_entries": run["delta_entries"],
             "learn_s": run["learn_s"], "share_s": [p + a for p, a in zip(run["publish_s"], run["apply_s"])],
@@ -373,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=Settings().kafka.partitions)
     parser.add_argument("--generated-events", type=int, default=50_000)
     parser.add_argument("--modes", default="partitions,shared",
-                        help="learn scopes to simulate: partitions (each worker its own), shared (item deltas)")
+                        help="learn scopes to simulate: partitions (each worker its own), shared (item deltas "
+                             "broadcast), by-item (pairs aggregated once, item summaries to every worker: a design "
+                             "measured here, not a live mode yet)")
+    parser.add_argument("--budget", type=float, default=10.0,
+                        help="by-item: item summaries the aggregation stage sends per 1,000 stream events")
     parser.add_argument("--share-delay", type=int, default=1_000,
                         help="stream events before another worker's deltas arrive (shared)")
     parser.add_argument("--share-every", type=int, default=100,
@@ -420,12 +426,14 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in (modes if workers > 1 else modes[:1]):
                     # a group uses at most one worker per partition: wider groups get as many partitions
                     row = measure(events, workers, max(args.partitions, workers), engine, mode, args.share_delay,
-                                  args.share_every) | {"data": name}
+                                  args.share_every, args.budget) | {"data": name}
                     base = row["hr@10"] if base is None else base
                     row["ratio_to_first"] = row["hr@10"] / base if base else 0.0
                     rows.append(row)
                     cost = (f"  sharing/learning (worst worker) {row['share_to_learn_max']:.2f}, "
-                            f"{row['bytes_per_event']:.0f} B/event" if mode == "shared" and workers > 1 else "")
+                            f"{row['bytes_per_event']:.0f} B/event" if mode != "partitions" and workers > 1 else "")
+                    if mode == "by-item" and workers > 1:
+                        cost += f", {row['summaries']:,} summaries ({row['summary_bytes'] / len(events):.0f} B/event)"
                     print(f"{name:18} {engine:6} workers={workers:<3} {mode:10} HR@10 {row['hr@10']:.4f}  "
                           f"(x{row['ratio_to_first']:.3f} of {args.workers.split(',')[0]} worker){cost}  "
                           f"{row['seconds']} s", flush=True)

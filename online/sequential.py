@@ -196,6 +196,44 @@ class NextItem(Tunable):
             self._exponent += events / self.half_life
             self._rescale()
 
+    # -- summaries (scale-out by item, ``online.aggregation``) ----------------------------------------------
+    def masses(self) -> dict[str, float]:
+        """Each item's table weight, in units of a pair learned now (:meth:`fresh_weight`): how much evidence
+        it holds. A copy."""
+        fresh = self.fresh_weight()
+        return {item: mass / fresh for item, mass in self._mass.items()}
+
+    def mass_of(self, item_id: str) -> float:
+        """One item's :meth:`masses` (0 for an item without a table)."""
+        return self._mass.get(item_id, 0.0) / self.fresh_weight()
+
+    def summary(self, item_id: str) -> dict[str, float]:
+        """The item's followers (up to ``followers_cap``, strongest first) with their weights in units of a
+        pair learned now: what another model holding this one's evidence for the item would hold."""
+        table = self._followers.get(item_id)
+        if not table:
+            return {}
+        fresh = self.fresh_weight()
+        kept = sorted(table.items(), key=_count, reverse=True)[: self.followers_cap]
+        return {item: weight / fresh for item, weight in kept}
+
+    def replace_followers(self, item_id: str, followers: dict[str, float]) -> None:
+        """Make ``followers`` (weights in units of a pair learned now, as :meth:`summary` gives them) the item's
+        table: another model's fuller view of the item replaces this one's."""
+        fresh = self.fresh_weight()
+        if item_id not in self._followers:
+            if not followers:
+                return
+            self._add(item_id, next(iter(followers)), 0.0)  # a new table through the general path (evictions)
+        table = {item: weight * fresh for item, weight in followers.items() if item != item_id}
+        self._followers[item_id] = table
+        self._mass[item_id] = sum(table.values())
+        self._top.pop(item_id, None)
+
+    def fresh_weight(self) -> float:
+        """What a pair learned now adds (``2 ** (n / half_life)``, rescaled; 1 without a half-life)."""
+        return 2.0**self._exponent if self.half_life else 1.0
+
     def learn_many(self, interactions: Sequence[Interaction], *,
                    collect: dict[tuple[str, str], float] | None = None, pairs: bool = True) -> None:
         """Learn a micro-batch in order, pairing each item with the user's previous ``window`` items.
