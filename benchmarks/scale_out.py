@@ -323,7 +323,14 @@ def _processors_on(name: str, events, args) -> None:
 def sharing_cost(args) -> int:
     """CPU per event of learning, of collecting + sealing + encoding + decoding deltas, and of applying another
     worker's deltas, in micro-batches of ``--cost-batch`` (the worker's path); and the per-worker ratio of
-    sharing to own learning that follows for N workers: ((N - 1) * apply + collect) / learn."""
+    sharing to own learning that follows for N workers: ((N - 1) * apply + collect) / learn.
+
+    The same for scale-out by item (``online.aggregation``), with ``--budget`` summaries per 1,000 stream
+    events: each worker publishes (seal and encode both parts), applies the others' popularity counts,
+    runs 1/N of the aggregation stage (every pair once, for the whole group), and applies every summary:
+    per own event ((N - 1) * counts + publish + stage + N * budget / 1000 * one summary) / learn.
+    """
+    from online.aggregation import ItemAggregator, apply_summary, counts_only, pairs_only
     from online.engine import StreamingRecommender
     from online.sharing import DeltaCollector, decode, encode
 
@@ -333,13 +340,17 @@ def sharing_cost(args) -> int:
     events = load(ML100K, "movielens")
     batch = args.cost_batch
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores; ML-100K, "
-          f"micro-batches of {batch}, CPU µs per event (best of 3)")
+          f"micro-batches of {batch}, CPU µs per event (best of 3); by item: {args.budget:g} summaries per 1,000 "
+          "events")
     for name in args.engines.split(","):
         best: dict[str, float] = {}
         for _ in range(3):
-            plain, owner, other = (StreamingRecommender(engine_config(name)) for _ in range(3))
-            times = {"learn": 0.0, "learn_collecting": 0.0, "seal_encode_decode": 0.0, "apply": 0.0}
-            size = 0
+            plain, owner, other, counted = (StreamingRecommender(engine_config(name)) for _ in range(4))
+            stage = ItemAggregator(engine_config(name))
+            times = {"learn": 0.0, "learn_collecting": 0.0, "seal": 0.0, "encode_decode": 0.0, "apply": 0.0,
+                     "parts_encode": 0.0, "apply_counts": 0.0, "stage": 0.0, "summaries": 0.0}
+            size = sent = 0
+            credit = 0.0
             for start in range(0, len(events), batch):
                 chunk = events[start:start + batch]
                 t0 = time.process_time()
@@ -349,22 +360,48 @@ def sharing_cost(args) -> int:
                 collector.cover(start, start + len(chunk) - 1)
                 owner.learn_many(chunk, deltas=collector)
                 t2 = time.process_time()
-                data = encode(collector.seal())
+                sealed = collector.seal()
+                t2a = time.process_time()
+                data = encode(sealed)
                 deltas = decode(data)
                 t3 = time.process_time()
                 other.apply_item_deltas(deltas)
                 t4 = time.process_time()
+                counts_data, pairs_data = encode(counts_only(sealed)), encode(pairs_only(sealed))
+                t5 = time.process_time()
+                counted.apply_item_deltas(decode(counts_data))
+                t6 = time.process_time()
+                stage.add(decode(pairs_data))
+                credit += args.budget * len(chunk) / 1_000
+                chosen = stage.summaries(int(credit))
+                credit -= len(chosen)
+                t7 = time.process_time()
+                for summary in chosen:
+                    apply_summary(counted, *summary)
+                t8 = time.process_time()
                 size += len(data)
-                for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                sent += len(chosen)
+                for key, seconds in zip(times, (t1 - t0, t2 - t1, t2a - t2, t3 - t2a, t4 - t3, t5 - t4, t6 - t5,
+                                                t7 - t6, t8 - t7)):
                     times[key] += seconds
             for key, seconds in times.items():
                 best[key] = min(best.get(key, float("inf")), seconds / len(events) * 1e6)
+        best["seal_encode_decode"] = best["seal"] + best["encode_decode"]
         extra = best["learn_collecting"] - best["learn"] + best["seal_encode_decode"]
         ratios = ", ".join(f"{n}: {((n - 1) * best['apply'] + extra) / best['learn']:.2f}"
                            for n in (1, 2, 4, 8, 32))
         print(f"{name:6} learn {best['learn']:.1f}, collecting adds {best['learn_collecting'] - best['learn']:.1f}, "
               f"seal+encode+decode {best['seal_encode_decode']:.1f}, apply (per receiver) {best['apply']:.1f}; "
               f"{size / len(events):.0f} B/event; sharing / own learning per worker at N workers: {ratios}")
+        # one summary's cost, from this run's summaries (the stage's choosing included)
+        per_summary = best["summaries"] * len(events) / max(1, sent)
+        publish = best["learn_collecting"] - best["learn"] + best["seal"] + best["parts_encode"]
+        by_item = ", ".join(
+            f"{n}: {((n - 1) * best['apply_counts'] + publish + best['stage'] + n * args.budget / 1000 * per_summary) / best['learn']:.2f}"
+            for n in (1, 2, 4, 8, 32))
+        print(f"{'':6} by item: publish {publish:.1f}, apply counts (per receiver) {best['apply_counts']:.1f}, "
+              f"stage (the group's, once) {best['stage']:.1f}, one summary {per_summary:.1f} µs; "
+              f"sharing / own learning per worker at N workers: {by_item}")
     return 0
 
 
