@@ -5,13 +5,13 @@ worker's pairs: each worker's sharing CPU grows with the group while its own lea
 (``docs/scale-out.md``). This is the other design the scale-out issue names. Workers send their
 merged pair deltas to an *aggregation stage* instead (live: a topic keyed by item, one aggregation
 task per partition, so the stage's work divides over the group); the stage adds them to the group's
-tables once and, every flush, publishes *summaries*: for the items whose evidence grew the most
-since their last summary (relative to what they hold), the item's strongest followers as the whole
-group knows them. A worker replaces its own table for a summarised item with the summary plus
-what it learned itself after the stage's cut (:class:`RecentOwnPairs`: its own publications the
-stage had not received yet), and keeps learning its own events into it until the next one. A
-summary replaces rather than adds, so applying one twice changes nothing. Popularity counts (one merged entry per item and batch, applied in one vectorised
-step) stay broadcast.
+tables once and, every flush, publishes *summaries*: for the items with the most evidence not yet
+summarised, the item's strongest followers as the whole group knows them. A worker replaces its own
+table for a summarised item with the summary plus what it learned itself after the stage's cut
+(:class:`RecentOwnPairs`: its own publications the stage had not received yet), and keeps learning
+its own events into it until the next one. A summary replaces rather than adds, so applying one
+twice changes nothing. Popularity counts (one merged entry per item and batch, applied in one
+vectorised step) stay broadcast.
 
 What a worker then receives no longer grows with the group's events: ``budget`` summaries per 1,000
 stream events, whatever the number of workers. What it costs in quality is what this module lets
