@@ -46,7 +46,7 @@ from collections import deque
 from typing import Any
 
 from online.engine import EngineConfig, StreamingRecommender
-from online.sharing import NEXT_ITEM, ItemDeltas
+from online.sharing import ItemDeltas
 
 
 def pairs_only(deltas: ItemDeltas) -> ItemDeltas:
@@ -89,7 +89,7 @@ class ItemAggregator:
             return []
         ranked: list[tuple[float, str, str, Any]] = []
         summarised = self._summarised
-        for name, model in sharing_models(self.engine).items():
+        for name, model in self.engine.item_models().items():
             for item, mass in model.masses().items():
                 before = summarised.get((name, item), 0.0)
                 if mass > before:
@@ -103,21 +103,11 @@ class ItemAggregator:
         return out
 
 
-def sharing_models(engine: StreamingRecommender) -> dict[str, Any]:
-    """The engine's item models whose pairs are shared, by the name deltas carry them under."""
-    models = {NEXT_ITEM: engine.next_item}
-    for name in engine.blend.strategies:
-        learner = engine.blend.sharing_learner(name)
-        if learner is not None:
-            models[name] = learner
-    return models
-
-
 def apply_summary(engine: StreamingRecommender, model: str, item: str, followers: dict[str, float],
                   own: dict[str, float] | None = None) -> bool:
     """Replace ``engine``'s table for ``item`` in ``model`` with the group's, plus ``own`` (this worker's
     increments after the summary's cut); False when the engine has no such model."""
-    target = sharing_models(engine).get(model)
+    target = engine.item_model(model)
     if target is None:
         return False
     if own:

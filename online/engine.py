@@ -322,6 +322,16 @@ class StreamingRecommender:
         """Whether the item-level models already hold the event at ``position`` of shard ``source``."""
         return position <= self.item_positions.get(source, -1)
 
+    def item_model(self, name: str) -> Any:
+        """The item model whose shared pairs travel under ``name`` (``online.sharing``), or None: the engine's
+        next-item pairs under ``NEXT_ITEM``, else a blend strategy that shares its item knowledge."""
+        return self.next_item if name == NEXT_ITEM else self.blend.sharing_learner(name)
+
+    def item_models(self) -> dict[str, Any]:
+        """Every item model whose pairs are shared, by the name its deltas carry (:meth:`item_model`)."""
+        names = [NEXT_ITEM, *self.blend.strategies]
+        return {name: model for name in names if (model := self.item_model(name)) is not None}
+
     def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
         """Add another worker's item deltas to the item-level models (never to any user), once: a
         delta that does not lie past the shard's item position is skipped (returns False).
@@ -334,7 +344,7 @@ class StreamingRecommender:
         items = deltas.items
         self.popularity.add_counts([items[i] for i in deltas.pop_items], deltas.pop_counts, deltas.events)
         for name, pairs in deltas.pairs.items():
-            model = self.next_item if name == NEXT_ITEM else self.blend.sharing_learner(name)
+            model = self.item_model(name)
             if model is not None:
                 model.add_pairs([items[i] for i in pairs.prev], [items[i] for i in pairs.nxt], pairs.weight,
                                 deltas.events)

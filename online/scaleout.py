@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from online.aggregation import ItemAggregator, RecentOwnPairs, apply_summary, counts_only, pairs_only, sharing_models
+from online.aggregation import ItemAggregator, RecentOwnPairs, apply_summary, counts_only, pairs_only
 from online.base import Interaction
 from online.engine import EngineConfig, StreamingRecommender
 from online.sharing import DeltaCollector, decode, encode
@@ -68,8 +68,9 @@ def simulate_workers(events: Sequence[Interaction], config: EngineConfig | None 
     sharing = mode in ("shared", "by-item") and workers > 1
     by_item = sharing and mode == "by-item"
     stage = ItemAggregator(config) if by_item else None
-    recent = [RecentOwnPairs() for _ in range(workers)]  # by-item: each worker's publications the stage may lack
-    symmetric = {name: model.symmetric for name, model in sharing_models(engines[0]).items()}
+    # by-item: each worker's publications the stage may lack, and how each shared model weighs a reverse pair
+    recent = [RecentOwnPairs() for _ in range(workers)] if by_item else []
+    symmetric = {name: model.symmetric for name, model in engines[0].item_models().items()} if by_item else {}
     collectors: list[dict[int, DeltaCollector]] = [{} for _ in range(workers)]
     learn_s = [0.0] * workers
     serve_s = [0.0] * workers
