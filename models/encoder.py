@@ -126,8 +126,13 @@ class SequenceEncoder(nn.Module):
             raise ValueError("EncoderConfig.n_items must be set (>= 1) before building the encoder")
         self.config = config
         h = config.hidden
-        self.item_emb = nn.Embedding(config.n_items + 1, h, padding_idx=0, device=device)
-        self.pos_emb = nn.Embedding(config.max_len, h, device=device)
+        # A shell built for a checkpoint's weights skips the embeddings' random init as well: on the meta device
+        # it runs through torch's Python decompositions, whose first call imports torch._dynamo and sympy
+        # (~900 modules, ~1 s and 150,000+ long-lived objects) into every worker that serves an encoder.
+        shell = (lambda rows: None) if init_weights else (lambda rows: torch.empty((rows, h), device=device))
+        self.item_emb = nn.Embedding(config.n_items + 1, h, padding_idx=0, device=device,
+                                     _weight=shell(config.n_items + 1))
+        self.pos_emb = nn.Embedding(config.max_len, h, device=device, _weight=shell(config.max_len))
         self.emb_drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(h, config.n_heads, config.dropout, config.ffn_mult, device)
                                     for _ in range(config.n_blocks))

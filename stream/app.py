@@ -99,8 +99,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
     if owns_process:
-        gc_pauses.install(metrics.gc_pauses)
         log.info("froze %d start-up objects out of the garbage collector's way", gc_pauses.freeze_startup())
+        gc_pauses.install(metrics.gc_pauses)  # after the start-up collection: the pauses while serving
     app.before_commit = keeper.before_commit
     export_knobs(metrics, settings, processor.engine.config)
     # consumer lag per partition, blend weights, delivery and snapshot counts (HR/NDCG: per batch)
@@ -136,7 +136,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
 
     events_topic = app.topic(settings.topics.events, partitions=settings.kafka.partitions)
     updates_topic = app.topic(settings.topics.model_updates, partitions=1)
-    encoder = EncoderHandover(processor, metrics, settings.encoder.weight, settings.encoder.cache_mb)
+    encoder = EncoderHandover(processor, metrics, settings.encoder.weight, settings.encoder.cache_mb,
+                              freeze_imports=owns_process)
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any, received: float | None) -> None:

@@ -115,7 +115,10 @@ class SelfTunedRecommender(WrapsEngine):
         self.engine: Any = self.models if bandit is None else bandit(self.models)  # what serves and learns
         self.schedule = schedule = schedule or Schedule()
         self.searcher = searcher
-        self._kept: deque[Interaction] = deque(maxlen=schedule.keep)
+        # The kept events as plain tuples (:func:`_as_events` reads them back): a tuple of strings and floats
+        # is one the garbage collector stops tracking, while 50,000 kept ``Interaction`` objects (a tuple
+        # subclass, always tracked) were the largest part of what every full collection of a worker walked.
+        self._kept: deque[tuple] = deque(maxlen=schedule.keep)
         # Other workers' item deltas applied here (item sharing, online.sharing), each with the number of
         # events learned here before it, and the events learned for their users only: a rebuild replays
         # them among the kept events, so a rebuilt engine keeps what the rest of the group taught it and
@@ -151,7 +154,7 @@ class SelfTunedRecommender(WrapsEngine):
             self.engine.learn_many(interactions)
         else:
             self.engine.learn_many(interactions, deltas=deltas)
-        self._kept.extend(interactions)
+        self._kept.extend(map(tuple, interactions))
         self._watch_drift(before)
         if self.searcher is not None and self.events >= self._next_search:
             self.search_now()
@@ -165,7 +168,7 @@ class SelfTunedRecommender(WrapsEngine):
         rebalance): their users are learned, and they are kept marked so, for a rebuild to do the same."""
         start = self.events
         self.engine.learn_users(interactions)
-        self._kept.extend(interactions)
+        self._kept.extend(map(tuple, interactions))
         self._remember([(start + n, None) for n in range(len(interactions))])
 
     def apply_item_deltas(self, deltas: ItemDeltas) -> bool:
@@ -204,7 +207,7 @@ class SelfTunedRecommender(WrapsEngine):
         """The events a search may see now: the most recent ``schedule.window`` already learned."""
         kept = self._kept
         size = min(len(kept), self.schedule.window)
-        return list(kept)[len(kept) - size:]
+        return _as_events(list(kept)[len(kept) - size:])
 
     def search_now(self) -> Any:
         """Run the searcher on the window now and apply its winner if accepted; returns its result."""
@@ -287,7 +290,7 @@ class SelfTunedRecommender(WrapsEngine):
     def kept(self) -> tuple[int, list[Interaction]]:
         """``(events learned so far, the kept events)``: what :func:`build` needs, and the position
         :meth:`commit` catches up from."""
-        return self.events, list(self._kept)
+        return self.events, _as_events(self._kept)
 
     def kept_shared(self, start: int, end: int | None = None) -> list[Shared]:
         """What :func:`build` replays among the kept events from event ``start`` up to ``end`` (default: all;
@@ -309,7 +312,7 @@ class SelfTunedRecommender(WrapsEngine):
         step = min(behind, max(0, budget))
         first = len(kept) - behind
         if step:
-            learn_among(fresh, [kept[i] for i in range(first, first + step)],
+            learn_among(fresh, _as_events(kept[i] for i in range(first, first + step)),
                          self.kept_shared(built_at, built_at + step))
         return built_at + step
 
@@ -346,6 +349,11 @@ class SelfTunedRecommender(WrapsEngine):
         swap = Swap(self.events, False, f"refused: {exc}", evidence, time.perf_counter() - started)
         self.swaps.append(swap)
         return swap
+
+
+def _as_events(rows: Iterable[tuple]) -> list[Interaction]:
+    """Kept rows (plain tuples, or ``Interaction`` objects from snapshots taken before) as events."""
+    return list(map(Interaction._make, rows))
 
 
 def build_encoded(config: EngineConfig, blobs: Sequence[bytes]) -> StreamingRecommender:

@@ -632,6 +632,9 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "mean_batch_events": total(samples, "streamrec_batch_size_events_sum")
         / max(1.0, total(samples, "streamrec_batch_size_events_count")),
         f"hr@{k}_worker": total(samples, "streamrec_prequential_hit_rate", window="all"),
+        # the garbage collector's full collections in the worker: each one pauses every list it overlaps
+        "worker_gc_full_collections": int(total(samples, "streamrec_gc_pause_seconds_count", generation="2")),
+        "worker_gc_full_pause_ms": 1000 * total(samples, "streamrec_gc_pause_seconds_sum", generation="2"),
         **_tuning_summary(samples),
         **_encoder_shadow_summary(samples, k),
         "metrics_url": metrics_url,

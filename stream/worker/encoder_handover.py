@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 from typing import Any
 
 from stream.wire.announcements import decode_model_update
+from stream.worker import gc_pauses
 from stream.worker.metrics import WorkerMetrics, record_encoder_swap
 from stream.worker.processor import EventProcessor
 
@@ -28,12 +30,15 @@ class EncoderHandover:
     """
 
     def __init__(self, processor: EventProcessor, metrics: WorkerMetrics, weight: float,
-                 cache_mb: float = 128.0) -> None:
+                 cache_mb: float = 128.0, freeze_imports: bool = False) -> None:
         self.processor = processor
         self.metrics = metrics
         self.weight = weight
         self.cache_mb = cache_mb  # each version's memory for users' states
         self.loader: Any = None  # a models.EncoderLoader from the first announcement on
+        # the worker owns its process: what the first load imports is kept out of the garbage collector's
+        # walks (stream.worker.gc_pauses.late_import_frozen)
+        self.freeze_imports = freeze_imports
 
     async def handle(self, raw: bytes | None) -> None:
         """An announcement from ``model-updates``."""
@@ -70,11 +75,23 @@ class EncoderHandover:
         return EncoderLoader(cache_mb=self.cache_mb)
 
     async def load(self, path: str, version: int | None) -> None:
+        if self.freeze_imports:  # the first load: what it imports, out of the collector's way
+            self.freeze_imports = False
+            with gc_pauses.late_import_frozen():
+                result = await self._load(path, version)
+            log.info("%d objects frozen after the encoder's first load", gc.get_freeze_count())
+        else:
+            result = await self._load(path, version)
+        self._serve(result)
+
+    async def _load(self, path: str, version: int | None) -> Any:
         if self.loader is None:  # importing torch takes seconds: never on the event loop
             loader = await asyncio.to_thread(self._new_loader)
             if self.loader is None:  # another announcement may have made one meanwhile
                 self.loader = loader
-        result = await asyncio.to_thread(self.loader.load_if_newer, path, version)
+        return await asyncio.to_thread(self.loader.load_if_newer, path, version)
+
+    def _serve(self, result: Any) -> None:
         if result.loaded:
             self.metrics.encoder_swaps.labels("swapped").inc()
             if self.loader.version != result.version:  # a newer version loaded meanwhile; its own load serves it

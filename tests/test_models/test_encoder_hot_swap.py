@@ -215,3 +215,21 @@ def test_readers_see_old_or_new_never_a_mix(write_checkpoint) -> None:
     assert all(scores == tuple(expected[version]) for version, scores in pinned)  # ... the one it was pinned to
     assert seen[0] == tuple(expected[1]) and newest in seen  # the readers were served across the swaps
     assert set(after) == {tuple(expected[3])}  # (a reader may still finish on the model it started with)
+
+
+def test_loading_a_version_imports_no_compiler(write_checkpoint) -> None:
+    """A worker's first load once imported torch._dynamo and sympy (the embeddings' random init on the meta
+    device: ~900 modules, a second, 150,000 objects every full collection walked); a shell for a
+    checkpoint's weights takes no init."""
+    import subprocess
+    import sys
+
+    path = write_checkpoint(1)
+    probe = ("import sys, torch\n"
+             "from models.checkpoint import build_model, load_checkpoint\n"
+             "before = 'torch._dynamo' in sys.modules\n"
+             f"model = build_model(load_checkpoint({str(path)!r}))\n"
+             "print(before, 'torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split() == ["False", "False", "False"]

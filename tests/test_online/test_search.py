@@ -121,6 +121,21 @@ def test_the_loop_searches_strictly_on_the_past():
     assert all(len(window) == 600 for window in calls)
 
 
+def test_the_events_kept_for_rebuilds_are_not_walked_by_the_garbage_collector():
+    """50,000 kept events were the largest part of a worker's full collections; kept as plain tuples, the
+    collector stops tracking them at its first pass, and they come back as the same events."""
+    import gc
+
+    events = sequential_stream(500)
+    tuned = SelfTunedRecommender(EngineConfig(k=10), searcher=None, schedule=Schedule(window=300, keep=400))
+    tuned.learn_many(events)
+    gc.collect()
+    position, kept = tuned.kept()
+    assert position == 500 and kept == events[100:] and all(type(event) is Interaction for event in kept)
+    assert tuned.window() == events[200:]
+    assert not any(gc.is_tracked(row) for row in tuned._kept)
+
+
 def _cycles(n: int, start: int = 0) -> list[Interaction]:
     """20 users walk one chain of items, each a step behind the one before: all but the leader's
     next item follows the item they are on, as the users ahead of them showed."""
