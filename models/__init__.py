@@ -11,26 +11,66 @@ nothing here knows about either.
 """
 from __future__ import annotations
 
-from models.checkpoint import (
-    FORMAT_VERSION,
-    Checkpoint,
-    build_model,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
-    next_version,
-    save_checkpoint,
-)
-from models.config import EncoderConfig, TrainerConfig
-from models.data import ItemVocab, SequenceBuffer, Sequences, build_sequences, leave_one_out, training_windows
-from models.encoder import SequenceEncoder
-from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
-from models.evaluate import evaluate
-from models.hot_swap import EncoderLoader, SwapResult
-from models.refresh import EncoderVersion, RefreshConfig, RefreshResult, StreamLog, refresh_encoder
-from models.replay import Cadence, ReplayedTrainer
-from models.serving import EncoderScorer
-from models.trainer import EpochReport, Trainer, pick_device, train_offline
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it. Imported on first use (PEP 562): ``import models.errors`` (every
+# CLI command catches ModelError) or ``from models import EncoderLoader`` loads only what it needs, and a
+# worker that never serves an encoder never pays for torch and numba (~2 s and ~1,000 modules at start-up).
+# ``evaluate`` is not among them: the submodule of that name would shadow it; ``from models.evaluate import
+# evaluate``.
+_WHERE = {
+    "FORMAT_VERSION": "checkpoint", "Checkpoint": "checkpoint", "build_model": "checkpoint",
+    "checkpoint_path": "checkpoint", "latest_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "next_version": "checkpoint", "save_checkpoint": "checkpoint",
+    "EncoderConfig": "config", "TrainerConfig": "config",
+    "ItemVocab": "data", "SequenceBuffer": "data", "Sequences": "data", "build_sequences": "data",
+    "leave_one_out": "data", "training_windows": "data",
+    "SequenceEncoder": "encoder",
+    "CheckpointError": "errors", "IncompatibleCheckpoint": "errors", "ModelError": "errors",
+    "NonFiniteLoss": "errors",
+    "EncoderLoader": "hot_swap", "SwapResult": "hot_swap",
+    "EncoderVersion": "refresh", "RefreshConfig": "refresh", "RefreshResult": "refresh", "StreamLog": "refresh",
+    "refresh_encoder": "refresh",
+    "Cadence": "replay", "ReplayedTrainer": "replay",
+    "EncoderScorer": "serving",
+    "EpochReport": "trainer", "Trainer": "trainer", "pick_device": "trainer", "train_offline": "trainer",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from models.checkpoint import (
+        FORMAT_VERSION,
+        Checkpoint,
+        build_model,
+        checkpoint_path,
+        latest_checkpoint,
+        load_checkpoint,
+        next_version,
+        save_checkpoint,
+    )
+    from models.config import EncoderConfig, TrainerConfig
+    from models.data import ItemVocab, SequenceBuffer, Sequences, build_sequences, leave_one_out, training_windows
+    from models.encoder import SequenceEncoder
+    from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
+    from models.hot_swap import EncoderLoader, SwapResult
+    from models.refresh import EncoderVersion, RefreshConfig, RefreshResult, StreamLog, refresh_encoder
+    from models.replay import Cadence, ReplayedTrainer
+    from models.serving import EncoderScorer
+    from models.trainer import EpochReport, Trainer, pick_device, train_offline
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(import_module(f"models.{module}"), name)
+    globals()[name] = value  # the next look-up is a plain one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "FORMAT_VERSION",
@@ -60,7 +100,6 @@ __all__ = [
     "build_model",
     "build_sequences",
     "checkpoint_path",
-    "evaluate",
     "latest_checkpoint",
     "leave_one_out",
     "load_checkpoint",

@@ -128,8 +128,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_encoder_eval(args: argparse.Namespace) -> int:
     """``streamrec encoder-eval``: prints the metrics, optionally writes them as JSON."""
-    from models import ModelError, build_model, evaluate, load_checkpoint, pick_device
+    from models import ModelError, build_model, load_checkpoint, pick_device
     from models.data import ItemVocab, build_sequences
+    from models.evaluate import evaluate
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
