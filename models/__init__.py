@@ -12,13 +12,13 @@ nothing here knows about either.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-# Public name -> the module that defines it. Imported on first use (PEP 562): ``import models.errors`` (every
-# CLI command catches ModelError) or ``from models import EncoderLoader`` loads only what it needs, and a
-# worker that never serves an encoder never pays for torch and numba (~2 s and ~1,000 modules at start-up).
-# ``evaluate`` is not among them: the submodule of that name would shadow it; ``from models.evaluate import
-# evaluate``.
+# Public name -> the module that defines it (``__all__`` is its keys). Imported on first use (PEP 562):
+# ``import models.errors`` (every CLI command catches ModelError) or ``from models import EncoderLoader``
+# loads only what it needs, and a worker that never serves an encoder never pays for torch and numba (~2 s
+# and ~1,000 modules at start-up). ``evaluate`` is not among them: the submodule of that name would shadow
+# it; ``from models.evaluate import evaluate``.
 _WHERE = {
     "FORMAT_VERSION": "checkpoint", "Checkpoint": "checkpoint", "build_model": "checkpoint",
     "checkpoint_path": "checkpoint", "latest_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
@@ -36,27 +36,7 @@ _WHERE = {
     "EncoderScorer": "serving",
     "EpochReport": "trainer", "Trainer": "trainer", "pick_device": "trainer", "train_offline": "trainer",
 }
-
-if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
-    from models.checkpoint import (
-        FORMAT_VERSION,
-        Checkpoint,
-        build_model,
-        checkpoint_path,
-        latest_checkpoint,
-        load_checkpoint,
-        next_version,
-        save_checkpoint,
-    )
-    from models.config import EncoderConfig, TrainerConfig
-    from models.data import ItemVocab, SequenceBuffer, Sequences, build_sequences, leave_one_out, training_windows
-    from models.encoder import SequenceEncoder
-    from models.errors import CheckpointError, IncompatibleCheckpoint, ModelError, NonFiniteLoss
-    from models.hot_swap import EncoderLoader, SwapResult
-    from models.refresh import EncoderVersion, RefreshConfig, RefreshResult, StreamLog, refresh_encoder
-    from models.replay import Cadence, ReplayedTrainer
-    from models.serving import EncoderScorer
-    from models.trainer import EpochReport, Trainer, pick_device, train_offline
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
@@ -69,43 +49,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return __all__
 
-
-__all__ = [
-    "FORMAT_VERSION",
-    "Cadence",
-    "EncoderVersion",
-    "RefreshConfig",
-    "RefreshResult",
-    "ReplayedTrainer",
-    "StreamLog",
-    "refresh_encoder",
-    "Checkpoint",
-    "CheckpointError",
-    "EncoderConfig",
-    "EncoderLoader",
-    "EncoderScorer",
-    "EpochReport",
-    "IncompatibleCheckpoint",
-    "ItemVocab",
-    "ModelError",
-    "NonFiniteLoss",
-    "SequenceBuffer",
-    "SequenceEncoder",
-    "Sequences",
-    "SwapResult",
-    "Trainer",
-    "TrainerConfig",
-    "build_model",
-    "build_sequences",
-    "checkpoint_path",
-    "latest_checkpoint",
-    "leave_one_out",
-    "load_checkpoint",
-    "next_version",
-    "pick_device",
-    "save_checkpoint",
-    "train_offline",
-    "training_windows",
-]

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -207,7 +208,7 @@ class SelfTunedRecommender(WrapsEngine):
         """The events a search may see now: the most recent ``schedule.window`` already learned."""
         kept = self._kept
         size = min(len(kept), self.schedule.window)
-        return _as_events(list(kept)[len(kept) - size:])
+        return _as_events(islice(kept, len(kept) - size, None))
 
     def search_now(self) -> Any:
         """Run the searcher on the window now and apply its winner if accepted; returns its result."""
