@@ -17,11 +17,16 @@ worktree``), alternating with this checkout, and compares the digests.
     python benchmarks/list_building.py --engine default         # the learned blend
     python benchmarks/list_building.py --baseline-ref HEAD      # before/after, same run
     python benchmarks/list_building.py --tree /tmp/base         # another checkout only
+    python benchmarks/list_building.py --compare-python         # compiled loops against their Python twins
+
+``--compare-python`` also measures this checkout with ``STREAMREC_PURE_PYTHON=1`` (``online.compiled``: the
+Python twins of the fixed mix's compiled loops), alternating; the digests must agree.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -90,12 +95,13 @@ print(json.dumps({"events": measured, "lists": on["lists"], "digest": on["digest
 """
 
 
-def measure(tree: Path, args: argparse.Namespace, order: list[bool]) -> dict:
+def measure(tree: Path, args: argparse.Namespace, order: list[bool], pure_python: bool = False) -> dict:
     spec = {"warmup": args.warmup, "events": args.events, "users": args.users, "items": args.items,
             "seed": args.seed, "per_message": args.per_message, "messages_per_batch": args.messages_per_batch,
             "engine": args.engine, "order": order}
+    env = {**os.environ, "STREAMREC_PURE_PYTHON": "1" if pure_python else ""}
     out = subprocess.run([sys.executable, "-c", CHILD, str(tree), json.dumps(spec)], check=True,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,6 +117,8 @@ def main() -> int:
                         "such as 'default'")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
     parser.add_argument("--baseline-ref", help="also measure this git commit (a temporary worktree), alternating")
+    parser.add_argument("--compare-python", action="store_true",
+                        help="also measure this checkout's Python twins of the compiled loops, alternating")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=40_000, help="events learned first, push off, not timed")
     parser.add_argument("--events", type=int, default=40_000, help="events timed")
@@ -123,15 +131,17 @@ def main() -> int:
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {platform.machine()}, engine {args.engine}, "
           f"{args.warmup:,} warm-up + {args.events:,} timed events, {args.users:,} users, {args.items:,} items, "
           f"{args.per_message} events/message, {args.messages_per_batch} message(s)/batch")
-    trees: list[tuple[str, Path]] = [("this", args.tree.resolve())]
+    trees: list[tuple[str, Path, bool]] = [("this", args.tree.resolve(), False)]
+    if args.compare_python:
+        trees.insert(0, ("this, Python", args.tree.resolve(), True))
     with baseline_tree(args.baseline_ref) as base:
         if base is not None:
-            trees.insert(0, (args.baseline_ref, base))
-        results: dict[str, list[dict]] = {name: [] for name, _ in trees}
+            trees.insert(0, (args.baseline_ref, base, False))
+        results: dict[str, list[dict]] = {name: [] for name, _, _ in trees}
         for round_ in range(args.rounds):
-            for name, tree in trees:
+            for name, tree, pure_python in trees:
                 order = [True, False] if round_ % 2 == 0 else [False, True]
-                row = measure(tree, args, order)
+                row = measure(tree, args, order, pure_python)
                 results[name].append(row)
                 print(line(name, row), flush=True)
     if args.rounds > 1:  # on a shared machine the least-disturbed run says the most
@@ -144,7 +154,7 @@ def main() -> int:
     if len(trees) > 1:
         digests = {name: {row["digest"] for row in rows} for name, rows in results.items()}
         same = len(set().union(*digests.values())) == 1
-        print("lists identical to the baseline's" if same else f"LISTS DIFFER: {digests}")
+        print("the same lists from every variant" if same else f"LISTS DIFFER: {digests}")
         return 0 if same else 1
     return 0
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from online import compiled
 from online.base import Excluded, Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
 from online.popularity import DecayedPopularity, PopularityScorer
 from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
@@ -587,6 +588,9 @@ class Blend:
         if not votes and not popular:
             return []
         relative = pop.relative_scores([*votes, *popular])  # (after the candidates, as the general path)
+        fast = compiled.fixed_mix
+        if fast is not None:
+            return fast.rank(votes, popular, relative, w_votes, w_pop, k)
         ranked = [(item, w_votes * vote + w_pop * value, vote) for (item, vote), value in zip(votes.items(), relative)]
         ranked.sort(key=_by_vote, reverse=True)  # the pool's order (VoteScorer.candidates)
         if popular:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from online import compiled
 from online.base import Excluded, Interaction, Tunable
 
 _RESCALE_EXPONENT = 512.0  # 2**512 is far from float64 overflow (2**1024)
@@ -271,6 +272,10 @@ class DecayedPopularity(Tunable):
     def relative_scores(self, items: Sequence[str]) -> list[float]:
         """:meth:`score_of` of each item (the same numbers as :meth:`score`), remembered until the scores
         change: one dict look-up per item the micro-batch asked for before."""
+        fast = compiled.fixed_mix
+        if fast is not None:
+            return fast.relative(items if type(items) is list else list(items), self._index, self._scores,
+                                 self._max_score())
         memo = self._relative
         if memo is None:
             memo = self._relative = dict(self.top_scores())
@@ -361,15 +366,19 @@ class PopularityScorer:
         items = pop._items
         out: list[str] = []
         if take > 0:
-            walked = 0
-            for slot in board:
-                walked += 1
-                item = items[slot]
-                if item not in first and item not in second:
-                    out.append(item)
-                    if len(out) == take:
-                        break
+            fast = compiled.fixed_mix
+            if fast is not None:
+                out, walked = fast.walk(board, items, first, second, take)
             else:
+                walked = 0
+                for slot in board:
+                    walked += 1
+                    item = items[slot]
+                    if item not in first and item not in second:
+                        out.append(item)
+                        if len(out) == take:
+                            break
+            if len(out) < take:
                 return self.leading(n, excluded, pooled, n)[:take]  # a short board: the full walk
             if len(board) - walked - excluded_count < n - take:
                 return self.leading(n, excluded, pooled, n)[:take]

@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
+from online import compiled
 from online.base import Interaction, Tunable
 
 _RESCALE_EXPONENT = 256.0
@@ -290,6 +291,10 @@ class NextItem(Tunable):
 
     def strongest(self, item_id: str) -> list[tuple[str, float]]:
         """The ``vote_top`` strongest followers of an item, weights relative to the first."""
+        fast = compiled.fixed_mix
+        if fast is not None:
+            return fast.strongest(self._top, self._mass, self._followers, item_id, 1.0 + self.staleness,
+                                  self.vote_top)
         cached = self._top.get(item_id)
         mass = self._mass.get(item_id)
         if cached is not None and mass is not None and mass <= cached[0] * (1.0 + self.staleness):
@@ -311,6 +316,10 @@ class NextItem(Tunable):
         With ``exclude``, the items in it are left out: the same votes for the others, in the same
         order, as leaving them out afterwards gives (each vote is a sum over the user's items, and
         every item's terms are added in the same order either way)."""
+        fast = compiled.fixed_mix
+        if fast is not None:
+            return fast.votes(self._top, self._mass, self._followers, history, self.lookback, self.decay,
+                              1.0 + self.staleness, self.vote_top, exclude)
         out: dict[str, float] = {}
         weight = 1.0
         get = out.get

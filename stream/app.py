@@ -18,6 +18,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from online import compiled
 from online.engine import StreamingRecommender
 from stream.kafka import batch_guard
 from stream.kafka.security import aiokafka_security, faust_security
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
+    log.info("list building: %s", compiled.describe())
     # The aiokafka producer inside Faust's: sending through it (not a second producer) is what makes
     # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),

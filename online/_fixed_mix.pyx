@@ -1,0 +1,224 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The hot loops of a list for the fixed mix, compiled (Cython): votes, relative popularity, the board walk, the ranking.
+
+A list of the fixed mix costs ~70-90 µs in Python, and almost all of it is interpreter work per
+candidate (a dict look-up, a float, a tuple) over the ~20-70 candidates of one list. The same steps
+compiled against the same Python dicts and lists skip the interpreter, without changing a model's
+state or what it stores: each function here does the operations of its Python twin
+(:meth:`online.sequential.NextItem.strongest` and ``votes``,
+:meth:`online.popularity.DecayedPopularity.relative_scores`, :meth:`online.popularity.PopularityScorer.leading`'s
+walk, :meth:`online.blend.Blend._votes_then_popular`'s ranking) in the same order, with the same float
+operations (IEEE doubles, no contraction into fused multiply-adds: built with ``-ffp-contract=off``), so
+the lists are the same bit for bit (``tests/test_online/test_compiled_fixed_mix.py``).
+
+Used through :mod:`online.compiled`, which falls back to the Python twins when this module is not built.
+"""
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
+from cpython.dict cimport PyDict_Next
+from cpython.float cimport PyFloat_AsDouble
+from cpython.object cimport PyObject
+from libc.math cimport isfinite
+from libc.stdlib cimport free, malloc
+from operator import itemgetter
+
+_count = itemgetter(1)
+
+
+cpdef list strongest(dict top, dict mass, object followers, object item_id, double slack, Py_ssize_t vote_top):
+    """``NextItem.strongest``: the cached list while the table's weight is within ``slack`` of it, else rebuilt."""
+    cdef object cached = top.get(item_id)
+    cdef object weight = mass.get(item_id)
+    if cached is not None and weight is not None and weight <= (<tuple>cached)[0] * slack:
+        return <list>(<tuple>cached)[1]
+    table = followers.get(item_id)
+    if not table:
+        return []
+    cdef list out = _top_of(<dict>table, vote_top)
+    if out is None:
+        return []
+    top[item_id] = (weight, out)
+    return out
+
+
+cdef list _top_of(dict table, Py_ssize_t vote_top):
+    """``sorted(table.items(), key=count, reverse=True)[:vote_top]`` with each count over the first (``None`` when
+    the first is not above 0), without a tuple per follower: the table's order is kept among equal counts."""
+    cdef Py_ssize_t n = len(table), size = 0, at, i
+    cdef Py_ssize_t cap = min(n, vote_top)
+    cdef double* counts = <double*>malloc((cap + 1) * sizeof(double))
+    cdef PyObject** keys = <PyObject**>malloc((cap + 1) * sizeof(PyObject*))
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef double count, best
+    cdef list out
+    if counts == NULL or keys == NULL:
+        free(counts)
+        free(keys)
+        raise MemoryError()
+    try:
+        while PyDict_Next(table, &pos, &key, &value):
+            count = PyFloat_AsDouble(<object>value)
+            if count != count:  # NaN: no order to reproduce here, the general sort decides
+                return _top_by_sorting(table, vote_top)
+            if size == cap and not count > counts[size - 1]:
+                continue  # (an equal count comes after the ones before it: past the end too)
+            at = size if size < cap else cap - 1
+            while at > 0 and counts[at - 1] < count:
+                if at < cap:
+                    counts[at] = counts[at - 1]
+                    keys[at] = keys[at - 1]
+                at -= 1
+            counts[at] = count
+            keys[at] = key
+            if size < cap:
+                size += 1
+        best = counts[0]
+        if not best > 0:
+            return None
+        out = [None] * size
+        for i in range(size):
+            out[i] = (<object>keys[i], counts[i] / best)
+        return out
+    finally:
+        free(counts)
+        free(keys)
+
+
+cdef list _top_by_sorting(dict table, Py_ssize_t vote_top):
+    cdef list ranked = sorted(table.items(), key=_count, reverse=True)[:vote_top]
+    cdef double best = (<tuple>ranked[0])[1]
+    if not best > 0:
+        return None
+    return [(pair[0], <double>pair[1] / best) for pair in ranked]
+
+
+cpdef dict votes(dict top, dict mass, object followers, object history, Py_ssize_t lookback, double decay,
+                 double slack, Py_ssize_t vote_top, object exclude):
+    """``NextItem.votes``: the user's last ``lookback`` items vote, the i-th most recent with ``decay ** i``
+    (``top``, ``mass``, ``followers`` and ``slack`` as :func:`strongest` takes them)."""
+    cdef dict out = {}
+    cdef double weight = 1.0, share
+    cdef object item, found
+    cdef tuple pair
+    cdef list ranked
+    recent = history[-lookback:]
+    cdef Py_ssize_t i
+    for i in range(len(recent) - 1, -1, -1):
+        ranked = strongest(top, mass, followers, recent[i], slack, vote_top)
+        if out:
+            for pair in ranked:
+                item = pair[0]
+                if item in exclude:
+                    continue
+                share = pair[1]
+                found = out.get(item)
+                out[item] = (0.0 if found is None else <double>found) + weight * share
+        else:  # the first votes are taken as they are (0.0 + x is x for the votes, never negative)
+            for pair in ranked:
+                item = pair[0]
+                if item in exclude:
+                    continue
+                share = pair[1]
+                out[item] = share if weight == 1.0 else weight * share
+        weight *= decay
+    return out
+
+
+cpdef list relative(list items, dict index, object scores, double best):
+    """``DecayedPopularity.relative_scores``: each item's score (``scores``, a C-contiguous float64 array, at the
+    item's ``index``) over ``best``; 0 for an unknown item or when ``best`` is not above 0. The Python twin
+    remembers the values of a micro-batch in a dict, because reading a numpy array one item at a time costs more
+    there than a dict look-up; here the read is the cheaper of the two."""
+    cdef Py_ssize_t n = len(items), i, at, length
+    cdef list out = [0.0] * n
+    cdef object slot
+    cdef Py_buffer view
+    if not best > 0 or n == 0:
+        return out
+    PyObject_GetBuffer(scores, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    try:
+        if view.itemsize != sizeof(double) or view.format == NULL or view.format[0] != b'd':
+            raise TypeError("scores must be a float64 array")
+        length = view.len // sizeof(double)
+        for i in range(n):
+            slot = index.get(items[i])
+            if slot is not None:
+                at = slot
+                if at < 0 or at >= length:
+                    raise IndexError(f"slot {at} is outside the scores")
+                out[i] = (<double*>view.buf)[at] / best
+        return out
+    finally:
+        PyBuffer_Release(&view)
+
+
+cpdef tuple walk(list board, list items, object first, object second, Py_ssize_t take):
+    """The leaderboard walk of ``PopularityScorer.leading``: the first ``take`` items in neither collection,
+    and how many slots were walked to find them."""
+    cdef list out = []
+    cdef Py_ssize_t walked = 0, n = len(board)
+    cdef object item
+    for walked in range(n):
+        item = items[<Py_ssize_t>board[walked]]
+        if item not in first and item not in second:
+            out.append(item)
+            if len(out) == take:
+                return out, walked + 1
+    return out, n
+
+
+cdef void _stable_descending(Py_ssize_t* order, double* key, Py_ssize_t n) noexcept:
+    """Sort ``order[:n]`` by ``key`` descending, ties in their current order (what ``list.sort(reverse=True)`` does)."""
+    cdef Py_ssize_t i, j, moving
+    for i in range(1, n):
+        moving = order[i]
+        j = i
+        while j > 0 and key[order[j - 1]] < key[moving]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = moving
+
+
+cpdef object rank(dict votes, list popular, list relative, double w_votes, double w_pop, Py_ssize_t k):
+    """``Blend._votes_then_popular``'s ranking: the votes best first (ties as cast), then the popular ones; each
+    scored ``w_votes * vote + w_pop * popularity``; the top ``k`` by score (ties in that order). ``None`` when a
+    score is not finite."""
+    cdef Py_ssize_t n_votes = len(votes), n_popular = len(popular), n = n_votes + n_popular, i, m
+    cdef double* score = <double*>malloc((n + 1) * sizeof(double))
+    cdef double* vote = <double*>malloc((n + 1) * sizeof(double))
+    cdef Py_ssize_t* order = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    cdef list items = list(votes)
+    cdef double total = 0.0, zero = w_votes * 0.0, value
+    cdef list out
+    if score == NULL or vote == NULL or order == NULL:
+        free(score)
+        free(vote)
+        free(order)
+        raise MemoryError()
+    try:
+        i = 0
+        for value in votes.values():
+            vote[i] = value
+            score[i] = w_votes * value + w_pop * <double>relative[i]
+            order[i] = i
+            i += 1
+        _stable_descending(order, vote, n_votes)
+        for i in range(n_popular):
+            items.append(popular[i])
+            score[n_votes + i] = zero + w_pop * <double>relative[n_votes + i]
+            order[n_votes + i] = n_votes + i
+        for i in range(n):
+            total += score[order[i]]
+        if not isfinite(total):
+            return None
+        _stable_descending(order, score, n)
+        m = min(k, n)
+        out = [None] * m
+        for i in range(m):
+            out[i] = (items[order[i]], score[order[i]])
+        return out
+    finally:
+        free(score)
+        free(vote)
+        free(order)

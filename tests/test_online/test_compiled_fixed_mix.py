@@ -1,0 +1,192 @@
+"""The compiled loops of a list (``online/_fixed_mix.pyx``) do exactly what their Python twins do.
+
+``online.compiled.fixed_mix`` is the compiled module where the install built it, and ``None`` where
+the Python twins run. Each step is specified against its twin on random inputs built to tie (small
+integer counts, all-time popularity), and whole engines against each other: the same items, the same
+order, bit-identical scores, and the same caches left behind (the strongest-followers cache).
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from online import compiled
+from online.base import Interaction
+from online.blend import BlendConfig
+from online.engine import EngineConfig, StreamingRecommender
+from online.popularity import DecayedPopularity
+from online.sequential import NextItem
+from stream.cli.datasets import generate
+from tests.test_online.test_fixed_mix import skewed_stream
+
+FAST = compiled.fixed_mix
+pytestmark = pytest.mark.skipif(FAST is None, reason="online._fixed_mix is not built (no C compiler at install?); "
+                                                     "the Python twins run, there is nothing to compare")
+
+
+@pytest.fixture
+def python_twins(monkeypatch):
+    """Inside the block, every caller takes the Python twin."""
+    def use(flag: bool) -> None:
+        monkeypatch.setattr(compiled, "fixed_mix", None if flag else FAST)
+    return use
+
+
+items = st.sampled_from([f"i{n}" for n in range(12)])
+tables = st.dictionaries(items, st.integers(1, 4).map(float), max_size=12)
+
+
+def _twins(model: NextItem, ask):
+    """``ask(copy)`` on two copies of ``model``, compiled and in Python: the answers and the caches left."""
+    out = []
+    for fast in (FAST, None):
+        copy = pickle.loads(pickle.dumps(model))
+        saved, compiled.fixed_mix = compiled.fixed_mix, fast
+        try:
+            out.append((ask(copy), copy._top))
+        finally:
+            compiled.fixed_mix = saved
+    return out
+
+
+def _with_table(table: dict[str, float], vote_top: int) -> NextItem:
+    model = NextItem(vote_top=vote_top)
+    if table:
+        model._followers["x"] = dict(table)
+        model._mass["x"] = sum(table.values())
+    return model
+
+
+@settings(max_examples=200, deadline=None)
+@given(table=tables, vote_top=st.integers(1, 14))
+def test_the_strongest_followers_are_ranked_as_sorted_ranks_them(table, vote_top):
+    """Ties everywhere (counts 1-4): the table's own order decides, as ``sorted(..., reverse=True)`` keeps it;
+    the cache holds the same list."""
+    compiled_twin, python_twin = _twins(_with_table(table, vote_top), lambda model: model.strongest("x"))
+    assert compiled_twin == python_twin
+
+
+@pytest.mark.parametrize("table", [{"a": 0.0, "b": 0.0}, {"a": math.nan, "b": 1.0}, {"a": 1.0, "b": math.nan}],
+                         ids=["nothing-positive", "nan-first", "nan-later"])
+def test_a_table_without_a_positive_best_or_with_nan_is_answered_as_in_python(table):
+    compiled_twin, python_twin = _twins(_with_table(table, 5), lambda model: model.strongest("x"))
+    assert repr(compiled_twin) == repr(python_twin)  # (repr: nan != nan)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(items, items), min_size=1, max_size=80),
+       history=st.lists(items, max_size=6), exclude=st.sets(items, max_size=4),
+       lookback=st.integers(1, 5), decay=st.sampled_from([1.0, 0.5, 0.8, 0.0]), vote_top=st.integers(1, 8),
+       staleness=st.sampled_from([0.0, 0.1, 1.0]))
+def test_votes_are_the_same_floats_in_the_same_order(pairs, history, exclude, lookback, decay, vote_top, staleness):
+    model = NextItem(lookback=lookback, decay=decay, vote_top=vote_top, staleness=staleness)
+    model.learn_pairs(pairs[: len(pairs) // 2])
+
+    def ask(copy: NextItem):
+        first = list(copy.votes(history, exclude).items())  # builds the cache
+        copy.learn_pairs(pairs[len(pairs) // 2:])  # some tables grow past it
+        return first, list(copy.votes(tuple(history), exclude).items()), list(copy.votes(history).items())
+
+    compiled_twin, python_twin = _twins(model, ask)
+    assert compiled_twin == python_twin
+
+
+@settings(max_examples=60, deadline=None)
+@given(learned=st.lists(items, min_size=0, max_size=60), asked=st.lists(st.sampled_from(
+    [f"i{n}" for n in range(15)]), max_size=20), half_life=st.sampled_from([5.0, 50.0, math.inf]))
+def test_relative_popularity_is_the_same_number_as_score_of(learned, asked, half_life):
+    pop = DecayedPopularity(half_life=half_life)
+    pop.learn_many([Interaction("u", item, 0.0) for item in learned])
+    got = pop.relative_scores(asked)
+    saved, compiled.fixed_mix = compiled.fixed_mix, None
+    try:
+        assert got == pop.relative_scores(asked) == [pop.score_of(item) for item in asked]
+    finally:
+        compiled.fixed_mix = saved
+
+
+def test_a_scores_array_of_another_type_is_refused_not_misread():
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        FAST.relative(["a"], {"a": 0}, np.zeros(4, dtype=np.float32), 1.0)
+    with pytest.raises(IndexError):
+        FAST.relative(["a"], {"a": 9}, np.zeros(4), 1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(board=st.permutations(list(range(12))), first=st.sets(items, max_size=5), second=st.sets(items, max_size=5),
+       take=st.integers(1, 12))
+def test_the_board_walk_stops_where_the_python_walk_stops(board, first, second, take):
+    names = [f"i{n}" for n in range(12)]
+    out, walked = [], 0
+    for slot in board:
+        walked += 1
+        if names[slot] not in first and names[slot] not in second:
+            out.append(names[slot])
+            if len(out) == take:
+                break
+    assert FAST.walk(list(board), names, first, second, take) == (out, walked)
+
+
+@settings(max_examples=200, deadline=None)
+@given(votes=st.dictionaries(items, st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.5]), max_size=10),
+       popular=st.lists(st.sampled_from(["p1", "p2", "p3", "p4"]), unique=True),
+       values=st.lists(st.sampled_from([0.0, 0.1, 0.5, 1.0]), min_size=14, max_size=14),
+       w_votes=st.sampled_from([1.0, 0.3, 2.0]), w_pop=st.sampled_from([1.0, 0.7, 0.05]), k=st.integers(1, 15))
+def test_the_ranking_is_the_sort_of_the_python_twin(votes, popular, values, w_votes, w_pop, k):
+    relative = values[: len(votes) + len(popular)]
+    assert FAST.rank(votes, popular, relative, w_votes, w_pop, k) == _rank_in_python(
+        votes, popular, relative, w_votes, w_pop, k)
+
+
+def _rank_in_python(votes, popular, relative, w_votes, w_pop, k):
+    """``Blend._votes_then_popular``'s ranking, as written there."""
+    ranked = [(item, w_votes * vote + w_pop * value, vote) for (item, vote), value in zip(votes.items(), relative)]
+    ranked.sort(key=lambda row: row[2], reverse=True)
+    zero = w_votes * 0.0
+    ranked += [(item, zero + w_pop * value, 0.0) for item, value in zip(popular, relative[len(votes):])]
+    if not math.isfinite(sum(row[1] for row in ranked)):
+        return None
+    ranked.sort(key=lambda row: row[1], reverse=True)
+    return [(item, score) for item, score, _ in ranked[:k]]
+
+
+def test_a_score_that_is_not_finite_leaves_the_list_to_the_general_path():
+    assert FAST.rank({"a": math.inf}, [], [0.5], 1.0, 1.0, 3) is None
+    assert FAST.rank({"a": 1.0}, ["b"], [0.5, math.nan], 1.0, 1.0, 3) is None
+
+
+ENGINES = [
+    EngineConfig(),
+    EngineConfig(k=25, history_len=8).replace(lookback=5, vote_top=40),
+    EngineConfig(k=10).replace(half_life=math.inf),  # popularity ties everywhere
+    EngineConfig(blend=BlendConfig()),  # the learned blend: co-occurrence votes, the general path
+]
+
+
+@pytest.mark.parametrize("config", ENGINES, ids=["fixed", "long-lists", "ties", "learned-blend"])
+@pytest.mark.parametrize("stream", ["generated", "skewed"])
+def test_an_engine_serves_the_same_lists_compiled_or_not(config, stream, python_twins):
+    events = (generate(6_000, n_users=300, n_items=700, seed=4) if stream == "generated"
+              else skewed_stream(6_000, seed=5))
+    engines = [StreamingRecommender(config), StreamingRecommender(config)]
+    rng = random.Random(0)
+    for start in range(0, len(events), 300):
+        batch = events[start:start + 300]
+        users = list(dict.fromkeys(event.user_id for event in batch)) + ["never-seen"]
+        excludes = [tuple(rng.sample([e.item_id for e in batch], 2)) if rng.random() < 0.2 else () for _ in users]
+        lists = []
+        for engine, python in zip(engines, (False, True)):
+            python_twins(python)
+            engine.learn_many(batch)
+            lists.append([engine.recommend(user, None, exclude) for user, exclude in zip(users, excludes)])
+        assert lists[0] == lists[1]
+    python_twins(False)
+    compiled_state, python_state = (pickle.loads(pickle.dumps(engine)) for engine in engines)
+    assert compiled_state.prequential.snapshot() == python_state.prequential.snapshot()
+    assert compiled_state.popularity.top(50) == python_state.popularity.top(50)
