@@ -7,9 +7,13 @@ compiler), the install still succeeds and ``online.compiled`` runs the Python tw
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-setup(ext_modules=cythonize(
-    [Extension("online._fixed_mix", ["online/_fixed_mix.pyx"], optional=True,
+extensions = cythonize(
+    [Extension("online._fixed_mix", ["online/_fixed_mix.pyx"],
                # the same float operations as the Python twins: no fused multiply-adds
                extra_compile_args=["-O2", "-ffp-contract=off"])],
     compiler_directives={"language_level": "3"},
-))
+)
+for extension in extensions:
+    extension.optional = True  # (cythonize does not carry the flag over from the template)
+
+setup(ext_modules=extensions)
