@@ -222,3 +222,150 @@ cpdef object rank(dict votes, list popular, list relative, double w_votes, doubl
         free(score)
         free(vote)
         free(order)
+
+
+# -- learning: NextItem's pair loops (``learn_pairs``, ``learn_many``, ``add_pairs``) ------------------------------
+# The tables are the model's own: ``followers`` (an OrderedDict of item -> {follower: weight}, oldest table first),
+# ``mass`` (item -> its table's total weight), ``top`` (the strongest-followers cache). Each function below does what
+# its Python twin in online/sequential.py does, step for step; sums that Python does with ``sum()`` are done with
+# ``sum()`` here too (its algorithm differs between Python versions).
+
+cdef class PairTables:
+    """A NextItem's tables and the constants its ``_add`` and ``_prune`` need, for the loops below."""
+    cdef object followers
+    cdef dict mass, top
+    cdef Py_ssize_t max_items, cap
+
+    def __init__(self, followers, dict mass, dict top, Py_ssize_t max_items, Py_ssize_t cap):
+        self.followers = followers
+        self.mass = mass
+        self.top = top
+        self.max_items = max_items
+        self.cap = cap
+
+    cdef dict table_for(self, object prev):
+        """``prev``'s table, created (evicting the oldest table at ``max_items``) when it has none."""
+        table = self.followers.get(prev)
+        if table is None:
+            if len(self.followers) >= self.max_items:
+                evicted = self.followers.popitem(last=False)[0]  # the oldest inserted item
+                del self.mass[evicted]
+                self.top.pop(evicted, None)
+            table = {}
+            self.followers[prev] = table
+            self.mass[prev] = 0.0
+        return <dict>table
+
+    cdef void add(self, object prev, object item, double weight) except *:
+        """``NextItem._add``."""
+        cdef dict table = self.table_for(prev)
+        found = table.get(item)
+        table[item] = (0.0 if found is None else <double>found) + weight
+        self.mass[prev] = <double>self.mass[prev] + weight
+        if len(table) > 2 * self.cap:
+            self.prune(prev, table)
+
+    cdef void prune(self, object prev, dict table) except *:
+        """``NextItem._prune``: the table cut back to its ``cap`` strongest followers."""
+        kept = sorted(table.items(), key=_count, reverse=True)[: self.cap]
+        self.followers[prev] = dict(kept)
+        self.mass[prev] = sum([pair[1] for pair in kept])
+        self.top.pop(prev, None)
+
+
+cpdef void learn_pairs(PairTables tables, object pairs) except *:
+    """``NextItem.learn_pairs``: each (previous item, item) pair with weight 1, a pair of one item skipped."""
+    for prev, item in pairs:
+        if prev != item:
+            tables.add(prev, item, 1.0)
+
+
+cpdef double learn_events(PairTables tables, object recent, object interactions, Py_ssize_t window, double decay,
+                          double symmetric, double step, double exponent, Py_ssize_t max_users, object collect,
+                          bint pairs) except? -1.0:
+    """``NextItem.learn_many`` before its rescale: returns the half-life's exponent after the events."""
+    cdef list past
+    cdef double scale, weight
+    cdef Py_ssize_t i
+    cdef object two = 2.0
+    for event in interactions:
+        user = event.user_id
+        item = event.item_id
+        found = recent.get(user)
+        if found is None:
+            if len(recent) >= max_users:
+                recent.popitem(last=False)
+            past = []
+            recent[user] = past
+        else:
+            past = <list>found
+            recent.move_to_end(user)
+        if pairs:
+            scale = <double>(two ** exponent) if step else 1.0  # Python's own float power, as the twin
+            weight = 1.0
+            for i in range(len(past) - 1, -1, -1):
+                if not weight:
+                    break
+                prev = past[i]
+                if prev != item:
+                    tables.add(prev, item, weight * scale)
+                    if symmetric:
+                        tables.add(item, prev, symmetric * weight * scale)
+                    if collect is not None:
+                        key = (prev, item)
+                        had = collect.get(key)
+                        collect[key] = (0.0 if had is None else <double>had) + weight
+                weight *= decay
+        past.append(item)
+        if len(past) > window:
+            del past[0]
+        exponent += step
+    return exponent
+
+
+cpdef void add_pairs(PairTables tables, object prevs, object items, object weights, double scale,
+                     double symmetric) except *:
+    """``NextItem.add_pairs`` before its clock moves: ``weights[i]`` (times ``scale``) of ``items[i]`` after
+    ``prevs[i]``, and with ``symmetric`` (already times ``scale``) the reverse, grouped by the table that grows."""
+    cdef dict grouped = {}
+    cdef list adds
+    cdef dict table
+    cdef double total, weight
+    for prev, item, value in zip(prevs, items, weights):
+        if prev == item:
+            continue
+        weight = value
+        found = grouped.get(prev)
+        if found is None:
+            grouped[prev] = [(item, weight * scale)]
+        else:
+            (<list>found).append((item, weight * scale))
+        if symmetric:
+            found = grouped.get(item)
+            if found is None:
+                grouped[item] = [(prev, weight * symmetric)]
+            else:
+                (<list>found).append((prev, weight * symmetric))
+    cdef Py_ssize_t limit = 2 * tables.cap, start
+    for prev, value in grouped.items():
+        adds = <list>value
+        start = 0
+        existing = tables.followers.get(prev)
+        if existing is None:  # a new table (may evict the oldest): the general path
+            first = <tuple>adds[0]
+            tables.add(prev, first[0], <double>first[1])
+            table = <dict>tables.followers[prev]
+            start = 1
+        else:
+            table = <dict>existing
+        total = 0.0
+        for i in range(start, len(adds)):
+            pair = <tuple>adds[i]
+            item = pair[0]
+            weight = pair[1]
+            had = table.get(item)
+            table[item] = (0.0 if had is None else <double>had) + weight
+            total += weight
+        tables.mass[prev] = <double>tables.mass[prev] + total
+        if len(table) > limit:
+            tables.prune(prev, table)

@@ -140,6 +140,10 @@ class NextItem(Tunable):
         if len(table) > 2 * self.followers_cap:
             self._prune(prev, table)
 
+    def _tables(self, fast: Any) -> Any:
+        """The tables, for the compiled twins of the pair loops (``online._fixed_mix.PairTables``)."""
+        return fast.PairTables(self._followers, self._mass, self._top, self.max_items, self.followers_cap)
+
     def _prune(self, prev: str, table: dict[str, float]) -> None:
         """Cut ``prev``'s table back to its ``followers_cap`` strongest followers."""
         kept = sorted(table.items(), key=_count, reverse=True)[: self.followers_cap]
@@ -149,6 +153,10 @@ class NextItem(Tunable):
 
     def learn_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Learn (previous item, next item) transitions, each with weight 1 (the engine's path)."""
+        fast = compiled.fixed_mix
+        if fast is not None:
+            fast.learn_pairs(self._tables(fast), pairs)
+            return
         add = self._add
         for prev, item in pairs:
             if prev != item:
@@ -162,6 +170,18 @@ class NextItem(Tunable):
         The half-life's clock then moves on by the ``events`` they summarise."""
         scale = 2.0**self._exponent if self.half_life else 1.0
         symmetric = self.symmetric * scale
+        fast = compiled.fixed_mix
+        if fast is not None:
+            fast.add_pairs(self._tables(fast), prevs, items, weights, scale, symmetric)
+        else:
+            self._add_grouped(prevs, items, weights, scale, symmetric)
+        if self.half_life:
+            self._exponent += events / self.half_life
+            self._rescale()
+
+    def _add_grouped(self, prevs: Sequence[str], items: Sequence[str], weights: Sequence[float], scale: float,
+                     symmetric: float) -> None:
+        """:meth:`add_pairs`' pairs, grouped by the table that grows (the Python twin of ``_fixed_mix.add_pairs``)."""
         # grouped by the item whose table grows: one look-up, one mass update, one size check per table
         grouped: dict[str, list[tuple[str, float]]] = {}
         get = grouped.get
@@ -193,9 +213,6 @@ class NextItem(Tunable):
             mass[prev] += total
             if len(table) > limit:
                 self._prune(prev, table)
-        if self.half_life:
-            self._exponent += events / self.half_life
-            self._rescale()
 
     # -- summaries (scale-out by item, ``online.aggregation``) ----------------------------------------------
     def masses(self) -> dict[str, float]:
@@ -248,6 +265,12 @@ class NextItem(Tunable):
         add = self._add
         window, decay, symmetric = self.window, self.decay, self.symmetric
         step = 1.0 / self.half_life if self.half_life and pairs else 0.0
+        fast = compiled.fixed_mix
+        if fast is not None:
+            self._exponent = fast.learn_events(self._tables(fast), recent, interactions, window, decay, symmetric,
+                                               step, self._exponent, self.max_users, collect, pairs)
+            self._rescale()
+            return
         for event in interactions:
             user, item = event.user_id, event.item_id
             past = recent.get(user)

@@ -190,3 +190,56 @@ def test_an_engine_serves_the_same_lists_compiled_or_not(config, stream, python_
     compiled_state, python_state = (pickle.loads(pickle.dumps(engine)) for engine in engines)
     assert compiled_state.prequential.snapshot() == python_state.prequential.snapshot()
     assert compiled_state.popularity.top(50) == python_state.popularity.top(50)
+
+
+# -- learning: the pair loops -------------------------------------------------------------------------------------
+
+def _state(model: NextItem) -> tuple:
+    """Everything a NextItem holds, in order (the oldest table is evicted first, so order is state)."""
+    return ([(item, list(table.items())) for item, table in model._followers.items()], list(model._mass.items()),
+            list(model._top.items()), [(user, list(past)) for user, past in model._recent.items()], model._exponent)
+
+
+LEARNERS = [
+    {},  # the engine's next-item model: window 1, order only
+    {"window": 4, "symmetric": 0.5, "decay": 0.8, "followers_cap": 3, "max_items": 9, "max_users": 5},
+    {"window": 10, "symmetric": 1.0, "decay": 0.8, "half_life": 3.0, "followers_cap": 4, "staleness": 0.1},
+    {"window": 3, "decay": 0.0, "half_life": 0.5, "max_items": 4},  # rescales often; decay 0 stops after one
+]
+
+
+@pytest.mark.parametrize("params", LEARNERS, ids=["next-item", "evicting", "half-life", "rescaling"])
+@settings(max_examples=40, deadline=None)
+@given(stream=st.lists(st.tuples(st.sampled_from("uvwxyz"), items), min_size=1, max_size=120),
+       cut=st.integers(1, 30), collecting=st.booleans())
+def test_learning_leaves_the_same_tables_in_the_same_order(params, stream, cut, collecting):
+    events = [Interaction(user, item, float(n)) for n, (user, item) in enumerate(stream)]
+
+    def learn(model: NextItem):
+        collected = []
+        for start in range(0, len(events), cut):
+            collect: dict | None = {} if collecting else None
+            model.learn_many(events[start:start + cut], collect=collect, pairs=start % (3 * cut) != cut)
+            model.votes([event.item_id for event in events[:start + 1]])  # fills the cache the tables invalidate
+            collected.append(None if collect is None else list(collect.items()))
+        model.learn_pairs([(a.item_id, b.item_id) for a, b in zip(events, events[1:])])
+        return collected, _state(model)
+
+    compiled_twin, python_twin = _twins(NextItem(**params), learn)
+    assert compiled_twin == python_twin
+
+
+@pytest.mark.parametrize("params", LEARNERS, ids=["next-item", "evicting", "half-life", "rescaling"])
+@settings(max_examples=40, deadline=None)
+@given(pairs=st.lists(st.tuples(items, items, st.sampled_from([1.0, 0.8, 0.64, 2.5])), max_size=60),
+       events=st.integers(0, 50), learned=st.lists(st.tuples(items, items), max_size=30))
+def test_another_workers_pairs_land_in_the_same_tables(params, pairs, events, learned):
+    model = NextItem(**params)
+    model.learn_pairs(learned)
+
+    def add(copy: NextItem):
+        copy.add_pairs([p for p, _, _ in pairs], [n for _, n, _ in pairs], [w for _, _, w in pairs], events)
+        return _state(copy)
+
+    compiled_twin, python_twin = _twins(model, add)
+    assert compiled_twin == python_twin
