@@ -227,12 +227,24 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
             time.sleep(0.25)
         publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1,
                                    extra_config={"linger_ms": LINGER_MS if linger_ms is None else linger_ms})
-        timer = threading.Timer(warmup, measuring.set)
+        # The worker's histograms and counters over the measured window only, as the lists' own stamps: what
+        # they held when the warm-up ended is subtracted (the warm-up's first lists are a cold worker's).
+        at_warmup: dict = {}
+
+        def start_measuring() -> None:
+            measuring.set()
+            try:
+                at_warmup.update(scrape(url, timeout=10))
+            except OSError as exc:  # the histograms then cover the warm-up too; say so
+                print(f"    (scraping the worker at the end of the warm-up failed: {exc!r}; its histograms "
+                      "include the warm-up)", flush=True)
+
+        timer = threading.Timer(warmup, start_measuring)
         timer.start()
         publisher.replay(events, rate=rate)
         publisher.close()
         time.sleep(2.0)
-        worker_side = scrape(url)
+        worker_side = since(scrape(url), at_warmup)
     finally:
         stop_flag.set()
         reader.join(5)
@@ -301,6 +313,11 @@ def brokerless(rate: float, seconds: float, warmup: float) -> dict:
     return {"rate": rate, "lists": int(values.size), "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
             "max_ms": float(values.max())}
+
+
+def since(now: dict, before: dict) -> dict:
+    """Each scraped sample's growth since ``before`` (counters and histogram parts; the only kinds read here)."""
+    return {key: value - before.get(key, 0.0) for key, value in now.items()}
 
 
 def histogram_quantiles(samples: dict, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
