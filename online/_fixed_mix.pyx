@@ -1,15 +1,22 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""The hot loops of a list for the fixed mix, compiled (Cython): votes, relative popularity, the board walk, the ranking.
+"""The hot loops of building a list and of learning item pairs, compiled (Cython).
 
-A list of the fixed mix costs ~70-90 µs in Python, and almost all of it is interpreter work per
-candidate (a dict look-up, a float, a tuple) over the ~20-70 candidates of one list. The same steps
-compiled against the same Python dicts and lists skip the interpreter, without changing a model's
-state or what it stores: each function here does the operations of its Python twin
-(:meth:`online.sequential.NextItem.strongest` and ``votes``,
-:meth:`online.popularity.DecayedPopularity.relative_scores`, :meth:`online.popularity.PopularityScorer.leading`'s
-walk, :meth:`online.blend.Blend._votes_then_popular`'s ranking) in the same order, with the same float
-operations (IEEE doubles, no contraction into fused multiply-adds: built with ``-ffp-contract=off``), so
-the lists are the same bit for bit (``tests/test_online/test_compiled_fixed_mix.py``).
+A list of the fixed mix cost ~70-90 µs interpreted, almost all of it interpreter work per candidate (a
+dict look-up, a float, a tuple) over the ~20-70 candidates of one list; learning and applying item pairs
+is the same kind of work per pair. The same steps compiled against the same Python dicts and lists skip
+the interpreter without changing what a model stores. Each function here does the operations of its
+Python twin in the same order:
+
+- lists: :meth:`online.sequential.NextItem.strongest` and ``votes``,
+  :meth:`online.popularity.DecayedPopularity.relative_scores`, the walk of
+  :meth:`online.popularity.PopularityScorer.leading`, the ranking of
+  :meth:`online.blend.Blend._votes_then_popular`;
+- pairs: :meth:`online.sequential.NextItem.learn_pairs`, ``learn_many`` and ``add_pairs``.
+
+The float operations are the same too (IEEE doubles, no contraction into fused multiply-adds: built with
+``-ffp-contract=off``; sums the twins take with ``sum()`` are taken with ``sum()``), so lists and tables are the
+same bit for bit (``tests/test_online/test_compiled_fixed_mix.py``). What is left per candidate is the hash
+look-ups themselves; going further needs item numbers instead of strings in the models (ARCHITECTURE.md).
 
 Used through :mod:`online.compiled`, which falls back to the Python twins when this module is not built.
 """

@@ -262,7 +262,6 @@ class NextItem(Tunable):
         worker's deltas), but the users' next events must pair with them.
         """
         recent = self._recent
-        add = self._add
         window, decay, symmetric = self.window, self.decay, self.symmetric
         step = 1.0 / self.half_life if self.half_life and pairs else 0.0
         fast = compiled.fixed_mix
@@ -271,6 +270,7 @@ class NextItem(Tunable):
                                                step, self._exponent, self.max_users, collect, pairs)
             self._rescale()
             return
+        add = self._add
         for event in interactions:
             user, item = event.user_id, event.item_id
             past = recent.get(user)
