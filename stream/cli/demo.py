@@ -146,14 +146,21 @@ def prometheus_config(targets: dict[str, list[str]], *, interval: str = "5s",
     return json.dumps(config, indent=2) + "\n"
 
 
+def free_ports(count: int, taken: tuple[int, ...] = ()) -> list[int]:
+    """``count`` distinct ports, none in ``taken``, each free a moment ago. The demo's processes bind theirs only
+    once started, so every port it hands out must differ from the others it hands out (the broker's too:
+    Tansu on one process's metrics port stopped that process at its start)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
+
+
 def tuner_port(base: int, taken: tuple[int, ...]) -> int:
     """The tuner's metrics port: ``base + 3``, or a free port not in ``taken`` when ``base`` is 0."""
-    if base:
-        return base + 3
-    while True:
-        port = free_port()
-        if port not in taken:
-            return port
+    return base + 3 if base else free_ports(1, taken)[0]
 
 
 def demo_search_settings(settings: Settings, events: int) -> Settings:
@@ -176,12 +183,8 @@ def metrics_ports(base: int) -> tuple[int, int, int]:
     """(worker, trainer, demo) metrics ports: ``base``, +1, +2; three free ports when ``base`` is 0."""
     if base:
         return base, base + 1, base + 2
-    ports: list[int] = []
-    while len(ports) < 3:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports[0], ports[1], ports[2]
+    worker, trainer, demo = free_ports(3)
+    return worker, trainer, demo
 
 
 class ListCollector(threading.Thread):
@@ -341,7 +344,9 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
     history = MetricsHistory()
     console.print(f"[bold]streamrec demo[/]: {len(events):,} events "
                   f"({options.data or 'generated: tastes, Zipf popularity, sessions, drift halfway'})")
-    with EmbeddedBroker(topics=settings.topic_specs(), log_path=str(workdir / "broker.log")) as broker:
+    broker_port = free_ports(1, (metrics_port, trainer_port, demo_port, search_port))[0]
+    with EmbeddedBroker(port=broker_port, topics=settings.topic_specs(),
+                        log_path=str(workdir / "broker.log")) as broker:
         if settings.tuner.enabled:  # a demo is short: show the tuner's state every second
             settings = settings.replace(tuner_publish_s=min(settings.tuner.publish_s, 1.0))
         settings = settings.replace(bootstrap_servers=broker.bootstrap, metrics_port=metrics_port,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from stream.cli.demo import metrics_ports, prometheus_config, write_report
+from stream.cli import demo
+from stream.cli.demo import free_ports, metrics_ports, prometheus_config, write_report
 from stream.cli.scrape import MetricsHistory
 
 
@@ -67,3 +68,12 @@ def test_prometheus_config_and_ports():
     assert [job["job_name"] for job in config["scrape_configs"]] == ["streamrec-worker"]
     assert metrics_ports(7000) == (7000, 7001, 7002)
     assert len(set(metrics_ports(0))) == 3
+
+
+def test_the_demo_never_hands_out_one_port_twice_nor_a_taken_one(monkeypatch):
+    """The broker and the processes bind their ports only once started: a port handed out twice (the kernel
+    gives a just-closed port again) stopped the trainer on the broker's port."""
+    offered = iter([5000, 5000, 6000, 5000, 7000, 6000, 8000])
+    monkeypatch.setattr(demo, "free_port", lambda: next(offered))
+    assert free_ports(2, taken=(6000,)) == [5000, 7000]
+    assert free_ports(1, taken=(6000, 7000)) == [8000]
