@@ -89,7 +89,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="streamrec_faust")
     app.monitor = PerBatchPrometheusMonitor(metrics=app.monitor._metrics)
     processor = EventProcessor(settings, engine, metrics)
-    log.info("list building: %s", compiled.describe())
     # The aiokafka producer inside Faust's: sending through it (not a second producer) is what makes
     # Faust's flush-before-commit cover our lists. ``_ensure_producer`` is faust-streaming 0.11-0.15 API.
     sender = BatchSender(lambda: app.producer._ensure_producer(),
@@ -100,9 +99,16 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
         else None
     keeper = StateKeeper(settings, processor, state_lock, flush=lambda: app.producer.flush(), handoff=handoff)
     keeper.restore()
+    # said once the worker runs: logging is configured only when Faust's worker starts, after this function
+    started_with = [f"list building: {compiled.describe()}"]
     if owns_process:
-        log.info("froze %d start-up objects out of the garbage collector's way", gc_pauses.freeze_startup())
+        started_with.append(f"froze {gc_pauses.freeze_startup()} start-up objects out of the garbage collector's way")
         gc_pauses.install(metrics.gc_pauses)  # after the start-up collection: the pauses while serving
+
+    @app.task
+    async def say_how_it_started() -> None:
+        for line in started_with:
+            log.info("%s", line)
     app.before_commit = keeper.before_commit
     export_knobs(metrics, settings, processor.engine.config)
     # consumer lag per partition, blend weights, delivery and snapshot counts (HR/NDCG: per batch)
