@@ -53,6 +53,7 @@ cdef list _top_of(dict table, Py_ssize_t vote_top):
     cdef Py_ssize_t n = len(table), size = 0, at, i
     cdef Py_ssize_t cap = min(n, vote_top)
     cdef double* counts = <double*>malloc((cap + 1) * sizeof(double))
+    # borrowed from the table, which nothing changes until the list below holds them
     cdef PyObject** keys = <PyObject**>malloc((cap + 1) * sizeof(PyObject*))
     cdef Py_ssize_t pos = 0
     cdef PyObject* key
@@ -192,6 +193,8 @@ cpdef object rank(dict votes, list popular, list relative, double w_votes, doubl
     scored ``w_votes * vote + w_pop * popularity``; the top ``k`` by score (ties in that order). ``None`` when a
     score is not finite."""
     cdef Py_ssize_t n_votes = len(votes), n_popular = len(popular), n = n_votes + n_popular, i, m
+    if len(relative) != n:  # (read below without bounds checks)
+        raise ValueError(f"{len(relative)} popularity values for {n} candidates")
     cdef double* score = <double*>malloc((n + 1) * sizeof(double))
     cdef double* vote = <double*>malloc((n + 1) * sizeof(double))
     cdef Py_ssize_t* order = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))

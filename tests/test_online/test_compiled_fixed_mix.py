@@ -156,6 +156,11 @@ def _rank_in_python(votes, popular, relative, w_votes, w_pop, k):
     return [(item, score) for item, score, _ in ranked[:k]]
 
 
+def test_a_ranking_refuses_popularity_values_that_do_not_match_its_candidates():
+    with pytest.raises(ValueError, match="2 popularity values for 3 candidates"):
+        FAST.rank({"a": 1.0, "b": 0.5}, ["c"], [0.1, 0.2], 1.0, 1.0, 3)
+
+
 def test_a_score_that_is_not_finite_leaves_the_list_to_the_general_path():
     assert FAST.rank({"a": math.inf}, [], [0.5], 1.0, 1.0, 3) is None
     assert FAST.rank({"a": 1.0}, ["b"], [0.5, math.nan], 1.0, 1.0, 3) is None
