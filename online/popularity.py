@@ -27,6 +27,10 @@ _RESCALE_EXPONENT = 512.0  # 2**512 is far from float64 overflow (2**1024)
 _TOP_MIN = 256  # length of the maintained leaderboard (grows on demand)
 _BOARD_MAX = 4096  # deeper reads are computed, not maintained
 _NONE: frozenset[str] = frozenset()
+# Placing one grown slot on the board (a bisect, a short memmove) costs about what merging ten board entries costs
+# in the merge's Python pass; below that many slots per board entry, they are placed one by one. Either way the board
+# is the same (benchmarks/board_merge.py measures the two; tests/test_online/test_popularity_counts.py checks).
+_MERGE_OVER_TOUCH = 10
 
 
 class DecayedPopularity(Tunable):
@@ -212,7 +216,15 @@ class DecayedPopularity(Tunable):
         """The leaderboard after ``slots`` (distinct, in the order each was last touched) grew: what touching
         them one by one (:meth:`_board_touch`) leaves, found with one stable sort. Scores only grow, so the
         new board is the best of the old board and the grown slots; a grown slot lands after every slot of
-        equal score that it did not grow past (``bisect_right``), and after the grown slots touched before it."""
+        equal score that it did not grow past (``bisect_right``), and after the grown slots touched before it.
+
+        A few grown slots are placed one by one instead: the merge is a Python pass over the whole board
+        (~30 µs for 256 slots), which a live micro-batch, a handful of events per partition, cannot amortise."""
+        if len(slots) * _MERGE_OVER_TOUCH < len(self._board):
+            scores, touch = self._scores, self._board_touch
+            for slot in slots:
+                touch(slot, float(scores[slot]))
+            return
         grown = set(slots)
         candidates = np.array([slot for slot in self._board if slot not in grown] + slots, dtype=np.int64)
         negated = -self._scores[candidates]
