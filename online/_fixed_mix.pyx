@@ -71,11 +71,10 @@ cdef list _top_of(dict table, Py_ssize_t vote_top):
                 return _top_by_sorting(table, vote_top)
             if size == cap and not count > counts[size - 1]:
                 continue  # (an equal count comes after the ones before it: past the end too)
-            at = size if size < cap else cap - 1
+            at = size if size < cap else cap - 1  # (full: the last one drops out)
             while at > 0 and counts[at - 1] < count:
-                if at < cap:
-                    counts[at] = counts[at - 1]
-                    keys[at] = keys[at - 1]
+                counts[at] = counts[at - 1]
+                keys[at] = keys[at - 1]
                 at -= 1
             counts[at] = count
             keys[at] = key

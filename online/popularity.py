@@ -27,9 +27,9 @@ _RESCALE_EXPONENT = 512.0  # 2**512 is far from float64 overflow (2**1024)
 _TOP_MIN = 256  # length of the maintained leaderboard (grows on demand)
 _BOARD_MAX = 4096  # deeper reads are computed, not maintained
 _NONE: frozenset[str] = frozenset()
-# Placing one grown slot on the board (a bisect, a short memmove) costs about what merging ten board entries costs
-# in the merge's Python pass; below that many slots per board entry, they are placed one by one. Either way the board
-# is the same (benchmarks/board_merge.py measures the two; tests/test_online/test_popularity_counts.py checks).
+# Placing one grown slot on the board (a bisect, a short memmove) costs about what ten board entries cost in the
+# merge's Python pass; so with fewer grown slots than a tenth of the board, they are placed one by one. The board is
+# the same either way (benchmarks/board_merge.py measures the two; tests/test_online/test_popularity_counts.py checks).
 _MERGE_OVER_TOUCH = 10
 
 
