@@ -46,11 +46,14 @@ sys.path.insert(0, str(ROOT))
 from stream.cli.datasets import generate  # noqa: E402
 from stream.cli.processes import spawn_worker, stop_process, wait_until_ready  # noqa: E402
 from stream.cli.scrape import scrape, total  # noqa: E402
+from stream.kafka import librdkafka  # noqa: E402
 from stream.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 from stream.kafka.clients import EventPublisher, RecommendationConsumer  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
 LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "0"))
+#: the Kafka client library of the latency phases' load and measuring consumer (--clients)
+CLIENTS = librdkafka.preferred()
 LOGS = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
 
 
@@ -112,6 +115,19 @@ def worker_rate(settings: Settings, expect: int, name: str, timeout: float = 600
     lists = total(page, "streamrec_recommendations_published_total")
     return {"events_per_s": events / max(1e-9, last - first), "cpu_us_per_event": 1e6 * cpu / max(1, events),
             "lists_per_event": lists / max(1.0, done)}
+
+
+def cpu_now(pids: dict[str, int | None]) -> dict[str, tuple[float, float]]:
+    """(CPU seconds, wall clock) of each named process now."""
+    now = time.monotonic()
+    return {name: (_cpu_seconds(pid), now) for name, pid in pids.items() if pid is not None}
+
+
+def cpu_since(pids: dict[str, int | None], before: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Cores each process used since ``before`` (CPU seconds per wall-clock second)."""
+    after = cpu_now(pids)
+    return {name: (cpu - before[name][0]) / max(1e-9, wall - before[name][1])
+            for name, (cpu, wall) in after.items() if name in before}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -181,11 +197,27 @@ def random_encoder(directory: Path, items: list[str]) -> Path:
                            config=config, items=items, version=1)
 
 
-def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_ms: int | None = None,
-            encoder: bool = False, **changes) -> dict:
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (threads started later inherit their starter's)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            pass
+
+
+def latency(broker: EmbeddedBroker, rate: float, seconds: float, warmup: float, linger_ms: int | None = None,
+            encoder: bool = False, own_core: bool = False, **changes) -> dict:
     """Paced single-event messages at ``rate``; the producer batches them for ``linger_ms`` (default
     ``BENCH_LINGER_MS``, 0). ``encoder``: the worker serves a ``small`` encoder over the stream's items,
-    loaded before the first event is sent (so the window holds serving, not the load). ``changes``: settings."""
+    loaded before the first event is sent (so the window holds serving, not the load). ``changes``: settings.
+
+    The load and the measuring consumer run on ``CLIENTS`` in this process, beside the broker and the
+    worker on the same cores: the CPU each of the three took over the measured window is reported, so that
+    a worker's tail can be read against what the harness took from it. ``own_core``: the worker runs on a
+    core of its own, and the broker and this process on the others, as where the broker is another machine
+    (a deployment's case); otherwise all three share every core."""
+    bootstrap = broker.bootstrap
     events = latency_events(rate, seconds, warmup)
     if encoder:
         directory = LOGS / f"encoder-{uuid.uuid4().hex[:6]}"
@@ -197,7 +229,16 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
 
     create_topics(bootstrap, settings.topic_specs())
     process = start_worker(settings, f"latency{int(rate)}")
-    consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=False)
+    everything = os.sched_getaffinity(0)
+    if own_core:
+        if len(everything) < 2:
+            raise RuntimeError("own_core needs at least two CPUs")
+        worker_core = {max(everything)}
+        pin(process.pid, worker_core)
+        pin(broker.pid, everything - worker_core)
+        pin(os.getpid(), everything - worker_core)
+    consumer = RecommendationConsumer(bootstrap, settings.topics.recommendations, from_beginning=False,
+                                      library=CLIENTS)
     consumer.connect()
     samples: list[float] = []
     # per list: to the worker (producer stamp -> the worker's fetch: producer, broker), in the worker
@@ -225,14 +266,17 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker did not load the encoder within 120 s")
             time.sleep(0.25)
-        publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1,
+        publisher = EventPublisher(bootstrap, settings.topics.events, batch_events=1, library=CLIENTS,
                                    extra_config={"linger_ms": LINGER_MS if linger_ms is None else linger_ms})
+        pids = {"harness": os.getpid(), "broker": broker.pid, "worker": process.pid}
+        cpu_at: dict[str, tuple[float, float]] = {}
         # The worker's histograms and counters over the measured window only, as the lists' own stamps: what
         # they held when the warm-up ended is subtracted (the warm-up's first lists are a cold worker's).
         at_warmup: dict = {}
 
         def start_measuring() -> None:
             measuring.set()
+            cpu_at.update(cpu_now(pids))
             try:
                 at_warmup.update(scrape(url, timeout=10))
             except OSError as exc:  # the histograms then cover the warm-up too; say so
@@ -242,6 +286,7 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
         timer = threading.Timer(warmup, start_measuring)
         timer.start()
         publisher.replay(events, rate=rate)
+        cpu_shares = {name: round(share, 3) for name, share in cpu_since(pids, cpu_at).items()}
         publisher.close()
         time.sleep(2.0)
         worker_side = since(scrape(url), at_warmup)
@@ -250,12 +295,16 @@ def latency(bootstrap: str, rate: float, seconds: float, warmup: float, linger_m
         reader.join(5)
         consumer.close()
         stop(process)
+        if own_core:
+            pin(os.getpid(), everything)
     values = np.array(samples) * 1000
     thirds = np.array_split(values, 3)
     parts = np.array(split).reshape(-1, 3) * 1000
     share = histogram_quantiles(worker_side, "streamrec_worker_share_seconds", (0.5, 0.99))
     wait = histogram_quantiles(worker_side, "streamrec_producer_wait_seconds", (0.5, 0.99))
-    return {"rate": rate, "lists": int(values.size),
+    return {"rate": rate, "lists": int(values.size), "clients": CLIENTS, "worker_on_own_core": own_core,
+            # cores each process used over the measured window (two cores on the reference VM)
+            "cpu_cores": cpu_shares,
             "p50_ms_by_third": [round(float(np.percentile(t, 50)), 1) for t in thirds if t.size], "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
             "max_ms": float(values.max()),
@@ -344,6 +393,7 @@ def histogram_quantiles(samples: dict, name: str, quantiles: tuple[float, ...]) 
 
 
 def main() -> int:
+    global CLIENTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single-events", type=int, default=40_000)
     parser.add_argument("--batch-events", type=int, default=300_000)
@@ -353,10 +403,15 @@ def main() -> int:
     parser.add_argument("--encoder-rounds", type=int, default=2,
                         help="phase 'encoder': rounds of (without, with) the encoder at 100 events/s")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--clients", choices=librdkafka.LIBRARIES, default=CLIENTS,
+                        help="Kafka client library of the latency phases' load and measuring consumer (default: "
+                             "librdkafka where confluent-kafka is installed; kafka-python takes far more of the "
+                             "CPU the worker is measured on)")
     parser.add_argument("--phases", default="bare,single,batch,start,latency,brokerless",
                         help="comma-separated subset of: bare,single,batch,start,latency,brokerless,encoder "
                              "(encoder is not in the default run)")
     args = parser.parse_args()
+    CLIENTS = librdkafka.check_library(args.clients)
     if args.quick:
         args.single_events, args.batch_events, args.startup_runs, args.latency_seconds = 5_000, 30_000, 1, 5.0
     results: dict = {"machine": f"{platform.node()} {os.cpu_count()} cpu, {platform.python_version()}",
@@ -368,11 +423,12 @@ def main() -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
         slug = "".join(c if c.isalnum() else "-" for c in name)
         with EmbeddedBroker(topics=Settings().topic_specs(), log_path=str(LOGS / f"broker-{slug}.log")) as broker:
-            out = fn(broker.bootstrap)
+            out = fn(broker)
         print(f"    {out}", flush=True)
         return out
 
-    def bare(bootstrap: str, fast: bool) -> dict:
+    def bare(broker: EmbeddedBroker, fast: bool) -> dict:
+        bootstrap = broker.bootstrap
         produce(bootstrap, "events", single, batch_events=1)
         return bare_rate(bootstrap, "events", len(single), fast_fetch=fast)
 
@@ -381,7 +437,8 @@ def main() -> int:
         results["bare_faust_default_transport"] = phase("bare (Faust transport)", lambda b: bare(b, False))
         results["bare_faust_fast_fetch"] = phase("bare (fast-fetch transport)", lambda b: bare(b, True))
 
-    def streamrec(bootstrap: str, events, batch_events: int, name: str, **changes) -> dict:
+    def streamrec(broker: EmbeddedBroker, events, batch_events: int, name: str, **changes) -> dict:
+        bootstrap = broker.bootstrap
         produce_s = produce(bootstrap, "events", events, batch_events)
         out = worker_rate(fresh_settings(bootstrap, **changes), len(events), name)
         out["produce_events_per_s"] = len(events) / produce_s
@@ -398,7 +455,7 @@ def main() -> int:
             "streamrec worker, batched messages, push off",
             lambda b: streamrec(b, batch, 200, "batched-nopush", push=False))
     if "start" in phases:
-        results["startup_to_first_list_s"] = phase("start -> first list", lambda b: startup(b, args.startup_runs))
+        results["startup_to_first_list_s"] = phase("start -> first list", lambda b: startup(b.bootstrap, args.startup_runs))
     if "latency" in phases:
         for rate in (100.0, 1000.0):
             results[f"latency_{int(rate)}"] = phase(f"latency at {rate:.0f} ev/s",

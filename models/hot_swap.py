@@ -18,6 +18,7 @@ loaded, so stale announcements are skipped without reading the file.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import build_model, load_checkpoint
+from models.checkpoint import build_model, checkpoint_path, load_checkpoint, save_checkpoint
+from models.config import EncoderConfig
+from models.encoder import SequenceEncoder
 from models.errors import CheckpointError, ModelError
 from models.kernel_cache import compile_in_a_child
 from models.serving import EncoderScorer
@@ -116,6 +119,25 @@ class EncoderLoader:
             log.info("encoder version %s loaded (was %s): %s", candidate, previous, path)
             return SwapResult(True, candidate, previous, candidate, "loaded",
                               trained_at=checkpoint.created if checkpoint.created > 0 else None, scorer=scorer)
+
+    def prepare(self) -> None:
+        """Do now, on a throwaway three-item model, what only a process's first load pays: the imports,
+        torch's lazy set-up, the checkpoint reader, the compiled kernel read from its cache.
+
+        That first load holds the interpreter lock in stretches of up to ~0.3 s on the 2-vCPU VM
+        (``benchmarks/first_encoder_load.py``), and every list the worker is building waits
+        through them. A worker calls this while it joins its group, when no list is waiting; a later
+        first version then loads in ~20 ms. Nothing is served or remembered: :attr:`version` is unchanged.
+        """
+        config = EncoderConfig.tiny(n_items=3)
+        items = ["warm-up-a", "warm-up-b", "warm-up-c"]
+        with tempfile.TemporaryDirectory(prefix="streamrec-encoder-prepare-") as directory:
+            path = save_checkpoint(checkpoint_path(directory, 0), state_dict=SequenceEncoder(config).state_dict(),
+                                   config=config, items=items, version=0)
+            checkpoint = load_checkpoint(path)
+        scorer = EncoderScorer(build_model(checkpoint), checkpoint.items, version=0, normalize=self.normalize,
+                               cache_mb=1.0)
+        self._warm_up(scorer)
 
     @staticmethod
     def _warm_up(scorer: EncoderScorer) -> None:

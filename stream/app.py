@@ -146,6 +146,12 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None,
     updates_topic = app.topic(settings.topics.model_updates, partitions=1)
     encoder = EncoderHandover(processor, metrics, settings.encoder.weight, settings.encoder.cache_mb,
                               freeze_imports=owns_process)
+    if owns_process and processor.engine.config.blend is not None:  # a learned blend: an encoder will be served
+        encoder.start_preparing()  # its imports stall while Faust starts and joins, not while lists wait
+
+        @app.task
+        async def say_when_the_encoder_is_prepared() -> None:
+            await encoder.prepared()
     requests_topic = app.topic(settings.topics.requests, partitions=settings.kafka.partitions)
 
     async def publish(result: Any, received: float | None) -> None:

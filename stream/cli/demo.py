@@ -53,7 +53,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,6 +65,7 @@ from stream.cli.datasets import generate, load
 from stream.cli.pacing import LatencyPacer
 from stream.cli.processes import spawn_process, spawn_worker, stop_process
 from stream.cli.scrape import MetricsHistory, scrape, total
+from stream.kafka import librdkafka
 from stream.kafka.broker import EmbeddedBroker, free_port
 from stream.kafka.clients import EventPublisher, RecommendationConsumer
 from stream.observability import LATENCY_BUCKETS, serve_metrics, stop_serving
@@ -99,6 +100,7 @@ class DemoOptions:
     report_path: str | None = None
     tail_ms: float | None = None  # with rate "auto": the p99 objective (0: none; None: 100 ms)
     linger_ms: float = 25.0  # the replay's producer gathers events this long into one batch (paced replays)
+    clients: str = field(default_factory=librdkafka.preferred)  # the replay's and the list reader's Kafka library
 
 
 class DemoMetrics(NamedTuple):
@@ -191,11 +193,11 @@ class ListCollector(threading.Thread):
     """Consumes ``recommendations`` in the background and keeps what the summary needs."""
 
     def __init__(self, bootstrap: str, topic: str, metrics: DemoMetrics | None = None,
-                 pacer: LatencyPacer | None = None) -> None:
+                 pacer: LatencyPacer | None = None, library: str = "kafka-python") -> None:
         super().__init__(daemon=True, name="streamrec-demo-consumer")
         self.metrics = metrics
         self.pacer = pacer
-        self.consumer = RecommendationConsumer(bootstrap, topic, from_beginning=True)
+        self.consumer = RecommendationConsumer(bootstrap, topic, from_beginning=True, library=library)
         self.lists: list[tuple[str, str | None, tuple[str, ...], float | None, float]] = []
         # per list, where its latency went: to the worker (producer, broker, fetch), in the worker (fetch ->
         # list built), from the worker (the rest of its micro-batch, the producer, the broker, this consumer)
@@ -371,7 +373,8 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
         prometheus_yml.write_text(prometheus_config(
             {job: [url.split("/")[2]] for job, url in urls.items()}, interval="5s",
             rule_files=(str(RULES_FILE),) if RULES_FILE.is_file() else ()))
-        console.print(f"broker     {broker.bootstrap} (Tansu, memory storage; log {broker.log_path})")
+        console.print(f"broker     {broker.bootstrap} (Tansu, memory storage; log {broker.log_path}); the replay "
+                      f"and the list reader run on {options.clients}")
         worker_log = open(workdir / "worker.log", "wb")
         started = time.time()
         worker = spawn_worker(settings, worker_log)
@@ -392,10 +395,11 @@ def _run_demo(settings: Settings, options: DemoOptions, console: Any = None) -> 
             console.print(f"metrics    {job:<18} {url}")
         console.print(f"prometheus prometheus --config.file={prometheus_yml} (scrapes all of the above)")
         pacer = demo_pacer(options, len(events))
-        collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics, pacer)
+        collector = ListCollector(broker.bootstrap, settings.topics.recommendations, demo_metrics, pacer,
+                                  library=options.clients)
         collector.start()
         publisher = EventPublisher(broker.bootstrap, settings.topics.events, batch_events=options.batch_events,
-                                   linger_s=options.linger_ms / 1e3)
+                                   linger_s=options.linger_ms / 1e3, library=options.clients)
         try:
             summary = _drive(settings, options, events, publisher, collector, worker, metrics_url, started,
                              console, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -623,6 +627,7 @@ def _drive(settings: Settings, options: DemoOptions, events: list[Interaction], 
         "lists_published": int(published_lists),
         "lists_received": len(lists),
         "throughput_events_per_s": (len(events) - 1) / max(1e-9, processed_at - replay_started),
+        "clients": options.clients,
         "rate_asked_events_per_s": options.rate if pacer is not None else (float(options.rate) or None),
         "rate_sustained_events_per_s": (len(events) - 1) / max(1e-9, replay_s),
         "latency_objective_p99_s": pacer.tail_s if pacer is not None else None,

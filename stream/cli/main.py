@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stream.errors import StreamError
+from stream.kafka.librdkafka import LIBRARIES, preferred
 from stream.settings import Settings
 
 _EPILOG = "Settings: every --flag below also reads the environment variable shown in its help."
@@ -217,7 +218,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(events=args.events, data=args.data, fmt=args.format, rate=args.rate,
                           batch_events=args.batch_events, json_path=args.json, hold=args.hold,
                           timeout=args.timeout, bad_events=args.bad_events, trainer=args.trainer,
-                          report_path=args.report, tail_ms=args.tail_ms, linger_ms=args.linger_ms)
+                          report_path=args.report, tail_ms=args.tail_ms, linger_ms=args.linger_ms,
+                          clients=args.clients or preferred())
     summary = run_demo(settings, options)
     ok = summary["events_processed"] >= summary["events_published"] and summary["lists_received"] > 0
     return 0 if ok else 1
@@ -301,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the paced replay gathers events this long into one produce request (default 25). The "
                         "embedded broker slows with every record batch it holds (benchmarks/broker_aging.py)")
     p.add_argument("--batch-events", type=int, default=100, help="events per message; 1 = single-event messages")
+    p.add_argument("--clients", choices=LIBRARIES, default=None,
+                   help="Kafka client library of the replay and of the list reader (default: librdkafka where "
+                        "confluent-kafka is installed, which leaves the worker more of a small machine's CPU; "
+                        "else kafka-python)")
     p.add_argument("--bad-events", type=int, default=8, help="malformed messages mixed in (they go to the DLQ)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON")
     p.add_argument("--hold", action="store_true", help="keep broker and worker running after the replay")

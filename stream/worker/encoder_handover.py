@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import gc
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,9 @@ class EncoderHandover:
 
     Loading (checksum, weights-only load, warm-up) runs in a thread so the event loop keeps
     serving; the loader keeps nothing served, and a version that fails to load leaves the
-    served one as it is. torch is imported on the first announcement, so workers without an
-    encoder start fast.
+    served one as it is. A worker serving a learned blend imports torch and warms the serving
+    path while it starts and joins its group (:meth:`start_preparing`); others import it on the
+    first announcement, so workers without an encoder start fast.
 
     Each version that loads fills the blend's ``encoder`` slot (``online.blend.Blend.fill``),
     the one place a version is held: the slot ``STREAMREC_BLEND`` declared, with its declared
@@ -39,6 +44,7 @@ class EncoderHandover:
         # the worker owns its process: what the first load imports is kept out of the garbage collector's
         # walks (stream.worker.gc_pauses.late_import_frozen)
         self.freeze_imports = freeze_imports
+        self._preparing: concurrent.futures.Future | None = None  # start_preparing's (loader, seconds)
 
     async def handle(self, raw: bytes | None) -> None:
         """An announcement from ``model-updates``."""
@@ -67,29 +73,89 @@ class EncoderHandover:
         if self.loader is None or (self.loader.version or 0) < version:
             await self.load(str(path), version)
 
-    def _new_loader(self) -> Any:
+    def _new_loader(self, prepare: bool) -> Any:
         from models import EncoderLoader
         from models.serving import serve_on_one_thread
 
         serve_on_one_thread()  # serving shares the core with the agent
-        return EncoderLoader(cache_mb=self.cache_mb)
+        loader = EncoderLoader(cache_mb=self.cache_mb)
+        if prepare:
+            loader.prepare()
+        return loader
+
+    def start_preparing(self) -> None:
+        """Import and warm the encoder's serving path in a thread of its own, starting now
+        (``models.EncoderLoader.prepare``); the first load waits for it.
+
+        A process's first load holds the interpreter lock in stretches of up to ~0.3 s, ~0.6 s in all
+        (``benchmarks/first_encoder_load.py``): in the demo, that stall made its slowest ~1% of lists. A
+        worker that serves a learned blend starts this before Faust starts, so the stretches fall on its
+        start-up and its group join, when no list waits; its first version then loads in ~20 ms.
+        """
+        if self._preparing is not None or self.loader is not None:
+            return
+        self._preparing = concurrent.futures.Future()
+        self._preparing.set_running_or_notify_cancel()
+        freeze, self.freeze_imports = self.freeze_imports, False
+        began = time.perf_counter()
+
+        def prepare() -> None:
+            try:
+                with gc_pauses.late_import_frozen() if freeze else contextlib.nullcontext():
+                    loader = self._new_loader(prepare=True)
+                self._preparing.set_result((loader, time.perf_counter() - began))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the loader
+                self._preparing.set_exception(exc)
+
+        threading.Thread(target=prepare, name="streamrec-encoder-prepare", daemon=True).start()
+
+    async def prepared(self) -> None:
+        """Wait for :meth:`start_preparing`'s thread and say how it went (nothing if none was started)."""
+        preparing = self._preparing
+        if preparing is None:
+            return
+        failure: Exception | None = None
+        try:
+            loader, seconds = await asyncio.wrap_future(preparing)
+        except Exception as exc:  # never a reason to stop serving: the first version's load tries again
+            failure = exc
+        if self._preparing is not preparing:  # another caller awaited it too and said it
+            return
+        self._preparing = None
+        if failure is not None:
+            log.warning("preparing the encoder's serving path failed (the first version will pay it): %r", failure)
+            return
+        log.info("encoder serving path prepared in %.1f s, before the first version (%d objects frozen)",
+                 seconds, gc.get_freeze_count())
+        if self.loader is None:
+            self.loader = loader
 
     async def load(self, path: str, version: int | None) -> None:
-        if self.freeze_imports:  # the first load: what it imports, out of the collector's way
-            self.freeze_imports = False
-            with gc_pauses.late_import_frozen():
-                result = await self._load(path, version)
-            log.info("%d objects frozen after the encoder's first load", gc.get_freeze_count())
-        else:
-            result = await self._load(path, version)
-        self._serve(result)
+        self._serve(await self._first_imports(self._load(path, version)))
 
     async def _load(self, path: str, version: int | None) -> Any:
-        if self.loader is None:  # importing torch takes seconds: never on the event loop
-            loader = await asyncio.to_thread(self._new_loader)
+        loader = await self._loader()
+        return await asyncio.to_thread(loader.load_if_newer, path, version)
+
+    async def _loader(self) -> Any:
+        """The loader, made on first use in a thread: importing torch takes seconds, never on the event loop."""
+        await self.prepared()
+        if self.loader is None:
+            loader = await asyncio.to_thread(self._new_loader, False)
             if self.loader is None:  # another announcement may have made one meanwhile
                 self.loader = loader
-        return await asyncio.to_thread(self.loader.load_if_newer, path, version)
+        return self.loader
+
+    async def _first_imports(self, work: Any) -> Any:
+        """Await ``work``; the first time, with what it imports kept out of the collector's way
+        (``gc_pauses.late_import_frozen``), as the worker's start-up imports are."""
+        if not self.freeze_imports:
+            return await work
+        self.freeze_imports = False
+        with gc_pauses.late_import_frozen():
+            result = await work
+        log.info("%d objects frozen after the encoder's first imports", gc.get_freeze_count())
+        return result
 
     def _serve(self, result: Any) -> None:
         if result.loaded:

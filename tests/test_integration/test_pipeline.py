@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 from stream.cli.datasets import generate
 from stream.cli.scrape import scrape, total
 from stream.kafka.clients import EventPublisher, RecommendationConsumer, RequestPublisher
+from stream.kafka.librdkafka import LIBRARIES
 from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -91,11 +92,42 @@ def test_malformed_input_lands_in_the_dlq_with_reasons_and_the_worker_keeps_serv
         assert total(samples, "streamrec_events_dlq_total", reason=reason) >= 1
 
 
-def test_an_explicit_request_is_answered_with_its_request_id(running_worker):
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_every_event_a_client_library_publishes_is_answered_and_read_back_by_it(running_worker, library):
+    """The clients on either library: single-event messages paced (as the latency benchmarks send them)
+    and arrays, a list for each user of each message, read by the consumer of the same library,
+    positioned at the end when it connected."""
     settings = running_worker
-    consumer = RecommendationConsumer(settings.kafka.bootstrap_servers, settings.topics.recommendations)
+    consumer = RecommendationConsumer(settings.kafka.bootstrap_servers, settings.topics.recommendations,
+                                      library=library)
     consumer.connect()
-    requests = RequestPublisher(settings.kafka.bootstrap_servers, settings.topics.requests)
+    tag = f"{library[:2]}{time.monotonic_ns() % 10**6}"
+    singles = [e._replace(user_id=f"{tag}s{e.user_id}", event_id=f"{tag}-s{n}")
+               for n, e in enumerate(generate(60, n_users=60, seed=3))]
+    arrays = [e._replace(user_id=f"{tag}a{e.user_id}", event_id=f"{tag}-a{n}")
+              for n, e in enumerate(generate(300, n_users=300, seed=4))]
+    with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=1,
+                        library=library, extra_config={"linger_ms": 0}) as publisher:
+        assert publisher.replay(singles, rate=300) == len(singles)
+    with EventPublisher(settings.kafka.bootstrap_servers, settings.topics.events, batch_events=50,
+                        library=library) as publisher:
+        publisher.replay(arrays)
+        assert publisher.events_sent == len(arrays) and publisher.messages_sent < len(arrays)
+    answered: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(answered) < len(singles) + len(arrays) and time.monotonic() < deadline:
+        answered |= {value["user_id"] for value, _ in consumer.poll(0.2) if value["user_id"].startswith(tag)}
+    consumer.close()
+    assert answered == {e.user_id for e in singles + arrays}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_an_explicit_request_is_answered_with_its_request_id(running_worker, library):
+    settings = running_worker
+    consumer = RecommendationConsumer(settings.kafka.bootstrap_servers, settings.topics.recommendations,
+                                      library=library)
+    consumer.connect()
+    requests = RequestPublisher(settings.kafka.bootstrap_servers, settings.topics.requests, library=library)
     request_id = requests.request("someone-new", k=3)
     requests.close()
     deadline = time.monotonic() + 30

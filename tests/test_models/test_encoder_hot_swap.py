@@ -233,3 +233,24 @@ def test_loading_a_version_imports_no_compiler(write_checkpoint) -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_prepared_loader_serves_nothing_and_its_first_load_imports_nothing_more(write_checkpoint) -> None:
+    """``prepare`` pays, on a throwaway model, what only a process's first load pays (imports, the compiled
+    kernel read from its cache), so that a worker can pay it before any list waits: afterwards the first
+    real load imports no module at all (without it, ~190: numba's typing and more). It loads no version."""
+    import subprocess
+    import sys
+
+    path = write_checkpoint(1)
+    probe = ("import sys\n"
+             "from models import EncoderLoader\n"
+             "loader = EncoderLoader()\n"
+             "loader.prepare()\n"
+             "print(loader.version, loader.loads, loader.failures)\n"
+             "before = set(sys.modules)\n"
+             f"result = loader.load_if_newer({str(path)!r})\n"
+             "print(result.loaded, result.version, len(set(sys.modules) - before))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split() == ["None", "0", "0", "True", "1", "0"]

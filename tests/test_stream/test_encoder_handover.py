@@ -108,3 +108,45 @@ def test_a_worker_on_the_fixed_mix_loads_a_version_but_does_not_serve_it(tmp_pat
     assert list(processor.engine.blend.strategies) == ["next_item", "popularity"]  # its mix is unchanged
     assert _served_to(processor, events[-1].user_id)["model_version"] == "online"
     assert "not served" in caplog.text and "STREAMREC_BLEND" in caplog.text
+
+
+def test_a_prepared_handover_serves_its_first_version_with_the_loader_it_prepared(tmp_path, caplog):
+    """A worker serving a learned blend prepares the encoder's path in a thread while it starts; the first
+    version is then loaded by that loader (not a second one made on the event loop's time)."""
+    metrics = WorkerMetrics.create(CollectorRegistry())
+    processor = EventProcessor(Settings.of(blend="default"), metrics=metrics)
+    handover = EncoderHandover(processor, metrics, weight=0.3)
+    handover.start_preparing()
+    with caplog.at_level("INFO", logger="stream.worker.encoder_handover"):
+        asyncio.run(handover.prepared())
+    prepared = handover.loader
+    assert prepared is not None and prepared.version is None  # ready, and nothing loaded or served yet
+    assert "encoder" not in processor.engine.blend.strategies or \
+        processor.engine.blend.strategies["encoder"].strategy is None
+    assert any("prepared in" in record.getMessage() for record in caplog.records)
+    _train(tmp_path, 1, generate(600, n_users=30, n_items=60, seed=2))
+    asyncio.run(handover.poll_directory(str(tmp_path)))
+    assert handover.loader is prepared and prepared.version == 1
+    assert processor.engine.blend.strategies["encoder"].strategy is not None
+
+
+def test_a_preparation_that_fails_is_said_and_the_first_version_still_loads(tmp_path, caplog, monkeypatch):
+    metrics = WorkerMetrics.create(CollectorRegistry())
+    processor = EventProcessor(Settings.of(blend="default"), metrics=metrics)
+    handover = EncoderHandover(processor, metrics, weight=0.3)
+    make = handover._new_loader
+
+    def broken(prepare: bool):
+        if prepare:
+            raise OSError("no room for a temporary checkpoint")
+        return make(prepare)
+
+    monkeypatch.setattr(handover, "_new_loader", broken)
+    handover.start_preparing()
+    with caplog.at_level("WARNING", logger="stream.worker.encoder_handover"):
+        asyncio.run(handover.prepared())
+    assert handover.loader is None
+    assert any("no room for a temporary checkpoint" in record.getMessage() for record in caplog.records)
+    _train(tmp_path, 1, generate(600, n_users=30, n_items=60, seed=2))
+    asyncio.run(handover.poll_directory(str(tmp_path)))
+    assert handover.loader is not None and handover.loader.version == 1
