@@ -10,7 +10,10 @@ a long-lived broker would bias later phases):
 4. start  - worker process start -> first recommendation received, several times;
 5. latency- event -> recommendation latency seen by a consumer at fixed rates (single-event
             messages, paced), after a warm-up, split per list into the time to the worker, in the
-            worker and from it (the stamps each list carries), with the worker's own histograms;
+            worker and from it (the stamps each list carries), with the worker's own histograms and
+            the CPU the worker, the broker and this process (the load) each took. At 1,000 events/s
+            also with the worker on a core of its own (the broker and the load on the others), as
+            where the broker is another machine. The load and its reader run on --clients;
 6. brokerless - the same paced load handed straight to the worker's processor in one process
             (no broker, no clients): what the worker alone adds;
 7. encoder - (only when named) the latency at 100 events/s with the learned blend, without and with a
@@ -468,6 +471,14 @@ def main() -> int:
         results["latency_1000_producer_linger_25ms"] = phase(
             "latency at 1000 ev/s, producer linger 25 ms",
             lambda b: latency(b, 1000.0, args.latency_seconds, warmup=3.0, linger_ms=25))
+        # the worker on a core of its own, the broker and the load on the other(s): where the broker is another
+        # machine, as in any deployment, so that the worker's share is its own and not the broker's CPU
+        if len(os.sched_getaffinity(0)) >= 2:
+            for linger in (0, 5):
+                results[f"latency_1000_producer_linger_{linger}ms_worker_own_core"] = phase(
+                    f"latency at 1000 ev/s, producer linger {linger} ms, the worker on a core of its own",
+                    lambda b, linger=linger: latency(b, 1000.0, args.latency_seconds, warmup=3.0, linger_ms=linger,
+                                                     own_core=True))
     if "encoder" in phases:  # what serving the encoder does to the worker's latency (issue 14): the learned
         # blend with and without a `small` encoder in its slot, at 100 events/s, alternating
         for round_ in range(args.encoder_rounds):

@@ -221,36 +221,37 @@ def test_loading_a_version_imports_no_compiler(write_checkpoint) -> None:
     """A worker's first load once imported torch._dynamo and sympy (the embeddings' random init on the meta
     device: ~900 modules, a second, 150,000 objects every full collection walked); a shell for a
     checkpoint's weights takes no init."""
-    import subprocess
-    import sys
-
     path = write_checkpoint(1)
-    probe = ("import sys, torch\n"
-             "from models.checkpoint import build_model, load_checkpoint\n"
-             "before = 'torch._dynamo' in sys.modules\n"
-             f"model = build_model(load_checkpoint({str(path)!r}))\n"
-             "print(before, 'torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
-    assert out.stdout.split() == ["False", "False", "False"]
+    assert _printed_by_a_fresh_process(
+        "import sys, torch\n"
+        "from models.checkpoint import build_model, load_checkpoint\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        f"model = build_model(load_checkpoint({str(path)!r}))\n"
+        "print(before, 'torch._dynamo' in sys.modules, 'sympy' in sys.modules)") == ["False", "False", "False"]
 
 
 def test_a_prepared_loader_serves_nothing_and_its_first_load_imports_nothing_more(write_checkpoint) -> None:
     """``prepare`` pays, on a throwaway model, what only a process's first load pays (imports, the compiled
     kernel read from its cache), so that a worker can pay it before any list waits: afterwards the first
     real load imports no module at all (without it, ~190: numba's typing and more). It loads no version."""
+    path = write_checkpoint(1)
+    assert _printed_by_a_fresh_process(
+        "import sys\n"
+        "from models import EncoderLoader\n"
+        "loader = EncoderLoader()\n"
+        "loader.prepare()\n"
+        "print(loader.version, loader.loads, loader.failures)\n"
+        "before = set(sys.modules)\n"
+        f"result = loader.load_if_newer({str(path)!r})\n"
+        "print(result.loaded, result.version, len(set(sys.modules) - before))") == ["None", "0", "0", "True", "1", "0"]
+
+
+def _printed_by_a_fresh_process(probe: str) -> list[str]:
+    """What ``probe`` prints, run by a new interpreter in the repository (a process's first imports are the
+    subject, and this one's are long done)."""
     import subprocess
     import sys
 
-    path = write_checkpoint(1)
-    probe = ("import sys\n"
-             "from models import EncoderLoader\n"
-             "loader = EncoderLoader()\n"
-             "loader.prepare()\n"
-             "print(loader.version, loader.loads, loader.failures)\n"
-             "before = set(sys.modules)\n"
-             f"result = loader.load_if_newer({str(path)!r})\n"
-             "print(result.loaded, result.version, len(set(sys.modules) - before))")
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
-    assert out.stdout.split() == ["None", "0", "0", "True", "1", "0"]
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=root).stdout.split()
