@@ -8,9 +8,9 @@
   partition assignment (no group join, which Tansu makes slow) and yields dicts.
 * :class:`RequestPublisher` asks for a list explicitly on ``rec-requests``.
 
-Each runs on kafka-python (the default) or on librdkafka (``library="librdkafka"``, with
-confluent-kafka installed), which costs the machine far less CPU per message
-(:mod:`stream.kafka.librdkafka`). Neither opens a connection in ``__init__``; the first send/poll does. Build them with
+Each runs on kafka-python (the default) or on librdkafka (``library="librdkafka"``), which
+costs the machine far less CPU per message (:mod:`stream.kafka.librdkafka`). Neither opens a
+connection in ``__init__``; the first send/poll does. Build them with
 ``from_settings(settings, ...)`` to get the topic and the Kafka security settings
 (``stream.kafka.security``) of a :class:`~stream.settings.Settings`; ``extra_config`` given
 there wins over both. What they send and read is encoded and decoded by ``stream.wire.schema``,
@@ -49,7 +49,7 @@ def _producer(library: str, config: dict[str, Any]) -> Any:
 
 
 class EventPublisher:
-    """Publish events with kafka-python, batched per partition.
+    """Publish events, batched per partition.
 
     Parameters
     ----------

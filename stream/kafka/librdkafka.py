@@ -106,7 +106,9 @@ class Producer:
     def __init__(self, config: Mapping[str, Any]) -> None:
         from confluent_kafka import Producer as _Producer
 
-        self._producer = _Producer(librdkafka_config(config))
+        # murmur2 on the key, as kafka-python and Java pick (librdkafka's own default is CRC32): a keyed message
+        # without a partition (a request) lands where its user's events and state are
+        self._producer = _Producer({"partitioner": "murmur2_random", **librdkafka_config(config)})
         self._lock = threading.Lock()
         self._failed: list[str] = []
 

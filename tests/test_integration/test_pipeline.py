@@ -11,6 +11,7 @@ from stream.cli.datasets import generate
 from stream.cli.scrape import scrape, total
 from stream.kafka.clients import EventPublisher, RecommendationConsumer, RequestPublisher
 from stream.kafka.librdkafka import LIBRARIES
+from stream.wire.partitioner import partition_for
 from tests.test_integration.conftest import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -119,6 +120,36 @@ def test_every_event_a_client_library_publishes_is_answered_and_read_back_by_it(
         answered |= {value["user_id"] for value, _ in consumer.poll(0.2) if value["user_id"].startswith(tag)}
     consumer.close()
     assert answered == {e.user_id for e in singles + arrays}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_request_lands_on_the_partition_of_its_users_events(running_worker, library):
+    """A request carries no partition: the producer's partitioner picks it from the user key, and it must be
+    the one every client family shares (murmur2; librdkafka's own default is CRC32), or in a group of workers
+    it would reach one that holds none of the user's history."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    settings = running_worker
+    bootstrap, topic, partitions = settings.kafka.bootstrap_servers, settings.topics.requests, settings.kafka.partitions
+    users = [f"route-{library}-{n}" for n in range(16)]
+    requests = RequestPublisher(bootstrap, topic, library=library)
+    user_of = {requests.request(user): user for user in users}
+    requests.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    assigned = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    landed: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while len(landed) < len(users) and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            for record in records:
+                user = user_of.get(json.loads(record.value).get("request_id"))
+                if user is not None:
+                    landed[user] = tp.partition
+    consumer.close()
+    assert landed == {user: partition_for(user.encode(), partitions) for user in users}
+    assert len(set(landed.values())) > 1  # the users spread over the partitions: the check has teeth
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
