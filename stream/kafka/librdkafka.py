@@ -166,7 +166,7 @@ class Consumer:
     ``kafka.KafkaConsumer``: ``{partition: [records]}``."""
 
     def __init__(self, config: Mapping[str, Any], topic: str, from_beginning: bool, timeout: float = 10.0) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
         from confluent_kafka import Consumer as _Consumer
 
         # librdkafka wants a group id even for a consumer that only assigns; it never joins or commits here
@@ -178,15 +178,12 @@ class Consumer:
         if found is None or found.error is not None or not found.partitions:
             self._consumer.close()
             raise RuntimeError(f"topic {topic!r} does not exist on {settings.get('bootstrap.servers')}")
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        assigned = [TopicPartition(topic, p, start) for p in sorted(found.partitions)]
-        self._consumer.assign(assigned)
-        if not from_beginning:  # resolve "end" now, so that nothing published after this call is missed
-            positions = []
-            for tp in assigned:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=timeout)
-                positions.append(TopicPartition(topic, tp.partition, high))
-            self._consumer.assign(positions)
+        def start(partition: int) -> int:  # "end" resolved now, so that nothing published after this call is missed
+            if from_beginning:
+                return OFFSET_BEGINNING
+            return self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
+
+        self._consumer.assign([TopicPartition(topic, p, start(p)) for p in sorted(found.partitions)])
 
     def poll(self, timeout_ms: int = 100, max_records: int = 1_000) -> dict[int, list[Record]]:
         """What arrived within ``timeout_ms``: returns once one record is there, with every record already

@@ -94,18 +94,17 @@ class EncoderHandover:
         """
         if self._preparing is not None or self.loader is not None:
             return
-        self._preparing = concurrent.futures.Future()
-        self._preparing.set_running_or_notify_cancel()
-        freeze, self.freeze_imports = self.freeze_imports, False
+        preparing = self._preparing = concurrent.futures.Future()
+        imports = self._first_imports()
         began = time.perf_counter()
 
         def prepare() -> None:
             try:
-                with gc_pauses.late_import_frozen() if freeze else contextlib.nullcontext():
+                with imports:
                     loader = self._new_loader(prepare=True)
-                self._preparing.set_result((loader, time.perf_counter() - began))
+                preparing.set_result((loader, time.perf_counter() - began))
             except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the loader
-                self._preparing.set_exception(exc)
+                preparing.set_exception(exc)
 
         threading.Thread(target=prepare, name="streamrec-encoder-prepare", daemon=True).start()
 
@@ -131,7 +130,12 @@ class EncoderHandover:
             self.loader = loader
 
     async def load(self, path: str, version: int | None) -> None:
-        self._serve(await self._first_imports(self._load(path, version)))
+        first = self.freeze_imports
+        with self._first_imports():
+            result = await self._load(path, version)
+        if first:
+            log.info("%d objects frozen after the encoder's first load", gc.get_freeze_count())
+        self._serve(result)
 
     async def _load(self, path: str, version: int | None) -> Any:
         loader = await self._loader()
@@ -146,16 +150,13 @@ class EncoderHandover:
                 self.loader = loader
         return self.loader
 
-    async def _first_imports(self, work: Any) -> Any:
-        """Await ``work``; the first time, with what it imports kept out of the collector's way
-        (``gc_pauses.late_import_frozen``), as the worker's start-up imports are."""
+    def _first_imports(self) -> contextlib.AbstractContextManager:
+        """The first time (in a worker that owns its process): the encoder's first imports kept out of the
+        collector's way (``gc_pauses.late_import_frozen``), as the worker's start-up imports are; then nothing."""
         if not self.freeze_imports:
-            return await work
+            return contextlib.nullcontext()
         self.freeze_imports = False
-        with gc_pauses.late_import_frozen():
-            result = await work
-        log.info("%d objects frozen after the encoder's first imports", gc.get_freeze_count())
-        return result
+        return gc_pauses.late_import_frozen()
 
     def _serve(self, result: Any) -> None:
         if result.loaded:
