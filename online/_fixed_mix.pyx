@@ -20,46 +20,63 @@ look-ups themselves; going further needs item numbers instead of strings in the 
 
 Used through :mod:`online.compiled`, which falls back to the Python twins when this module is not built.
 """
+from cpython.array cimport array, clone
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
 from cpython.dict cimport PyDict_Next
 from cpython.float cimport PyFloat_AsDouble
-from cpython.object cimport PyObject
+from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompareBool
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 from operator import itemgetter
 
 _count = itemgetter(1)
+cdef array _DOUBLES = array("d")  # what a cache entry's shares are cloned from
 
 
 cpdef list strongest(dict top, dict mass, object followers, object item_id, double slack, Py_ssize_t vote_top):
-    """``NextItem.strongest``: the cached list while the table's weight is within ``slack`` of it, else rebuilt."""
+    """``NextItem.strongest``: the cached followers while the table's weight is within ``slack`` of it, else rebuilt."""
+    cdef tuple entry = _entry(top, mass, followers, item_id, slack, vote_top)
+    if entry is None:
+        return []
+    cdef tuple items = <tuple>entry[1]
+    cdef array shares = <array>entry[2]
+    return [(items[i], shares.data.as_doubles[i]) for i in range(len(items))]
+
+
+cdef tuple _entry(dict top, dict mass, object followers, object item_id, double slack, Py_ssize_t vote_top):
+    """The item's cache entry ``(weight, followers, shares)``, rebuilt when stale; ``None`` when it has none."""
     cdef object cached = top.get(item_id)
     cdef object weight = mass.get(item_id)
     if cached is not None and weight is not None and weight <= (<tuple>cached)[0] * slack:
-        return <list>(<tuple>cached)[1]
+        return <tuple>cached
     table = followers.get(item_id)
     if not table:
-        return []
-    cdef list out = _top_of(<dict>table, vote_top)
-    if out is None:
-        return []
-    top[item_id] = (weight, out)
-    return out
+        return None
+    cdef tuple built = _top_of(<dict>table, vote_top)
+    if built is None:
+        return None
+    entry = (weight, built[0], built[1])
+    top[item_id] = entry
+    return entry
 
 
-cdef list _top_of(dict table, Py_ssize_t vote_top):
-    """``sorted(table.items(), key=count, reverse=True)[:vote_top]`` with each count over the first (``None`` when
-    the first is not above 0), without a tuple per follower: the table's order is kept among equal counts."""
+cdef tuple _top_of(dict table, Py_ssize_t vote_top):
+    """``sorted(table.items(), key=count, reverse=True)[:vote_top]`` with each count over the first, as
+    ``(followers, shares)`` (``None`` when the first is not above 0), without a tuple per follower: the table's
+    order is kept among equal counts."""
     cdef Py_ssize_t n = len(table), size = 0, at, i
     cdef Py_ssize_t cap = min(n, vote_top)
     cdef double* counts = <double*>malloc((cap + 1) * sizeof(double))
-    # borrowed from the table, which nothing changes until the list below holds them
+    # borrowed from the table, which nothing changes until the tuple below holds them
     cdef PyObject** keys = <PyObject**>malloc((cap + 1) * sizeof(PyObject*))
     cdef Py_ssize_t pos = 0
     cdef PyObject* key
     cdef PyObject* value
     cdef double count, best
-    cdef list out
+    cdef tuple items
+    cdef array shares
     if counts == NULL or keys == NULL:
         free(counts)
         free(keys)
@@ -83,53 +100,115 @@ cdef list _top_of(dict table, Py_ssize_t vote_top):
         best = counts[0]
         if not best > 0:
             return None
-        out = [None] * size
+        items = PyTuple_New(size)
+        shares = clone(_DOUBLES, size, False)
         for i in range(size):
-            out[i] = (<object>keys[i], counts[i] / best)
-        return out
+            Py_INCREF(<object>keys[i])
+            PyTuple_SET_ITEM(items, i, <object>keys[i])
+            shares.data.as_doubles[i] = counts[i] / best
+        return (items, shares)
     finally:
         free(counts)
         free(keys)
 
 
-cdef list _top_by_sorting(dict table, Py_ssize_t vote_top):
+cdef tuple _top_by_sorting(dict table, Py_ssize_t vote_top):
     cdef list ranked = sorted(table.items(), key=_count, reverse=True)[:vote_top]
     cdef double best = (<tuple>ranked[0])[1]
     if not best > 0:
         return None
-    return [(pair[0], <double>pair[1] / best) for pair in ranked]
+    return (tuple([pair[0] for pair in ranked]), array("d", [<double>pair[1] / best for pair in ranked]))
+
+
+cdef struct _Vote:
+    PyObject* item     # borrowed from a cache entry, which the call holds
+    Py_hash_t hash
+    Py_ssize_t order   # where its sum is in ``sums`` (-1: excluded)
 
 
 cpdef dict votes(dict top, dict mass, object followers, object history, Py_ssize_t lookback, double decay,
                  double slack, Py_ssize_t vote_top, object exclude):
     """``NextItem.votes``: the user's last ``lookback`` items vote, the i-th most recent with ``decay ** i``
-    (``top``, ``mass``, ``followers`` and ``slack`` as :func:`strongest` takes them)."""
-    cdef dict out = {}
-    cdef double weight = 1.0, share
-    cdef object item, found
-    cdef tuple pair
-    cdef list ranked
+    (``top``, ``mass``, ``followers`` and ``slack`` as :func:`strongest` takes them).
+
+    The sums are kept in C, in a small open-addressing table found by each item's hash (then by identity, then
+    by equality, as a dict finds a key), and each item is tested against ``exclude`` once: the dict is made at
+    the end, one float per candidate, in the order the twin inserts them, with the twin's additions in its
+    order."""
     recent = history[-lookback:]
-    cdef Py_ssize_t i
-    for i in range(len(recent) - 1, -1, -1):
-        ranked = strongest(top, mass, followers, recent[i], slack, vote_top)
-        if out:
-            for pair in ranked:
-                item = pair[0]
-                if item in exclude:
-                    continue
-                share = pair[1]
-                found = out.get(item)
-                out[item] = (0.0 if found is None else <double>found) + weight * share
-        else:  # the first votes are taken as they are (0.0 + x is x for the votes, never negative)
-            for pair in ranked:
-                item = pair[0]
-                if item in exclude:
-                    continue
-                share = pair[1]
-                out[item] = share if weight == 1.0 else weight * share
-        weight *= decay
-    return out
+    cdef Py_ssize_t n_recent = len(recent), i, j, k, n, size = 1, mask, at, n_sums = 0
+    cdef list entries = []
+    cdef tuple entry, items
+    cdef array shares
+    cdef Py_ssize_t visits = 0
+    for i in range(n_recent - 1, -1, -1):
+        entry = _entry(top, mass, followers, recent[i], slack, vote_top)
+        entries.append(entry)  # (held: the table below borrows the followers' strings from them)
+        if entry is not None:
+            visits += len(<tuple>entry[1])
+    if visits == 0:
+        return {}
+    while size < 2 * visits:
+        size <<= 1
+    mask = size - 1
+    cdef _Vote* table = <_Vote*>malloc(size * sizeof(_Vote))
+    cdef double* sums = <double*>malloc(visits * sizeof(double))
+    cdef PyObject** order = <PyObject**>malloc(visits * sizeof(PyObject*))
+    cdef double weight = 1.0, share
+    cdef bint first_votes
+    cdef PyObject* item
+    cdef Py_hash_t h
+    cdef dict out
+    if table == NULL or sums == NULL or order == NULL:
+        free(table)
+        free(sums)
+        free(order)
+        raise MemoryError()
+    try:
+        for at in range(size):
+            table[at].item = NULL
+        for j in range(len(entries)):
+            entry = <tuple>entries[j]
+            first_votes = n_sums == 0  # the twin's "if out:", at the start of each voting item
+            if entry is not None:
+                items = <tuple>entry[1]
+                shares = <array>entry[2]
+                n = len(items)
+                for k in range(n):
+                    item = <PyObject*>items[k]
+                    h = hash(<object>item)
+                    at = h & mask
+                    while table[at].item != NULL:
+                        if table[at].item == item or (table[at].hash == h
+                                                      and PyObject_RichCompareBool(<object>table[at].item,
+                                                                                   <object>item, Py_EQ) == 1):
+                            break
+                        at = (at + 1) & mask
+                    if table[at].item == NULL:  # the first vote for this item
+                        table[at].item = item
+                        table[at].hash = h
+                        if <object>item in exclude:
+                            table[at].order = -1
+                            continue
+                        table[at].order = n_sums
+                        order[n_sums] = item
+                        share = shares.data.as_doubles[k]
+                        if first_votes:  # (0.0 + x is x for the votes, never negative: taken as they are)
+                            sums[n_sums] = share if weight == 1.0 else weight * share
+                        else:
+                            sums[n_sums] = 0.0 + weight * share
+                        n_sums += 1
+                    elif table[at].order >= 0:
+                        sums[table[at].order] = sums[table[at].order] + weight * shares.data.as_doubles[k]
+            weight *= decay
+        out = {}
+        for i in range(n_sums):
+            out[<object>order[i]] = sums[i]
+        return out
+    finally:
+        free(table)
+        free(sums)
+        free(order)
 
 
 cpdef list relative(list items, dict index, object scores, double best):

@@ -14,6 +14,7 @@ pairs fade: each new pair adds ``2 ** (n / half_life)``, the trick
 """
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Sequence
 from operator import itemgetter
@@ -102,12 +103,20 @@ class NextItem(Tunable):
         # Ordered so that the oldest item leaves in O(1) once max_items is reached: a plain dict's
         # next(iter(d)) scans the deleted slots at its front and slows down with every eviction.
         self._followers: OrderedDict[str, dict[str, float]] = OrderedDict()
-        # item -> (its table's weight when built, its strongest followers normalised to the first);
-        # rebuilt on the next request once the table's weight outgrows ``1 + staleness`` times that.
-        self._top: dict[str, tuple[float, list[tuple[str, float]]]] = {}
+        # item -> (its table's weight when built, its strongest followers, their weights relative to the
+        # first); rebuilt on the next request once the table's weight outgrows ``1 + staleness`` times that.
+        # Three objects an entry (the weights one array), not a tuple and a float per follower: a list reads
+        # a few of these entries cold from memory, and that reading was most of what its votes cost.
+        self._top: dict[str, tuple[float, tuple[str, ...], array]] = {}
         self._mass: dict[str, float] = {}  # total weight in each table
         self._recent: OrderedDict[str, list[str]] = OrderedDict()  # learn_many's own user windows
         self._exponent = 0.0  # log2 of the current pair increment (half_life only)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        top = state.get("_top")
+        if top and len(next(iter(top.values()))) == 2:  # a snapshot from before the compact cache: rebuilt
+            state["_top"] = {}
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self._followers)
@@ -318,20 +327,25 @@ class NextItem(Tunable):
         if fast is not None:
             return fast.strongest(self._top, self._mass, self._followers, item_id, 1.0 + self.staleness,
                                   self.vote_top)
+        entry = self._entry(item_id)
+        return [] if entry is None else list(zip(entry[1], entry[2]))
+
+    def _entry(self, item_id: str) -> tuple[float, tuple[str, ...], array] | None:
+        """The item's strongest-followers cache entry (see ``_top``), rebuilt when stale; ``None`` when none."""
         cached = self._top.get(item_id)
         mass = self._mass.get(item_id)
         if cached is not None and mass is not None and mass <= cached[0] * (1.0 + self.staleness):
-            return cached[1]
+            return cached
         table = self._followers.get(item_id)
         if not table:
-            return []
+            return None
         ranked = sorted(table.items(), key=_count, reverse=True)[: self.vote_top]
         best = ranked[0][1]
         if not best > 0:
-            return []
-        top = [(item, count / best) for item, count in ranked]
-        self._top[item_id] = (mass, top)
-        return top
+            return None
+        entry = self._top[item_id] = (mass, tuple([item for item, _ in ranked]),
+                                      array("d", [count / best for _, count in ranked]))
+        return entry
 
     def votes(self, history: Sequence[str], exclude: Collection[str] = ()) -> dict[str, float]:
         """Candidate items voted by the user's last items; the i-th most recent votes ``decay**i``.
@@ -346,15 +360,17 @@ class NextItem(Tunable):
         out: dict[str, float] = {}
         weight = 1.0
         get = out.get
-        strongest = self.strongest
+        entry_of = self._entry
         for prev in reversed(history[-self.lookback:]):
+            entry = entry_of(prev)
+            followers = () if entry is None else zip(entry[1], entry[2])
             if out:
-                for item, share in strongest(prev):
+                for item, share in followers:
                     if item not in exclude:
                         out[item] = get(item, 0.0) + weight * share
             else:  # (0.0 + x is x for the votes, which are never negative: the first term is taken as it is)
-                out = ({item: share for item, share in strongest(prev) if item not in exclude} if weight == 1.0
-                       else {item: weight * share for item, share in strongest(prev) if item not in exclude})
+                out = ({item: share for item, share in followers if item not in exclude} if weight == 1.0
+                       else {item: weight * share for item, share in followers if item not in exclude})
                 get = out.get
             weight *= self.decay
         return out

@@ -97,6 +97,38 @@ def test_votes_are_the_same_floats_in_the_same_order(pairs, history, exclude, lo
     assert compiled_twin == python_twin
 
 
+class _Colliding(str):
+    """An item id whose hash every other one shares: each look-up walks the whole probe sequence."""
+
+    def __hash__(self) -> int:
+        return 7
+
+
+def _copy(item: str, kind: str) -> str:
+    """``item`` as another object: an equal string (as each decoded event carries), or a colliding one."""
+    return _Colliding(item) if kind == "colliding" else "".join(list(item))
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(items, items), min_size=1, max_size=60),
+       history=st.lists(items, max_size=6), exclude=st.sets(items, max_size=4),
+       kind=st.sampled_from(["equal", "colliding"]), decay=st.sampled_from([1.0, 0.5]))
+def test_votes_find_equal_items_held_as_different_objects(pairs, history, exclude, kind, decay):
+    """The compiled votes keep their sums in a table of their own: an item reached through tables that hold it
+    as different (equal) objects, or whose hash collides with every other, is still one candidate, summed in
+    the twin's order, and tested against ``exclude`` by equality."""
+    model = NextItem(lookback=4, decay=decay, vote_top=6)
+    model.learn_pairs([(_copy(prev, kind), _copy(item, kind)) for prev, item in pairs])
+
+    def ask(copy: NextItem):
+        return list(copy.votes([_copy(item, kind) for item in history], {_copy(item, kind) for item in exclude})
+                    .items())
+
+    compiled_twin, python_twin = _twins(model, ask)
+    assert compiled_twin == python_twin
+    assert len({item for item, _ in compiled_twin[0]}) == len(compiled_twin[0])
+
+
 @settings(max_examples=60, deadline=None)
 @given(learned=st.lists(items, min_size=0, max_size=60), asked=st.lists(st.sampled_from(
     [f"i{n}" for n in range(15)]), max_size=20), half_life=st.sampled_from([5.0, 50.0, math.inf]))
