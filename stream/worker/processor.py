@@ -251,8 +251,17 @@ class EventProcessor:
         out: list[Output] = []
         topic = self.settings.topics.item_deltas
         for partition, indices in parts.items():
-            known = [learn[i] for i in indices if engine.knows_items(partition, offsets[i][1])]
-            fresh = [i for i in indices if not engine.knows_items(partition, offsets[i][1])]
+            # The engine holds a partition's item knowledge up to one position: when the batch's lowest offset lies
+            # past it, so does every event's (the usual case), and when its highest does not, none does. Only a
+            # batch that straddles the position is split event by event.
+            positions = [offsets[i][1] for i in indices]
+            if not engine.knows_items(partition, min(positions)):
+                known, fresh = [], indices
+            elif engine.knows_items(partition, max(positions)):
+                known, fresh = [learn[i] for i in indices], []
+            else:
+                known = [learn[i] for i in indices if engine.knows_items(partition, offsets[i][1])]
+                fresh = [i for i in indices if not engine.knows_items(partition, offsets[i][1])]
             if known:
                 engine.learn_users(known)
                 self.events_known += len(known)

@@ -36,6 +36,16 @@ def test_other_workers_deltas_are_applied_once_and_events_already_held_teach_onl
     assert other.apply_deltas([b"not msgpack"]) == 0
 
 
+def test_a_batch_that_straddles_what_deltas_taught_learns_items_only_from_the_events_past_it():
+    owner, other = make(), make()
+    batch = [_msg(_event(f"u{n}", f"item-{n}"), n, 0) for n in range(5)]
+    other.apply_deltas([out.value for out in owner.process_events(batch[:3]).deltas])  # offsets 0-2 held
+    result = other.process_events(batch)
+    assert other.events_known == 3 and other.engine.item_events == 5 and other.engine.n_users == 5
+    (delta,) = [decode(out.value) for out in result.deltas]
+    assert (delta.first, delta.last, delta.events) == (3, 4, 2)
+
+
 def test_auto_publishes_only_while_another_worker_holds_partitions():
     processor = EventProcessor(Settings.of(learn_scope="auto", self_tune=False, partitions=4), clock=lambda: 2000.0)
     processor.on_assigned({0, 1, 2, 3}, 4)  # alone in the group
