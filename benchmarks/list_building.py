@@ -152,6 +152,14 @@ def main() -> int:
                           for key in ("us_per_event_on", "us_per_event_off", "us_per_list")}
                 print(line(name, {**rows[0], **picked}))
     if len(trees) > 1:
+        # Paired by round: each round runs every variant back to back, so a ratio within one round cancels most
+        # of what the machine's load did to both (the medians above do not pair them).
+        first, *others = results
+        for name in others:
+            for key, what in (("us_per_event_on", "per event, push on"), ("us_per_list", "per list")):
+                ratios = sorted(mine[key] / theirs[key] for mine, theirs in zip(results[name], results[first]))
+                print(f"{name} ÷ {first}, {what}: median ×{statistics.median(ratios):.2f} over {len(ratios)} "
+                      f"round(s) (×{ratios[0]:.2f}-×{ratios[-1]:.2f})")
         digests = {name: {row["digest"] for row in rows} for name, rows in results.items()}
         same = len(set().union(*digests.values())) == 1
         print("the same lists from every variant" if same else f"LISTS DIFFER: {digests}")
