@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, variants: dict) -> int:
           f"({args.users:,} users, {args.items:,} items), {per} events/message, {step} message(s)/batch")
     blend = {} if args.engine == "fixed" else {"blend": args.engine}
     processors = {}
-    for name, (module, strings) in variants.items():
+    for name, (_module, strings) in variants.items():
         processor = EventProcessor(Settings.of(push=False, **blend), clock=lambda: 1_700_000_000.0)
         if not strings:
             processor.engine.engine._names = _FirstStringOff()
