@@ -73,3 +73,18 @@ def test_a_failed_write_leaves_the_old_snapshot(tmp_path, monkeypatch):
         save_snapshot(StreamingRecommender(), path, offsets={"n": 2})
     assert load_snapshot(path).offsets == {"n": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["engine.snap"]
+
+
+def test_a_snapshot_whose_followers_cache_is_in_the_old_form_ranks_as_before():
+    """Before 2026-12-03 an entry of ``NextItem``'s strongest-followers cache was ``(weight, [(item, share), ...])``;
+    such a cache is dropped on load (it is rebuilt on demand), and the lists are the same."""
+    engine = StreamingRecommender(EngineConfig(k=5))
+    engine.learn_many(stream(300))
+    before = _ranks(engine)
+    model = engine.next_item
+    old = {item: (entry[0], list(zip(entry[1], entry[2]))) for item, entry in model._top.items()}
+    assert old, "the lists above filled the cache"
+    model._top = old  # as an old snapshot would hold it
+    restored = pickle.loads(pickle.dumps(engine))
+    assert restored.next_item._top == {}
+    assert _ranks(restored) == before
