@@ -305,6 +305,9 @@ def latency(broker: EmbeddedBroker, rate: float, seconds: float, warmup: float, 
     parts = np.array(split).reshape(-1, 3) * 1000
     share = histogram_quantiles(worker_side, "streamrec_worker_share_seconds", (0.5, 0.99))
     wait = histogram_quantiles(worker_side, "streamrec_producer_wait_seconds", (0.5, 0.99))
+    # per micro-batch, not per list: how large the batches were and how long the worker took over each
+    sizes = histogram_quantiles(worker_side, "streamrec_batch_size_events", (0.5, 0.99))
+    processing = histogram_quantiles(worker_side, "streamrec_batch_processing_seconds", (0.5, 0.99))
     return {"rate": rate, "lists": int(values.size), "clients": CLIENTS, "worker_on_own_core": own_core,
             # cores each process used over the measured window (two cores on the reference VM)
             "cpu_cores": cpu_shares,
@@ -319,6 +322,8 @@ def latency(broker: EmbeddedBroker, rate: float, seconds: float, warmup: float, 
             # encoded (the worker's share), then the wait to hand them to the producer (the broker's pace)
             "worker_share_p50_ms": 1000 * share[0.5], "worker_share_p99_ms": 1000 * share[0.99],
             "producer_wait_p50_ms": 1000 * wait[0.5], "producer_wait_p99_ms": 1000 * wait[0.99],
+            "worker_batch_events_p50": sizes[0.5], "worker_batch_events_p99": sizes[0.99],
+            "worker_batch_ms_p50": 1000 * processing[0.5], "worker_batch_ms_p99": 1000 * processing[0.99],
             # the garbage collector's pauses over the run: count and total ms per generation
             "gc_pauses": {gen: (int(total(worker_side, "streamrec_gc_pause_seconds_count", generation=gen)),
                                 round(1000 * total(worker_side, "streamrec_gc_pause_seconds_sum", generation=gen), 1))
