@@ -120,6 +120,16 @@ cdef tuple _top_by_sorting(dict table, Py_ssize_t vote_top):
     return (tuple([pair[0] for pair in ranked]), array("d", [<double>pair[1] / best for pair in ranked]))
 
 
+cdef int _allocated(void* first, void* second, void* third) except -1:
+    """Raise ``MemoryError`` when one of three buffers just allocated is missing, after freeing the others."""
+    if first == NULL or second == NULL or third == NULL:
+        free(first)
+        free(second)
+        free(third)
+        raise MemoryError()
+    return 0
+
+
 cdef struct _Vote:
     PyObject* item     # borrowed from a cache entry, which the call holds
     Py_hash_t hash
@@ -159,11 +169,7 @@ cpdef dict votes(dict top, dict mass, object followers, object history, Py_ssize
     cdef PyObject* item
     cdef Py_hash_t h
     cdef dict out
-    if table == NULL or sums == NULL or order == NULL:
-        free(table)
-        free(sums)
-        free(order)
-        raise MemoryError()
+    _allocated(table, sums, order)
     try:
         for at in range(size):
             table[at].item = NULL
@@ -279,11 +285,7 @@ cpdef object rank(dict votes, list popular, list relative, double w_votes, doubl
     cdef list items = list(votes)
     cdef double total = 0.0, zero = w_votes * 0.0, value
     cdef list out
-    if score == NULL or vote == NULL or order == NULL:
-        free(score)
-        free(vote)
-        free(order)
-        raise MemoryError()
+    _allocated(score, vote, order)
     try:
         i = 0
         for value in votes.values():
