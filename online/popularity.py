@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -341,14 +341,22 @@ class PopularityScorer:
         first, second = (exclude.first, exclude.second) if isinstance(exclude, Excluded) else (exclude, _NONE)
         want = n + min(len(exclude), 4 * n)
         board = pop._board
+        out: list[str] = []
+        ranked: Iterable[str]
         if want > len(board) and len(board) < len(pop):
             ranked = pop.top(want)
             examined = len(ranked)
         else:  # walk the leaderboard lazily until n unexcluded items are found
             items = pop._items
-            ranked = (items[slot] for slot in board)
             examined = len(board)
-        out: list[str] = []
+            fast = compiled.fixed_mix
+            if fast is not None:  # the same walk, compiled (the general path's popularity candidates)
+                out, _ = fast.walk(board, items, first, second, n)
+                if len(out) == n or examined >= len(pop):
+                    return out
+                ranked = ()  # the whole board was walked: read deeper below
+            else:
+                ranked = (items[slot] for slot in board)
         for item in ranked:
             if item not in first and item not in second:
                 out.append(item)

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from online import compiled
-from online.base import Interaction
+from online.base import Excluded, Interaction
 from online.blend import BlendConfig
 from online.engine import EngineConfig, StreamingRecommender
-from online.popularity import DecayedPopularity
+from online.popularity import DecayedPopularity, PopularityScorer
 from online.sequential import NextItem
 from stream.cli.datasets import generate
 from tests.test_online.test_fixed_mix import skewed_stream
@@ -141,6 +141,41 @@ def test_relative_popularity_is_the_same_number_as_score_of(learned, asked, half
         assert got == pop.relative_scores(asked) == [pop.score_of(item) for item in asked]
     finally:
         compiled.fixed_mix = saved
+
+
+@settings(max_examples=80, deadline=None)
+@given(learned=st.lists(st.integers(0, 300), min_size=1, max_size=400), n=st.integers(0, 30),
+       seen=st.sets(st.integers(0, 300), max_size=280), pooled=st.sets(st.integers(0, 300), max_size=40))
+def test_popular_candidates_are_the_walk_of_the_python_twin(learned, n, seen, pooled):
+    """``PopularityScorer.candidates`` walks the leaderboard compiled: the same items, in the same order, as the
+    twin, and the same board left behind, also for a user who has seen most of the head (a deeper read)."""
+    out = []
+    for fast in (FAST, None):
+        pop = DecayedPopularity(half_life=math.inf)
+        pop.learn_many([Interaction("u", f"item-{i}", 0.0) for i in learned])
+        saved, compiled.fixed_mix = compiled.fixed_mix, fast
+        try:
+            got = PopularityScorer(pop).candidates(n, Excluded({f"item-{i}": None for i in seen},
+                                                               {f"item-{i}": None for i in pooled}))
+        finally:
+            compiled.fixed_mix = saved
+        out.append((got, list(pop._board)))
+    assert out[0] == out[1]
+
+
+def test_a_user_who_has_seen_most_of_the_board_gets_popular_candidates_read_deeper_as_in_python():
+    """The compiled walk finds too few on the board: the rest are read beyond it, as the twin does."""
+    out = []
+    for fast in (FAST, None):
+        pop = DecayedPopularity(half_life=math.inf)
+        pop.learn_many([Interaction("u", f"item-{i}", 0.0) for i in range(400) for _ in range(400 - i)])
+        saved, compiled.fixed_mix = compiled.fixed_mix, fast
+        try:
+            got = PopularityScorer(pop).candidates(10, Excluded({f"item-{i}": None for i in range(251)}, {}))
+        finally:
+            compiled.fixed_mix = saved
+        out.append((got, list(pop._board)))
+    assert out[0] == out[1] and out[0][0] == [f"item-{i}" for i in range(251, 261)]
 
 
 def test_a_scores_array_of_another_type_is_refused_not_misread():
