@@ -8,8 +8,8 @@ the interpreter without changing what a model stores. Each function here does th
 Python twin in the same order:
 
 - lists: :meth:`online.sequential.NextItem.strongest` and ``votes``,
-  :meth:`online.popularity.DecayedPopularity.relative_scores`, the walk of
-  :meth:`online.popularity.PopularityScorer.leading`, the ranking of
+  :meth:`online.popularity.DecayedPopularity.relative_scores`, the leaderboard walk of
+  :meth:`online.popularity.PopularityScorer.leading` and ``candidates``, the ranking of
   :meth:`online.blend.Blend._votes_then_popular`;
 - pairs: :meth:`online.sequential.NextItem.learn_pairs`, ``learn_many`` and ``add_pairs``.
 
