@@ -1,8 +1,8 @@
 """What a change to the list's hot path is worth, with the machine's noise cancelled: variants in turn, in one process.
 
 ``benchmarks/list_building.py --baseline-ref`` runs each checkout in a process of its own, one after the other.
-On the shared 2-vCPU VM a whole run can be 1.5-2x slower than the one before it, so a 10-20% change drowns:
-the same pair of checkouts gave x0.83 and x1.08 an hour apart. Here every variant is a worker's
+On the shared 2-vCPU VM a whole run can be 1.5-2x slower than the one before it, so a round's ratio of a 10-20%
+change spread over x0.65-x0.85 on 2026-12-03. Here every variant is a worker's
 :class:`~stream.worker.processor.EventProcessor` in this one process, and each micro-batch is handed to each of
 them in turn (rotating who goes first): a slow second falls on all of them alike. Variants:
 

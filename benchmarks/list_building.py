@@ -89,7 +89,12 @@ for push in args["order"]:
     cpu, lists, digest = run(push)
     rows["on" if push else "off"] = {"cpu_s": cpu, "lists": lists, "digest": digest}
 on, off = rows["on"], rows["off"]
-print(json.dumps({"events": measured, "lists": on["lists"], "digest": on["digest"],
+try:
+    from online import compiled
+    loops = None if compiled.fixed_mix is None else compiled.fixed_mix.__file__
+except ImportError:  # a checkout from before the compiled loops
+    loops = None
+print(json.dumps({"events": measured, "lists": on["lists"], "digest": on["digest"], "compiled": loops,
                   "us_per_event_on": 1e6 * on["cpu_s"] / measured, "us_per_event_off": 1e6 * off["cpu_s"] / measured,
                   "us_per_list": 1e6 * (on["cpu_s"] - off["cpu_s"]) / max(1, on["lists"])}))
 """
@@ -102,7 +107,10 @@ def measure(tree: Path, args: argparse.Namespace, order: list[bool], pure_python
     env = {**os.environ, "STREAMREC_PURE_PYTHON": "1" if pure_python else ""}
     out = subprocess.run([sys.executable, "-c", CHILD, str(tree), json.dumps(spec)], check=True,
                          capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    if row["compiled"] is not None and not Path(row["compiled"]).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"{tree} ran compiled loops from {row['compiled']}, not its own")
+    return row
 
 
 def line(name: str, row: dict) -> str:
