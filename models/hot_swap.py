@@ -31,6 +31,7 @@ from models.config import EncoderConfig
 from models.encoder import SequenceEncoder
 from models.errors import CheckpointError, ModelError
 from models.kernel_cache import compile_in_a_child
+from models.kernels import load_shortlists
 from models.serving import EncoderScorer
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class EncoderLoader:
         # that this process only loads it from the cache and never holds the GIL for seconds of compiling
         compile_in_a_child()
         state, _ = scorer.states.states([None], [(1,)])
+        load_shortlists()  # the other kernel of the serving path, each list's shortlist
         if not bool(np.isfinite(state).all()):
             raise CheckpointError("warm-up produced a NaN/inf user state: the weights are not usable")
 

@@ -60,5 +60,7 @@ def compile_here() -> None:
     from models.config import EncoderConfig
     from models.encoder import SequenceEncoder
     from models.incremental import IncrementalStates
+    from models.kernels import load_shortlists
 
     IncrementalStates(SequenceEncoder(EncoderConfig.tiny(n_items=3)).eval()).states([None], [(1,)])
+    load_shortlists()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from models.data import ItemVocab
 from models.encoder import SequenceEncoder
 from models.incremental import IncrementalStates
+from models.kernels import shortlists
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +150,17 @@ class EncoderScorer:
 
     def _ranked(self, scores: np.ndarray, ids: list[list[int]]) -> list[list[int]]:
         """Each row's best ``_SHORTLIST`` item ids, best first, leaving out id 0 and the row's ``ids`` (its
-        history), for all rows at once: a list then reads its top items from here instead of sorting the
-        catalogue. A row holds fewer only when fewer items are left (then it holds them all)."""
-        masked = scores.copy()
-        masked[:, 0] = -np.inf
+        history), for all rows in one compiled pass (``models.kernels.shortlists``): a list then reads its top
+        items from here instead of sorting the catalogue. A row holds fewer only when fewer items are left
+        (then it holds them all). Equal scores: the lower id first, as the whole sort in :meth:`_top`."""
         lengths = [len(row) for row in ids]
-        if sum(lengths):
-            masked[np.repeat(np.arange(len(ids)), lengths), np.concatenate(ids)] = -np.inf
-        m = min(_SHORTLIST, masked.shape[1])
-        top = np.argpartition(-masked, m - 1, axis=1)[:, :m]
-        best = np.take_along_axis(masked, top, 1)
-        order = np.argsort(-best, axis=1, kind="stable")
-        top, best = np.take_along_axis(top, order, 1), np.take_along_axis(best, order, 1)
-        finite = np.isfinite(best).sum(1).tolist()
-        return [row[:n] for row, n in zip(top.tolist(), finite)]
+        history = np.fromiter(chain.from_iterable(ids), np.int64, sum(lengths))
+        bounds = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        top = np.empty((len(ids), min(_SHORTLIST, scores.shape[1])), np.int64)
+        kept = np.empty(len(ids), np.int64)
+        shortlists(scores, history, bounds, top, kept)
+        return [row[:n] for row, n in zip(top.tolist(), kept.tolist())]
 
     def _normalized(self, logits: np.ndarray) -> np.ndarray:
         """Scores indexed by item id (``[..., N+1]``; id 0, no item, scores 0): a softmax over the
