@@ -40,11 +40,14 @@ import numpy as np
 from online import compiled
 from online.base import Excluded, Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
 from online.popularity import DecayedPopularity, PopularityScorer
+from online.ranker import PoolRanker
 from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
 from online.rerank import OPTIMIZERS, LearnedWeights
 from online.sequential import NextItem
 
 NORMALISATIONS = ("minmax", "rank", "none")
+#: How the pool is ranked: by a network over every strategy's scores (``online.ranker``), or by the weighted sum.
+RANKERS = ("network", "weighted_sum")
 POOLINGS = ("union", "fill")
 #: Names of the registered strategies (``online.registry.REGISTRY``, which knows how to build each).
 STRATEGY_NAMES = tuple(REGISTRY)
@@ -75,6 +78,9 @@ class BlendConfig:
     learn_weights: bool = True
     learn_lr: float = 0.02
     learn_optimizer: str = "sgd"
+    #: "network": the pool ranked by online.ranker.PoolRanker, which reads the weighted sum as one of its
+    #: features; "weighted_sum": by the sum alone
+    ranker: str = "network"
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +105,8 @@ class BlendConfig:
             problems.append("candidates must be >= 1")
         if self.learn_optimizer not in OPTIMIZERS:
             problems.append(f"learn_optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.ranker not in RANKERS:
+            problems.append(f"ranker must be one of {', '.join(RANKERS)}")
         if problems:
             raise ValueError("invalid blend: " + "; ".join(problems))
 
@@ -329,6 +337,9 @@ class Blend:
     learner
         Optional :class:`~online.rerank.LearnedWeights`: the weights then follow
         what it learns from the served pools (starting from ``weights``).
+    ranker
+        Optional :class:`~online.ranker.PoolRanker`: the pool is then ranked by it, from every
+        strategy's scores and the weighted sum, and it learns from the served pools too.
 
     Examples
     --------
@@ -348,7 +359,8 @@ class Blend:
     def __init__(self, strategies: Mapping[str, Strategy], weights: Mapping[str, float] | None = None,
                  candidates: int = 30, normalise: str = "minmax",
                  learners: Collection[str] | None = None, learner: LearnedWeights | None = None,
-                 pooling: str = "union", per_strategy: Mapping[str, int | None] | None = None) -> None:
+                 pooling: str = "union", per_strategy: Mapping[str, int | None] | None = None,
+                 ranker: PoolRanker | None = None) -> None:
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}")
         if pooling not in POOLINGS:
@@ -363,6 +375,7 @@ class Blend:
         self.learners = list(self.strategies if learners is None else learners)
         self._weights: dict[str, float] = {}
         self.learner = learner
+        self.ranker = ranker
         self.set_weights(dict.fromkeys(self.strategies, 1.0) if weights is None else
                          {name: weights.get(name, 0.0) for name in self.strategies})
         self.requests = 0
@@ -454,6 +467,8 @@ class Blend:
         learner = self.learner
         if learner is not None and learner.learn_many(interactions):
             self._weights = learner.weights()
+        if self.ranker is not None:
+            self.ranker.learn_many(interactions)
         strategies = self.strategies
         sharing = collect is not None or not items
         for name in self.learners:
@@ -508,12 +523,13 @@ class Blend:
         if exclude:
             excluded = set(seen)
             excluded.update(exclude)
-        if (weights is None and not keep_pool and not substitutes and self.learner is None
+        if (weights is None and not keep_pool and not substitutes and self.learner is None and self.ranker is None
                 and self.normalise == "none" and self.pooling == "fill"):
             ranked = self._votes_then_popular(history, excluded, k)
             if ranked is not None:
                 return Ranking(ranked)
-        learning = self.learner is not None or keep_pool  # they need every strategy's column
+        # the learners and the kept pool need every strategy's column
+        learning = self.learner is not None or self.ranker is not None or keep_pool
         chosen = self._weights if weights is None else {name: weights.get(name, 0.0) for name in self.strategies}
         names = [name for name, weight in chosen.items() if weight > 0 or learning]
         strategies = self.strategies if not substitutes else {**self.strategies, **substitutes}
@@ -538,11 +554,13 @@ class Blend:
         learner = self.learner if observe else None
         versions = tuple((name, version) for name, (scorer, weight) in zip(names, active)
                          if weight > 0 and (version := getattr(scorer, "version", None)) is not None)
-        if self.normalise == "none" and learner is None:
+        if self.normalise == "none" and learner is None and self.ranker is None:
             ranked = _weighted_top(columns, [weight for _, weight in active], items, k)
             if ranked is not None:
                 return Ranking(ranked, versions, pool=Pool(items, names, columns) if keep_pool else None)
         total = self._combine(columns, [weight for _, weight in active], user_id, items, learner)
+        if self.ranker is not None:
+            total = self.ranker.score(items, columns, total, len(history), user_id if observe else None)
         if len(items) > k:
             top = np.argpartition(-total, k - 1)[:k]
             top = top[np.argsort(-total[top], kind="stable")]
@@ -702,6 +720,7 @@ def build_blend(config: BlendConfig, strategies: StrategyConfigs | None = None, 
     if config.learn_weights:
         learner = LearnedWeights(lr=config.learn_lr, optimizer=config.learn_optimizer,
                                  max_users=min(max_users, 100_000), seed=config.seed)
+    ranker = PoolRanker(max_users=min(max_users, 100_000), seed=config.seed) if config.ranker == "network" else None
     return Blend(built, dict(config.weights), candidates=config.candidates,
                  normalise=config.normalise, learners=learners, learner=learner,
-                 pooling=config.pooling, per_strategy=dict(config.per_strategy))
+                 pooling=config.pooling, per_strategy=dict(config.per_strategy), ranker=ranker)

@@ -94,12 +94,12 @@ class EngineConfig:
         The fixed mix is every next-item vote plus the ``popularity_candidates`` most popular
         items not voted for, scored ``next_item_weight * vote + popularity_weight * popularity``
         on the raw scales (both in [0, 1]): no normalisation, no learned weights, and "fill"
-        pooling, so popularity tops the pool up after the votes.
+        pooling, so popularity tops the pool up after the votes, and the weighted sum ranks (no network).
         """
         if self.blend is not None:
             return self.blend
         return BlendConfig(weights=(("next_item", self.next_item_weight), ("popularity", self.popularity_weight)),
-                           normalise="none", pooling="fill", learn_weights=False,
+                           normalise="none", pooling="fill", learn_weights=False, ranker="weighted_sum",
                            per_strategy=(("next_item", None), ("popularity", self.popularity_candidates)))
 
 

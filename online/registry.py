@@ -393,6 +393,9 @@ BLEND_KNOBS: tuple[Knob, ...] = (
          help="union: every strategy proposes its best candidates; fill: each proposes ones not yet pooled"),
     Knob("learn_weights", "categorical", choices=(True, False), help="learn the weights from served lists"),
     Knob("learn_lr", "float", 1e-3, 0.5, log=True, help="learning rate of the weight learner"),
+    Knob("ranker", "categorical", choices=("network", "weighted_sum"),
+         help="how the pool is ranked: a network learned from the served lists over every strategy's scores "
+              "and the weighted sum (online.ranker), or the weighted sum alone"),
 )
 
 

@@ -163,7 +163,7 @@ def reference_blend(blend: Blend, history, seen: set[str], k: int) -> list[tuple
 
 
 def test_the_learned_blend_ranks_as_its_definition_says():
-    config = EngineConfig(blend=BlendConfig())
+    config = EngineConfig(blend=BlendConfig(ranker="weighted_sum"))
     engine = StreamingRecommender(config)
     events = generate(6_000, n_users=200, n_items=500, seed=8)
     for start in range(0, len(events), 300):

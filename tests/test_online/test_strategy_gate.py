@@ -80,8 +80,11 @@ def test_while_muted_the_list_with_the_strategy_is_ranked_beside_the_served_one(
 
 
 def _worker(gate_z: float) -> tuple[EventProcessor, CollectorRegistry]:
+    """A worker whose blend ranks by the weighted sum: an encoder at weight 1 then moves every list. (The
+    network ranker learns to pass over a junk encoder's scores on its own, and the gate has less to do.)"""
     registry = CollectorRegistry()
-    settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=1, encoder_gate_z=gate_z)
+    settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=1, encoder_gate_z=gate_z,
+                           ranker="weighted_sum")
     return EventProcessor(settings, metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0), registry
 
 
@@ -167,7 +170,8 @@ class PreparingJunk(EncoderVersion):
 
 def test_while_muted_a_worker_prepares_the_encoder_only_for_the_users_it_measures():
     registry = CollectorRegistry()
-    settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=2, encoder_gate_z=1.96)
+    settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=2, encoder_gate_z=1.96,
+                           ranker="weighted_sum")
     processor = EventProcessor(settings, metrics=WorkerMetrics.create(registry), clock=lambda: 2000.0)
     events = stream(2_400, users=40, items=100, seed=3)
     _replay(processor, events[:300])

@@ -82,7 +82,10 @@ def test_the_eval_loop_gates_a_harmful_encoder_as_a_worker_does_and_reports_the_
     from tests.test_online.helpers import EncoderVersion, stream
     from tests.test_online.test_strategy_gate import JUNK
 
-    engine = StreamingRecommender(EngineConfig(k=5, blend=BlendConfig.parse("popularity=0.2,next_item=0.2")))
+    # ranked by the weighted sum, where an encoder at weight 1 moves every list (the network ranker learns
+    # to pass over the junk's scores itself: tests/test_online/test_ranker.py)
+    blend = BlendConfig.parse("popularity=0.2,next_item=0.2", ranker="weighted_sum")
+    engine = StreamingRecommender(EngineConfig(k=5, blend=blend))
     loop = EncoderInTheLoop(engine, FixedVersions({}), weight=1.0, gate_z=1.96)
     events = stream(1_200, items=100, seed=3)
     loop.learn_many(events[:300])
