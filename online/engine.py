@@ -193,7 +193,8 @@ class StreamingRecommender:
 
     def adopt(self, other: StreamingRecommender) -> None:
         """Take over ``other``'s users (histories, seen items, the lists last served, recency order)
-        and its running prequential counters, in O(1): a warm config swap, where the new engine
+        and its running prequential counters (and its pool ranker, ``online.ranker``, when both rank the same
+        strategies with one), in O(1): a warm config swap, where the new engine
         learned the recent stream on its own and must now serve every user the old one knew and
         score each user's next event against the list the old one served. The users are moved,
         not copied: ``other`` must not learn or serve afterwards (``other.adopt(self)`` gives
@@ -209,6 +210,11 @@ class StreamingRecommender:
                 self.item_positions[source] = position
         self.deltas_applied = other.deltas_applied
         self.events_shared_in = other.events_shared_in
+        # The pool's ranker learned from served lists, which a rebuild does not replay: taken over when it reads
+        # the same strategies (the same features); otherwise this engine's starts again from the weighted sum.
+        if (self.blend.ranker is not None and other.blend.ranker is not None
+                and list(self.blend.strategies) == list(other.blend.strategies)):
+            self.blend.ranker = other.blend.ranker
 
     def retune(self, config: EngineConfig) -> bool:
         """Serve under ``config`` from now on without a rebuild, if every change can be applied to the live

@@ -42,21 +42,22 @@ def pool_features(columns: np.ndarray, blended: np.ndarray, history_length: int)
     """``[pool, SHARED + PER_STRATEGY * strategies]`` features of one pool (``columns``: ``[strategies, pool]``
     raw scores; ``blended``: the blend's score per item). A strategy that scored an item 0 or less (did not
     propose it, or has nothing to say) gives it no rank; scores that are not finite count as 0."""
-    raw = np.nan_to_num(np.asarray(columns, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+    raw = np.asarray(columns, dtype=float)
+    if not np.isfinite(raw).all():
+        raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
     n_strategies, n = raw.shape
     out = np.empty((n, SHARED + PER_STRATEGY * n_strategies))
     low, high = float(blended.min()), float(blended.max())
     out[:, 0] = (blended - low) / (high - low) if high > low else 0.0
     out[:, 1] = np.log1p(history_length) / 5.0
     positive = raw > 0
-    lows, highs = raw.min(1, keepdims=True), raw.max(1, keepdims=True)
-    spans = highs - lows
-    scaled = np.divide(raw - lows, spans, out=np.zeros_like(raw), where=spans > 0)
-    ranks = np.empty_like(raw)
-    order = np.argsort(-raw, axis=1, kind="stable")
-    np.put_along_axis(ranks, order, np.arange(n, dtype=float)[None, :].repeat(n_strategies, 0), axis=1)
-    reciprocal = np.where(positive, 1.0 / (1.0 + ranks), 0.0)
-    out[:, SHARED:] = np.stack([scaled, reciprocal, positive], axis=1).reshape(-1, n).T
+    lows = raw.min(1, keepdims=True)
+    spans = raw.max(1, keepdims=True) - lows
+    out[:, SHARED::PER_STRATEGY] = (np.divide(raw - lows, spans, out=np.zeros_like(raw), where=spans > 0)).T
+    ranks = np.empty((n_strategies, n))
+    ranks[np.arange(n_strategies)[:, None], np.argsort(-raw, axis=1, kind="stable")] = np.arange(1.0, n + 1.0)
+    out[:, SHARED + 1::PER_STRATEGY] = (positive / ranks).T
+    out[:, SHARED + 2::PER_STRATEGY] = positive.T
     return out
 
 

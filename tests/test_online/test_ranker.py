@@ -127,3 +127,20 @@ def test_the_weighted_sum_builds_no_network() -> None:
     assert StreamingRecommender(EngineConfig()).blend.ranker is None  # the fixed mix: the sum on raw scales
     with pytest.raises(ValueError, match="ranker must be one of"):
         BlendConfig(ranker="forest")
+
+
+def test_a_warm_swap_keeps_what_the_ranker_learned_when_it_reads_the_same_strategies() -> None:
+    old = _engine("network")
+    events = generate(2_000, n_users=50, n_items=200, seed=4)
+    for start in range(0, len(events), 50):
+        for user in dict.fromkeys(event.user_id for event in events[start:start + 50]):
+            old.recommend(user)
+        old.learn_many(events[start:start + 50])
+    learned = old.blend.ranker
+    assert learned.steps > 0
+    same = StreamingRecommender(EngineConfig(blend=BlendConfig(ranker="network", candidates=30)))
+    same.adopt(old)
+    assert same.blend.ranker is learned
+    other = StreamingRecommender(EngineConfig(blend=BlendConfig(ranker="network").with_weights(mf=0.3)))
+    other.adopt(old)
+    assert other.blend.ranker is not learned and other.blend.ranker.steps == 0
