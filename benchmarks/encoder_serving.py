@@ -22,6 +22,7 @@ list, without the encoder, for one user in four) is off here, so the figures are
     python benchmarks/encoder_serving.py --runs 3
     python benchmarks/encoder_serving.py --runs 5 --variants blend encoder --baseline-ref HEAD
     python benchmarks/encoder_serving.py --data generated      # the demo's stream (users interleaved)
+    python benchmarks/encoder_serving.py --ranker weighted_sum   # the blend ranking by its weighted sum
 """
 from __future__ import annotations
 
@@ -52,9 +53,14 @@ from stream.settings import Settings
 from stream.wire.messages import RawMessage
 from stream.wire.schema import event_payload
 from stream.worker.processor import EventProcessor
-path, warm, n, batch, variant = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+path, warm, n, batch, variant, ranker = (sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                                        sys.argv[6], sys.argv[7])
 events = (load(path, "movielens") if path else generate(warm + n, seed=7))[:warm + n]
-settings = Settings().with_strings({"blend": "default", "encoder_shadow_every": "0"})
+strings = {"blend": "default", "encoder_shadow_every": "0"}
+try:
+    settings = Settings().with_strings({**strings, "ranker": ranker} if ranker else strings)
+except ValueError:  # a baseline commit from before the setting: it has one ranker, the weighted sum
+    settings = Settings().with_strings(strings)
 msgs = [RawMessage(json.dumps(event_payload(e)).encode(), e.user_id.encode(), "events", 0, i, 1.0)
         for i, e in enumerate(events)]
 processor = EventProcessor(settings)
@@ -95,6 +101,9 @@ def main() -> int:
                         help="ML-100K (sorted by time: a user's ratings come in bursts) or the demo's generated "
                              "stream (users interleaved); ML-100K falls back to generated when absent")
     parser.add_argument("--baseline-ref", help="also measure the encoder on this git commit (a temporary worktree)")
+    parser.add_argument("--ranker", choices=("network", "weighted_sum"),
+                        help="how the learned blend ranks its pool (default: the shipped setting; a baseline commit "
+                             "from before the setting ranks by the weighted sum)")
     args = parser.parse_args()
     data = str(ML100K) if args.data == "ml100k" and ML100K.exists() else ""
     trees = [(variant, variant, ROOT) for variant in args.variants]
@@ -105,7 +114,7 @@ def main() -> int:
         for _ in range(args.runs):
             for name, variant, tree in trees:
                 out = subprocess.run([sys.executable, "-c", CHILD, str(tree), data, str(args.warm),
-                                      str(args.events), str(args.batch), variant],
+                                      str(args.events), str(args.batch), variant, args.ranker or ""],
                                      check=True, capture_output=True, text=True)
                 results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(r["us_per_event"] for r in results.get("blend", [])) if "blend" in results else None
