@@ -382,6 +382,8 @@ class Blend:
 
     #: (the weights it was made for, ``_fixed_mix()``): rebuilt when the weights or the strategies change
     _plan: tuple | None = None
+    #: None on a blend from a snapshot older than the ranker: it ranks by the weighted sum, as it did
+    ranker: PoolRanker | None = None
 
     @property
     def weights(self) -> dict[str, float]:

@@ -144,3 +144,14 @@ def test_a_warm_swap_keeps_what_the_ranker_learned_when_it_reads_the_same_strate
     other = StreamingRecommender(EngineConfig(blend=BlendConfig(ranker="network").with_weights(mf=0.3)))
     other.adopt(old)
     assert other.blend.ranker is not learned and other.blend.ranker.steps == 0
+
+
+def test_a_blend_from_a_snapshot_older_than_the_ranker_ranks_by_the_weighted_sum() -> None:
+    engine = _engine("weighted_sum")
+    events = generate(1_000, n_users=40, n_items=100, seed=6)
+    engine.learn_many(events)
+    del engine.blend.__dict__["ranker"]  # as a Blend pickled before it had one
+    restored = pickle.loads(pickle.dumps(engine))
+    user = events[-1].user_id
+    assert restored.blend.ranker is None
+    assert restored.recommend(user, record=False).items == engine.recommend(user, record=False).items
