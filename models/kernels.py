@@ -154,23 +154,30 @@ def run_steps(tokens: np.ndarray, starts: np.ndarray, counts: np.ndarray, slots:
 
 
 @njit(cache=True, nogil=True)
+def _worse(values: np.ndarray, ids: np.ndarray, a: int, b: int) -> bool:  # pragma: no cover - compiled
+    """Entry ``a`` ranks below entry ``b``: a lower value, or an equal value and a higher id."""
+    return values[a] < values[b] or (values[a] == values[b] and ids[a] > ids[b])
+
+
+@njit(cache=True, nogil=True)
+def _swap(values: np.ndarray, ids: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - compiled
+    values[a], values[b] = values[b], values[a]
+    ids[a], ids[b] = ids[b], ids[a]
+
+
+@njit(cache=True, nogil=True)
 def _sift_down(values: np.ndarray, ids: np.ndarray, size: int, at: int) -> None:  # pragma: no cover - compiled
-    """Restore the heap below ``at``: a min-heap of the worst entry first (lower value, or equal value and
-    higher id)."""
+    """Restore the heap below ``at``: a min-heap with the worst entry (:func:`_worse`) first."""
     while True:
         child = 2 * at + 1
         if child >= size:
             return
-        other = child + 1
-        if other < size and (values[other] < values[child]
-                             or (values[other] == values[child] and ids[other] > ids[child])):
-            child = other
-        if values[child] < values[at] or (values[child] == values[at] and ids[child] > ids[at]):
-            values[at], values[child] = values[child], values[at]
-            ids[at], ids[child] = ids[child], ids[at]
-            at = child
-        else:
+        if child + 1 < size and _worse(values, ids, child + 1, child):
+            child += 1
+        if not _worse(values, ids, child, at):
             return
+        _swap(values, ids, child, at)
+        at = child
 
 
 @njit(cache=True, nogil=True)
@@ -197,14 +204,9 @@ def shortlists(scores: np.ndarray, history: np.ndarray, bounds: np.ndarray, out:
                 at = size
                 values[at], ids[at] = v, i
                 size += 1
-                while at > 0:
-                    parent = (at - 1) // 2
-                    if values[at] < values[parent] or (values[at] == values[parent] and ids[at] > ids[parent]):
-                        values[at], values[parent] = values[parent], values[at]
-                        ids[at], ids[parent] = ids[parent], ids[at]
-                        at = parent
-                    else:
-                        break
+                while at > 0 and _worse(values, ids, at, (at - 1) // 2):
+                    _swap(values, ids, at, (at - 1) // 2)
+                    at = (at - 1) // 2
             elif v > values[0]:  # better than the worst kept (an equal score has a higher id: worse)
                 values[0], ids[0] = v, i
                 _sift_down(values, ids, size, 0)

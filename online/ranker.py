@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from river import optim
 
-from online.base import Interaction, Tunable
+from online.base import Interaction
+from online.rerank import LearnsAtRate
 
 #: Features per strategy: normalised score, reciprocal rank, scored at all.
 PER_STRATEGY = 3
@@ -61,7 +62,7 @@ def pool_features(columns: np.ndarray, blended: np.ndarray, history_length: int)
     return out
 
 
-class PoolRanker(Tunable):
+class PoolRanker(LearnsAtRate):
     """Online pairwise neural ranker over the blend's pool.
 
     Parameters
@@ -93,8 +94,6 @@ class PoolRanker(Tunable):
     True
     """
 
-    _mutable_attributes = frozenset({"lr"})
-
     def __init__(self, hidden: int = 16, lr: float = 0.003, negatives: int = 8, max_users: int = 100_000,
                  seed: int | None = 0) -> None:
         if min(hidden, negatives, max_users) < 1:
@@ -109,7 +108,7 @@ class PoolRanker(Tunable):
         self._pools: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
         self._width = 0
         self._params: list[np.ndarray] = []
-        self._optimizers: list[optim.Adam] = []
+        self._adams: list[optim.Adam] = []
         self.steps = 0
         self.pairs = 0
 
@@ -118,16 +117,8 @@ class PoolRanker(Tunable):
         yield {}
         yield {"hidden": 4, "lr": 0.05, "negatives": 2, "max_users": 3, "seed": 1}
 
-    def _check_mutation(self, key: str, value: Any) -> None:
-        super()._check_mutation(key, value)
-        if key == "lr" and not value > 0:
-            raise ValueError("lr must be positive")
-
-    def mutate(self, new_attrs: dict[str, Any]) -> None:
-        super().mutate(new_attrs)
-        if "lr" in new_attrs:
-            for optimizer in self._optimizers:
-                optimizer.mutate({"lr": optim.schedulers.Constant(float(new_attrs["lr"]))})
+    def _optimizers(self) -> list[optim.Adam]:
+        return self._adams
 
     def _start(self, width: int) -> None:
         """Fresh parameters for ``width`` features: hidden weights small and random, the output layer at zero,
@@ -137,7 +128,7 @@ class PoolRanker(Tunable):
         linear = np.zeros(width)
         linear[0] = 1.0
         self._params = [w1, np.zeros(self.hidden), np.zeros(self.hidden), linear]
-        self._optimizers = [optim.Adam(self.lr) for _ in self._params]
+        self._adams = [optim.Adam(self.lr) for _ in self._params]
         self._width = width
         self._pools.clear()
 
@@ -194,7 +185,7 @@ class PoolRanker(Tunable):
         grads = [x_pos.T @ d_pos + x_neg.T @ d_neg, d_pos.sum(0) + d_neg.sum(0),
                  h_pos.T @ g - h_neg.T @ g, x_pos.T @ g - x_neg.T @ g]
         self._params = [np.asarray(optimizer.step(param, grad), dtype=float)
-                        for optimizer, param, grad in zip(self._optimizers, self._params, grads)]
+                        for optimizer, param, grad in zip(self._adams, self._params, grads)]
         self.steps += 1
         self.pairs += len(x_pos)
         return True

@@ -38,7 +38,27 @@ def make_optimizer(name: str, lr: float) -> optim.base.Optimizer:
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
 
 
-class LearnedWeights(Tunable):
+class LearnsAtRate(Tunable):
+    """A learner whose mutable ``lr`` is the learning rate of its river optimisers (:meth:`_optimizers`)."""
+
+    _mutable_attributes = frozenset({"lr"})
+
+    def _optimizers(self) -> list[optim.base.Optimizer]:
+        raise NotImplementedError
+
+    def _check_mutation(self, key: str, value: Any) -> None:
+        super()._check_mutation(key, value)
+        if key == "lr" and not value > 0:
+            raise ValueError("lr must be positive")
+
+    def mutate(self, new_attrs: dict[str, Any]) -> None:
+        super().mutate(new_attrs)
+        if "lr" in new_attrs:
+            for optimizer in self._optimizers():
+                optimizer.mutate({"lr": optim.schedulers.Constant(float(new_attrs["lr"]))})
+
+
+class LearnedWeights(LearnsAtRate):
     """Online pairwise re-ranker that learns the blend's strategy weights.
 
     Parameters
@@ -70,8 +90,6 @@ class LearnedWeights(Tunable):
     True
     """
 
-    _mutable_attributes = frozenset({"lr"})
-
     def __init__(self, lr: float = 0.02, optimizer: str = "sgd", negatives: int = 4, floor: float = 0.02,
                  max_users: int = 100_000, seed: int | None = 0) -> None:
         if negatives < 1 or max_users < 1:
@@ -98,15 +116,8 @@ class LearnedWeights(Tunable):
         yield {}
         yield {"optimizer": "adam", "negatives": 2, "max_users": 3}
 
-    def _check_mutation(self, key: str, value: Any) -> None:
-        super()._check_mutation(key, value)
-        if key == "lr" and not value > 0:
-            raise ValueError("lr must be positive")
-
-    def mutate(self, new_attrs: dict[str, Any]) -> None:
-        super().mutate(new_attrs)
-        if "lr" in new_attrs:
-            self._optimizer.mutate({"lr": optim.schedulers.Constant(float(new_attrs["lr"]))})
+    def _optimizers(self) -> list[optim.base.Optimizer]:
+        return [self._optimizer]
 
     def reset(self, names: Sequence[str], weights: Sequence[float]) -> None:
         """Start from these strategies and weights; forgets remembered pools."""
