@@ -4,8 +4,8 @@ strategy said about them, trained on the stream pair by pair.
 The blend's pool is the union of every strategy's best candidates, and on the streams we measure the
 user's next item lies in it far more often than in the top ``k`` (ML-100K: 36% of events against an
 HR@10 of 18%). A weighted sum of normalised scores ranks the pool one way for every user: it cannot
-say "trust the encoder when it is sure" or "a candidate that two strategies put first beats one that
-a single strategy scored high". This ranker can. For each pool item it reads:
+say "a candidate that two strategies put first beats one that a single strategy scored high", or "for a
+short history, trust popularity more". This ranker can learn both. For each pool item it reads:
 
 - the weighted sum the blend computed (so it starts as the blend and only has to learn the rest);
 - per strategy: its min-max normalised score, the reciprocal of the item's rank by that strategy,
@@ -19,7 +19,7 @@ pairwise logistic loss (BPR) per micro-batch moves the parameters, with river's 
 layer starts at zero and the linear part at the blend's sum, so an untrained ranker ranks exactly as
 the blend does and moves away from it only as the stream shows it how.
 
-Measured against the weighted sum on five streams (``benchmarks/ranker.py``, BENCHMARKS.md section 13).
+Measured against the weighted sum on four streams (``benchmarks/ranker.py``, BENCHMARKS.md section 13).
 """
 from __future__ import annotations
 
