@@ -47,6 +47,9 @@ def pool_features(columns: np.ndarray, blended: np.ndarray, history_length: int)
     if not np.isfinite(raw).all():
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
     n_strategies, n = raw.shape
+    blended = np.asarray(blended, dtype=float)
+    if not np.isfinite(blended).all():
+        blended = np.nan_to_num(blended, nan=0.0, posinf=0.0, neginf=0.0)
     out = np.empty((n, SHARED + PER_STRATEGY * n_strategies))
     low, high = float(blended.min()), float(blended.max())
     out[:, 0] = (blended - low) / (high - low) if high > low else 0.0
@@ -111,6 +114,7 @@ class PoolRanker(LearnsAtRate):
         self._adams: list[optim.Adam] = []
         self.steps = 0
         self.pairs = 0
+        self.restarts = 0  # times a step left a parameter that is not finite and the ranker started again
 
     @classmethod
     def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
@@ -186,6 +190,10 @@ class PoolRanker(LearnsAtRate):
                  h_pos.T @ g - h_neg.T @ g, x_pos.T @ g - x_neg.T @ g]
         self._params = [np.asarray(optimizer.step(param, grad), dtype=float)
                         for optimizer, param, grad in zip(self._adams, self._params, grads)]
+        if not all(np.isfinite(param).all() for param in self._params):  # diverged: rank as the sum again
+            self._start(self._width)
+            self.restarts += 1
+            return False
         self.steps += 1
         self.pairs += len(x_pos)
         return True

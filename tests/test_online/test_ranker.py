@@ -155,3 +155,15 @@ def test_a_blend_from_a_snapshot_older_than_the_ranker_ranks_by_the_weighted_sum
     user = events[-1].user_id
     assert restored.blend.ranker is None
     assert restored.recommend(user, record=False).items == engine.recommend(user, record=False).items
+
+
+def test_a_step_that_leaves_a_parameter_not_finite_starts_the_ranker_again() -> None:
+    ranker = PoolRanker()
+    columns, blended = np.array([[0.2, 0.1, 0.3]]), np.array([0.2, 0.1, 0.3])
+    ranker.score(["a", "b", "c"], columns, blended, 1, user_id="u")
+    ranker._params[2][:] = np.inf  # as if the output layer had diverged
+    with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 on the way
+        assert not ranker.learn_many([Interaction("u", "b", 0.0)])
+    assert ranker.restarts == 1 and all(np.isfinite(p).all() for p in ranker._params)
+    scores = ranker.score(["a", "b", "c"], columns, np.array([0.2, np.nan, 0.3]), 1)
+    assert np.isfinite(scores).all() and int(np.argmax(scores)) == 2
