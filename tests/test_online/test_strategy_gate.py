@@ -80,8 +80,9 @@ def test_while_muted_the_list_with_the_strategy_is_ranked_beside_the_served_one(
 
 
 def _worker(gate_z: float) -> tuple[EventProcessor, CollectorRegistry]:
-    """A worker whose blend ranks by the weighted sum: an encoder at weight 1 then moves every list. (The
-    network ranker learns to pass over a junk encoder's scores on its own, and the gate has less to do.)"""
+    """A worker whose blend ranks by the weighted sum: an encoder at weight 1 then moves every list. (Under the
+    network ranker, which learns from the stream which strategies' scores to follow, the junk here did not lose
+    enough hits for the gate to mute it.)"""
     registry = CollectorRegistry()
     settings = Settings.of(blend="popularity=0.2,next_item=0.2", k=5, encoder_shadow_every=1, encoder_gate_z=gate_z,
                            ranker="weighted_sum")

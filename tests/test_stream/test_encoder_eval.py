@@ -82,8 +82,8 @@ def test_the_eval_loop_gates_a_harmful_encoder_as_a_worker_does_and_reports_the_
     from tests.test_online.helpers import EncoderVersion, stream
     from tests.test_online.test_strategy_gate import JUNK
 
-    # ranked by the weighted sum, where an encoder at weight 1 moves every list (the network ranker learns
-    # to pass over the junk's scores itself: tests/test_online/test_ranker.py)
+    # ranked by the weighted sum, where an encoder at weight 1 moves every list (under the network ranker,
+    # which learns which strategies' scores to follow, the junk loses fewer hits: test_strategy_gate.py's _worker)
     blend = BlendConfig.parse("popularity=0.2,next_item=0.2", ranker="weighted_sum")
     engine = StreamingRecommender(EngineConfig(k=5, blend=blend))
     loop = EncoderInTheLoop(engine, FixedVersions({}), weight=1.0, gate_z=1.96)
