@@ -35,6 +35,8 @@ from pathlib import Path
 
 from baseline import baseline_tree
 
+from online.registry import RANKERS
+
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 VARIANTS = ("blend", "encoder", "encoder-per-user")
@@ -101,7 +103,7 @@ def main() -> int:
                         help="ML-100K (sorted by time: a user's ratings come in bursts) or the demo's generated "
                              "stream (users interleaved); ML-100K falls back to generated when absent")
     parser.add_argument("--baseline-ref", help="also measure the encoder on this git commit (a temporary worktree)")
-    parser.add_argument("--ranker", choices=("network", "weighted_sum"),
+    parser.add_argument("--ranker", choices=RANKERS,
                         help="how the learned blend ranks its pool (default: the shipped setting; a baseline commit "
                              "from before the setting ranks by the weighted sum)")
     args = parser.parse_args()

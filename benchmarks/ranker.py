@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 STREAMS = ("ml-100k", "news", "catalogue", "drifting")
-RANKERS = ("weighted_sum", "network")
+from online.registry import RANKERS  # noqa: E402
 
 
 def load_stream(name: str, events: int) -> list[Any]:

@@ -41,13 +41,11 @@ from online import compiled
 from online.base import Excluded, Interaction, Pool, Ranking, Scorer, Strategy, scorer_for
 from online.popularity import DecayedPopularity, PopularityScorer
 from online.ranker import PoolRanker
-from online.registry import REGISTRY, BuildContext, StrategyConfigs, spec
+from online.registry import RANKERS, REGISTRY, BuildContext, StrategyConfigs, spec
 from online.rerank import OPTIMIZERS, LearnedWeights
 from online.sequential import NextItem
 
 NORMALISATIONS = ("minmax", "rank", "none")
-#: How the pool is ranked: by a network over every strategy's scores (``online.ranker``), or by the weighted sum.
-RANKERS = ("network", "weighted_sum")
 POOLINGS = ("union", "fill")
 #: Names of the registered strategies (``online.registry.REGISTRY``, which knows how to build each).
 STRATEGY_NAMES = tuple(REGISTRY)

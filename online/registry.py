@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 from online.base import Strategy
 
 KINDS = ("int", "float", "categorical")
+#: How a learned blend ranks its pool: a network over every strategy's scores (``online.ranker``), or the weighted sum.
+RANKERS = ("network", "weighted_sum")
 
 
 @dataclass(frozen=True)
@@ -393,7 +395,7 @@ BLEND_KNOBS: tuple[Knob, ...] = (
          help="union: every strategy proposes its best candidates; fill: each proposes ones not yet pooled"),
     Knob("learn_weights", "categorical", choices=(True, False), help="learn the weights from served lists"),
     Knob("learn_lr", "float", 1e-3, 0.5, log=True, help="learning rate of the weight learner"),
-    Knob("ranker", "categorical", choices=("network", "weighted_sum"),
+    Knob("ranker", "categorical", choices=RANKERS,
          help="how the pool is ranked: a network learned from the served lists over every strategy's scores "
               "and the weighted sum (online.ranker), or the weighted sum alone"),
 )
