@@ -9,7 +9,8 @@ short history, trust popularity more". This ranker can learn both. For each pool
 
 - the weighted sum the blend computed (so it starts as the blend and only has to learn the rest);
 - per strategy: its min-max normalised score, the reciprocal of the item's rank by that strategy,
-  and whether the strategy scored it at all;
+  whether the strategy scored it at all, and its standard score over the pool (how far the item stands
+  out from the rest, which min-max hides when one item dwarfs the others);
 - how long the user's history is (short histories want other signals than long ones).
 
 A one-hidden-layer network (ReLU) plus a linear part scores each item. It is trained like
@@ -33,8 +34,8 @@ from river import optim
 from online.base import Interaction
 from online.rerank import LearnsAtRate
 
-#: Features per strategy: normalised score, reciprocal rank, scored at all.
-PER_STRATEGY = 3
+#: Features per strategy: normalised score, reciprocal rank, scored at all, standard score.
+PER_STRATEGY = 4
 #: Features of the request and the blend: the blend's weighted sum, the user's history length.
 SHARED = 2
 
@@ -62,6 +63,9 @@ def pool_features(columns: np.ndarray, blended: np.ndarray, history_length: int)
     ranks[np.arange(n_strategies)[:, None], np.argsort(-raw, axis=1, kind="stable")] = np.arange(1.0, n + 1.0)
     out[:, SHARED + 1::PER_STRATEGY] = (positive / ranks).T
     out[:, SHARED + 2::PER_STRATEGY] = positive.T
+    spreads = raw.std(1, keepdims=True)
+    standard = np.divide(raw - raw.mean(1, keepdims=True), spreads, out=np.zeros_like(raw), where=spreads > 0)
+    out[:, SHARED + 3::PER_STRATEGY] = np.clip(standard, -6.0, 6.0).T / 3.0
     return out
 
 

@@ -20,11 +20,22 @@ def test_the_features_say_what_each_strategy_said_of_each_item() -> None:
     assert features.shape == (3, SHARED + PER_STRATEGY * 2)
     assert features[:, 0].tolist() == [1.0, 0.0, 0.5]  # the blend's sum, min-max over the pool
     assert features[:, 1].tolist() == [0.0, 0.0, 0.0]  # log(1 + history length) / 5
-    first, second = features[:, SHARED:SHARED + 3], features[:, SHARED + 3:]
+    first, second = features[:, SHARED:SHARED + PER_STRATEGY], features[:, SHARED + PER_STRATEGY:]
     assert first[:, 0].tolist() == [1.0, 0.0, 0.5] and second[:, 0].tolist() == [1.0, 0.0, 0.5]
     assert first[:, 1].tolist() == [1.0, 0.0, 0.5]  # 1 / (1 + rank); none where the strategy gave 0
     assert second[:, 1].tolist() == [1.0, 1 / 3, 0.5]
     assert first[:, 2].tolist() == [1.0, 0.0, 1.0] and second[:, 2].tolist() == [1.0, 1.0, 1.0]
+    # the standard score over the pool, divided by 3: (score - mean) / standard deviation / 3
+    spread = np.sqrt(2 / 3)
+    assert np.allclose(second[:, 3], [1 / spread / 3, -1 / spread / 3, 0.0])
+    assert np.allclose(first[:, 3], (columns[0] - 0.25) / columns[0].std() / 3)
+
+
+def test_a_standard_score_is_bounded_when_one_item_dwarfs_the_pool() -> None:
+    columns = np.array([[1e6] + [1.0] * 99, [1.0] * 100])  # the second strategy says nothing apart
+    features = pool_features(columns, columns[0], 4)
+    assert features[0, SHARED + 3] == 2.0  # its standard score, about 9.95, is clipped at 6 before the / 3
+    assert features[:, SHARED + PER_STRATEGY + 3].tolist() == [0.0] * 100
 
 
 def test_scores_that_are_not_finite_count_as_nothing() -> None:
